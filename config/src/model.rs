@@ -1,0 +1,409 @@
+//! The validated config model: the only config types the rest of Switchyard sees.
+//!
+//! Every type here is built by [`crate::parse`] after validation, so code that holds a
+//! [`Config`] may rely on its invariants (a route's upstream exists, a pool's weights sum
+//! to more than zero, a cluster has exactly one primary, ...). Types derive `Serialize` so
+//! the config can be hashed canonically, diffed and shown (with secrets redacted) by the
+//! control plane; they never derive `Deserialize`: the only way in is validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// The whole validated config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub control: ControlConfig,
+    pub http: HttpConfig,
+    pub postgres: PostgresConfig,
+}
+
+// === control ===
+
+/// The control plane: API listener, who may call it, and where changes are recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ControlConfig {
+    /// Address of the control API (loopback by default).
+    pub listen: SocketAddr,
+    /// JSON-lines audit log, one line per change attempt. Relative paths are taken
+    /// relative to the config file's directory by the control plane.
+    pub audit_log: PathBuf,
+    /// Bearer tokens and their roles.
+    pub tokens: Vec<TokenConfig>,
+    /// Optional TLS for the control API.
+    pub tls: Option<TlsFiles>,
+    /// How many applied configs the history keeps.
+    pub history_limit: usize,
+    /// Period of the safety-net re-read of the config file (for filesystems without events).
+    #[serde(serialize_with = "ser_duration")]
+    pub reload_check_interval: Duration,
+    /// Quiet time after the last file event before a reload.
+    #[serde(serialize_with = "ser_duration")]
+    pub reload_debounce: Duration,
+}
+
+/// A control API bearer token. The token itself is never in the config: only its SHA-256
+/// or the name of the environment variable holding it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: Role,
+    pub credential: TokenCredential,
+}
+
+/// Where a token's secret comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenCredential {
+    /// SHA-256 of the token.
+    Sha256(#[serde(serialize_with = "ser_hex")] [u8; 32]),
+    /// The token is read from this environment variable when the config is applied.
+    Env(String),
+}
+
+/// Control API roles, ordered by power: each role may do everything the one before may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read status, config, history and metrics.
+    Viewer,
+    /// Also run runtime operations (weights, flips, drains, promotions).
+    Operator,
+    /// Also replace the config and roll it back.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+// === http ===
+
+/// The HTTP data plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct HttpConfig {
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<Route>,
+    pub upstreams: BTreeMap<String, Upstream>,
+}
+
+/// An HTTP listening socket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// Certificates for TLS; the one matching the client's SNI is served, the first by default.
+    pub tls: Vec<TlsFiles>,
+    /// Path answered by Switchyard itself for the load balancer in front.
+    pub health_path: String,
+    /// Largest request header block accepted.
+    pub max_header_bytes: usize,
+}
+
+/// Which requests a route takes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostMatch {
+    /// `*`: every host.
+    Any,
+    /// An exact host name, lower case, without port.
+    Exact(String),
+    /// `*.example.com`: any host ending in `.example.com` (stored as `.example.com`).
+    Suffix(String),
+}
+
+/// A route: host and longest path prefix to an upstream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Route {
+    pub host: HostMatch,
+    pub path_prefix: String,
+    pub upstream: String,
+    /// Extra attempts on other backends after the first.
+    pub retries: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub connect_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub read_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub write_timeout: Duration,
+    /// Compress text responses with gzip when the client accepts it.
+    pub gzip: bool,
+    /// Largest request body accepted.
+    pub max_body_bytes: u64,
+}
+
+/// Balancing algorithm inside a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    LeastConn,
+    RoundRobin,
+}
+
+/// A named group of backends with blue/green pools.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Upstream {
+    pub balance: Balance,
+    /// Failures within `fail_timeout` that eject a backend (nginx `max_fails`); 0 disables.
+    pub max_fails: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub fail_timeout: Duration,
+    /// Never eject more than this share of a pool.
+    pub max_ejected_percent: u8,
+    /// Backend statuses counted as failures (and retried for idempotent requests).
+    pub failure_statuses: Vec<u16>,
+    /// At most this share of requests may be retries.
+    pub retry_budget: f64,
+    /// Ramp a re-enabled backend's weight over this time.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub slow_start: Option<Duration>,
+    pub health_check: Option<ActiveHealthCheck>,
+    /// Pools by name (e.g. `blue`, `green`).
+    pub pools: BTreeMap<String, Pool>,
+}
+
+/// Active HTTP health checking of an upstream's backends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveHealthCheck {
+    pub path: String,
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring a backend back.
+    pub rise: u32,
+    /// Consecutive failures that take it out.
+    pub fall: u32,
+    pub expect_status: u16,
+}
+
+/// A weighted set of backends; traffic is split between pools by `weight`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pool {
+    pub weight: u32,
+    pub backends: Vec<Backend>,
+}
+
+/// One backend server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backend {
+    pub addr: Address,
+    pub weight: u32,
+    /// Administrative state set through the control API.
+    pub state: BackendState,
+}
+
+/// Administrative state of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    Enabled,
+    /// No new requests; in-flight ones finish.
+    Drain,
+}
+
+/// `host:port`, where host is an IP literal or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+// === postgres ===
+
+/// The Postgres router.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct PostgresConfig {
+    pub clusters: Vec<Cluster>,
+}
+
+/// How long a client holds a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    Transaction,
+    Session,
+}
+
+/// One Postgres cluster: a primary, its replicas, and the listener clients connect to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub pool_mode: PoolMode,
+    pub nodes: Vec<Node>,
+    pub users: Vec<PgUser>,
+    pub pool: PoolSettings,
+    pub routing: RoutingSettings,
+    pub failover: FailoverSettings,
+}
+
+/// Role of a Postgres node as the config knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    Primary,
+    Replica,
+}
+
+/// A Postgres server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    pub addr: Address,
+    pub role: NodeRole,
+    /// Promotion tie-break among equally advanced replicas: higher wins.
+    pub priority: u32,
+    /// Set when the node was fenced by a failover; it gets no traffic until rejoined.
+    pub fenced: Option<String>,
+}
+
+/// How clients prove who they are to Switchyard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    ScramSha256,
+    Md5,
+    Trust,
+}
+
+/// A database user: what clients log in as, and what Switchyard logs in to servers with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PgUser {
+    pub name: String,
+    /// `None` only with `client_auth = "trust"` against servers that trust us too.
+    pub password: Option<Secret>,
+    pub client_auth: ClientAuth,
+}
+
+/// Server connection pool settings, per node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolSettings {
+    pub min_size: u32,
+    pub max_size: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub idle_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub max_lifetime: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub checkout_timeout: Duration,
+}
+
+/// Where reads go when no replica qualifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaFallback {
+    Primary,
+    Error,
+}
+
+/// Read/write split settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutingSettings {
+    pub read_write_split: bool,
+    pub max_replica_lag_bytes: Option<u64>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_replica_lag: Option<Duration>,
+    pub fallback: ReplicaFallback,
+    pub read_your_writes: bool,
+    pub read_only_functions: Vec<String>,
+    pub write_functions: Vec<String>,
+}
+
+/// Failure detection and promotion settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailoverSettings {
+    /// Promote a replica automatically when the primary fails.
+    pub auto_promote: bool,
+    #[serde(serialize_with = "ser_duration")]
+    pub check_interval: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub check_timeout: Duration,
+    pub failure_threshold: u32,
+    /// Longest time new write transactions wait for a promotion before failing.
+    #[serde(serialize_with = "ser_duration")]
+    pub write_pause_timeout: Duration,
+}
+
+/// A secret string (a password). `Debug` never shows it; `Serialize` does, because the
+/// canonical form is hashed: code that shows a config redacts it with [`crate::redact`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Given in the file.
+    Value(String),
+    /// Read from this environment variable when applied.
+    Env(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Secret(<redacted>)"),
+            Secret::Env(var) => write!(f, "Secret(env {var})"),
+        }
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Secret::Value(v) => s.serialize_str(v),
+            Secret::Env(var) => s.collect_str(&format_args!("env:{var}")),
+        }
+    }
+}
+
+// === serde helpers ===
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_hex<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}

@@ -1,0 +1,190 @@
+//! Validation: raw TOML units in, a [`Config`] out, or every problem at once.
+
+mod fields;
+mod http;
+mod postgres;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{ConfigErrors, KeyPath};
+use crate::model::{Config, ControlConfig, Role, TlsFiles, TokenConfig, TokenCredential};
+use crate::raw::{RawControl, RawTls};
+use crate::source::{Node, Source};
+
+use fields::Ctx;
+
+/// Largest config text accepted (a config with 10,000 backends is about 600 KB).
+pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+/// Most backends across all upstreams.
+pub const MAX_BACKENDS: usize = 10_000;
+
+/// Parse and validate a config from TOML text.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigErrors::single(
+            "(file)",
+            format!("config is {} bytes; the limit is {MAX_CONFIG_BYTES}", text.len()),
+        ));
+    }
+    let src = Source::parse(text)?;
+    let mut cx = Ctx::new(&src);
+    let root = KeyPath::root();
+    let mut control_node = None;
+    let mut http_node = None;
+    let mut postgres_node = None;
+    for (key, _, node) in src.root().entries().unwrap_or_default() {
+        match key {
+            "control" => control_node = Some(node),
+            "http" => http_node = Some(node),
+            "postgres" => postgres_node = Some(node),
+            other => cx.err(&root.key(other), "unknown key: expected control, http or postgres"),
+        }
+    }
+    let control = validate_control(&mut cx, control_node);
+    let http = http::validate(&mut cx, http_node);
+    let postgres = postgres::validate(&mut cx, postgres_node);
+    if let (Some(control), Some(http), Some(postgres)) = (&control, &http, &postgres) {
+        check_listen_conflicts(&mut cx, control, http, postgres);
+    }
+    let mut errors = cx.errors;
+    if errors.is_empty() {
+        if let (Some(control), Some(http), Some(postgres)) = (control, http, postgres) {
+            return Ok(Config { control, http, postgres });
+        }
+        // Every `None` above records an error, so this is unreachable in practice; say so
+        // rather than panic.
+        return Err(ConfigErrors::single("(root)", "config is incomplete"));
+    }
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    errors.dedup();
+    Err(ConfigErrors(errors))
+}
+
+fn validate_control(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<ControlConfig> {
+    let path = KeyPath::root().key("control");
+    let raw: RawControl = match node {
+        Some(node) => cx.src.unit(node, &path, &mut cx.errors)?,
+        None => RawControl::default(),
+    };
+    let default_listen = SocketAddr::from(([127, 0, 0, 1], 9901));
+    let listen = cx.listen_addr(raw.listen, &path.key("listen"), Some(default_listen));
+    let audit_log = match raw.audit_log {
+        Some(p) => cx.required(Some(p), &path.key("audit_log")).map(PathBuf::from),
+        None => Some(PathBuf::from("switchyard-audit.jsonl")),
+    };
+    let tls = match raw.tls {
+        Some(t) => tls_files(cx, t, &path.key("tls")),
+        None => Some(None),
+    };
+    let history_limit = cx.int(raw.history_limit, &path.key("history_limit"), 50, 1, 1000);
+    let reload_check_interval = cx.duration(
+        raw.reload_check_interval,
+        &path.key("reload_check_interval"),
+        Duration::from_secs(10),
+        false,
+    );
+    let reload_debounce = cx.duration(
+        raw.reload_debounce,
+        &path.key("reload_debounce"),
+        Duration::from_millis(150),
+        true,
+    );
+    let mut tokens = Some(Vec::new());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, t) in raw.tokens.unwrap_or_default().into_iter().enumerate() {
+        let tp = path.key("tokens").index(i);
+        let name = cx.name(t.name, &tp.key("name"));
+        if let Some(n) = &name {
+            if let Some(first) = names.insert(n.clone(), i) {
+                cx.err(&tp.key("name"), format!("duplicate token name {n:?} (also control.tokens[{first}])"));
+            }
+        }
+        let role = cx.choice(
+            t.role,
+            &tp.key("role"),
+            None,
+            &[("viewer", Role::Viewer), ("operator", Role::Operator), ("admin", Role::Admin)],
+        );
+        let credential = match (t.sha256, t.env) {
+            (Some(h), None) => sha256_hex(cx, &h, &tp.key("sha256")).map(TokenCredential::Sha256),
+            (None, Some(e)) => cx.env_name(e, &tp.key("env")).map(TokenCredential::Env),
+            (Some(_), Some(_)) => {
+                cx.err(&tp, "set only one of sha256 and env");
+                None
+            }
+            (None, None) => {
+                cx.err(
+                    &tp,
+                    "token has no hash: set sha256 = \"<hex sha-256 of the token>\" or env = \"VAR\" (plain-text tokens are not accepted)",
+                );
+                None
+            }
+        };
+        match (name, role, credential, tokens.as_mut()) {
+            (Some(name), Some(role), Some(credential), Some(list)) => list.push(TokenConfig { name, role, credential }),
+            _ => tokens = None,
+        }
+    }
+    Some(ControlConfig {
+        listen: listen?,
+        audit_log: audit_log?,
+        tokens: tokens?,
+        tls: tls?,
+        history_limit: history_limit?,
+        reload_check_interval: reload_check_interval?,
+        reload_debounce: reload_debounce?,
+    })
+}
+
+fn sha256_hex(cx: &mut Ctx<'_, '_>, s: &str, path: &KeyPath) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() == 64 && hex::decode_to_slice(s, &mut out).is_ok() {
+        return Some(out);
+    }
+    cx.err(
+        path,
+        "expected 64 hex digits (e.g. from `printf %s \"$TOKEN\" | sha256sum` or `switchyard hash-token`)",
+    );
+    None
+}
+
+/// A `{ cert = "...", key = "..." }` pair.
+pub(crate) fn tls_files(cx: &mut Ctx<'_, '_>, t: RawTls, path: &KeyPath) -> Option<Option<TlsFiles>> {
+    let cert = cx.required(t.cert, &path.key("cert"));
+    let key = cx.required(t.key, &path.key("key"));
+    Some(Some(TlsFiles {
+        cert: PathBuf::from(cert?),
+        key: PathBuf::from(key?),
+    }))
+}
+
+/// Every listening address in the file must be distinct (port 0 excepted: the OS picks).
+fn check_listen_conflicts(
+    cx: &mut Ctx<'_, '_>,
+    control: &ControlConfig,
+    http: &crate::model::HttpConfig,
+    postgres: &crate::model::PostgresConfig,
+) {
+    let mut seen: HashMap<SocketAddr, KeyPath> = HashMap::new();
+    let mut all = vec![(control.listen, KeyPath::root().key("control").key("listen"))];
+    for (i, l) in http.listeners.iter().enumerate() {
+        all.push((l.addr, KeyPath::root().key("http").key("listeners").index(i).key("addr")));
+    }
+    for (i, c) in postgres.clusters.iter().enumerate() {
+        all.push((c.listen, KeyPath::root().key("postgres").key("clusters").index(i).key("listen")));
+    }
+    for (addr, path) in all {
+        if addr.port() == 0 {
+            continue;
+        }
+        if let Some(first) = seen.get(&addr) {
+            let msg = format!("listen address {addr} is already used by {first}");
+            cx.err(&path, msg);
+        } else {
+            seen.insert(addr, path);
+        }
+    }
+}
