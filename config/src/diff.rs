@@ -48,12 +48,22 @@ fn walk(a: &Value, b: &Value, path: String, out: &mut Vec<Change>) {
             for (k, va) in x {
                 match y.get(k) {
                     Some(vb) => walk(va, vb, join(&path, k), out),
-                    None => out.push(Change { path: join(&path, k), op: "removed", from: Some(va.clone()), to: None }),
+                    None => out.push(Change {
+                        path: join(&path, k),
+                        op: "removed",
+                        from: Some(va.clone()),
+                        to: None,
+                    }),
                 }
             }
             for (k, vb) in y {
                 if !x.contains_key(k) {
-                    out.push(Change { path: join(&path, k), op: "added", from: None, to: Some(vb.clone()) });
+                    out.push(Change {
+                        path: join(&path, k),
+                        op: "added",
+                        from: None,
+                        to: Some(vb.clone()),
+                    });
                 }
             }
         }
@@ -62,13 +72,28 @@ fn walk(a: &Value, b: &Value, path: String, out: &mut Vec<Change>) {
                 let p = format!("{path}[{i}]");
                 match (x.get(i), y.get(i)) {
                     (Some(va), Some(vb)) => walk(va, vb, p, out),
-                    (Some(va), None) => out.push(Change { path: p, op: "removed", from: Some(va.clone()), to: None }),
-                    (None, Some(vb)) => out.push(Change { path: p, op: "added", from: None, to: Some(vb.clone()) }),
+                    (Some(va), None) => out.push(Change {
+                        path: p,
+                        op: "removed",
+                        from: Some(va.clone()),
+                        to: None,
+                    }),
+                    (None, Some(vb)) => out.push(Change {
+                        path: p,
+                        op: "added",
+                        from: None,
+                        to: Some(vb.clone()),
+                    }),
                     (None, None) => {}
                 }
             }
         }
-        _ if a != b => out.push(Change { path, op: "changed", from: Some(a.clone()), to: Some(b.clone()) }),
+        _ if a != b => out.push(Change {
+            path,
+            op: "changed",
+            from: Some(a.clone()),
+            to: Some(b.clone()),
+        }),
         _ => {}
     }
 }

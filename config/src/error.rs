@@ -136,9 +136,6 @@ mod tests {
             .key("backends")
             .index(1);
         assert_eq!(p.to_string(), "http.upstreams.jobs-api.backends[1]");
-        assert_eq!(
-            KeyPath::root().key("a b").key("c").to_string(),
-            "\"a b\".c"
-        );
+        assert_eq!(KeyPath::root().key("a b").key("c").to_string(), "\"a b\".c");
     }
 }

@@ -10,6 +10,7 @@
 pub mod diff;
 pub mod error;
 pub mod model;
+mod paths;
 mod raw;
 pub mod redact;
 mod source;
@@ -68,3 +69,6 @@ impl Config {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

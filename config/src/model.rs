@@ -365,6 +365,9 @@ pub struct FailoverSettings {
 
 /// A secret string (a password). `Debug` never shows it; `Serialize` does, because the
 /// canonical form is hashed: code that shows a config redacts it with [`crate::redact`].
+///
+/// A value serializes as a string and an environment reference as `{ "env": "NAME" }`, so
+/// the two cannot be mistaken for each other (a password may well begin with `env:`).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// Given in the file.
@@ -386,7 +389,12 @@ impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Secret::Value(v) => s.serialize_str(v),
-            Secret::Env(var) => s.collect_str(&format_args!("env:{var}")),
+            Secret::Env(var) => {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("env", var)?;
+                map.end()
+            }
         }
     }
 }

@@ -53,12 +53,15 @@ fn redact_value(v: &mut Value) {
 }
 
 /// The JSON form of a config with every secret replaced. Environment variable references
-/// (`env:NAME`) are names, not secrets, and stay visible.
+/// (`{ "env": "NAME" }`, see [`crate::model::Secret`]) are names, not secrets, and stay
+/// visible.
 pub fn redact_json(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(map) => {
             for (k, val) in map.iter_mut() {
-                let is_env = val.as_str().is_some_and(|s| s.starts_with("env:"));
+                let is_env = val.as_object().is_some_and(|m| {
+                    m.len() == 1 && m.get("env").is_some_and(serde_json::Value::is_string)
+                });
                 if SECRET_KEYS.contains(&k.as_str()) && !val.is_null() && !is_env {
                     *val = serde_json::Value::from(REDACTED);
                 } else {
@@ -87,10 +90,10 @@ mod tests {
 
     #[test]
     fn json_secrets_are_replaced_env_names_kept() {
-        let mut v = serde_json::json!({"a": {"password": "x", "sha256": "y"}, "b": [{"password": "env:PW"}]});
+        let mut v = serde_json::json!({"a": {"password": "x", "sha256": "y"}, "b": [{"password": {"env": "PW"}}]});
         redact_json(&mut v);
         assert_eq!(v["a"]["password"], REDACTED);
         assert_eq!(v["a"]["sha256"], REDACTED);
-        assert_eq!(v["b"][0]["password"], "env:PW");
+        assert_eq!(v["b"][0]["password"]["env"], "PW");
     }
 }

@@ -139,9 +139,16 @@ impl<'t> Source<'t> {
         fn walk(node: Node<'_>, off: usize, path: KeyPath) -> Option<KeyPath> {
             let inside = node.span().is_some_and(|s| s.contains(&off));
             let children: Vec<(Seg, Node<'_>)> = if let Some(entries) = node.entries() {
-                entries.into_iter().map(|(k, _, n)| (Seg::Key(k.to_string()), n)).collect()
+                entries
+                    .into_iter()
+                    .map(|(k, _, n)| (Seg::Key(k.to_string()), n))
+                    .collect()
             } else if let Some(elements) = node.elements() {
-                elements.into_iter().enumerate().map(|(i, n)| (Seg::Index(i), n)).collect()
+                elements
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, n)| (Seg::Index(i), n))
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -178,19 +185,21 @@ impl<'t> Source<'t> {
         let result = match node {
             Node::Item(Item::Table(t)) | Node::Table(t) => {
                 let de = toml_edit::de::Deserializer::from(DocumentMut::from(t.clone()));
-                serde_ignored::deserialize(de, |p| unknown.push(p.to_string()))
+                serde_ignored::deserialize(de, |p| unknown.push(extend(path, &p)))
             }
             Node::Item(Item::Value(v)) | Node::Value(v) => {
                 let de = v.clone().into_deserializer();
-                serde_ignored::deserialize(de, |p| unknown.push(p.to_string()))
+                serde_ignored::deserialize(de, |p| unknown.push(extend(path, &p)))
             }
             Node::Item(other) => {
-                errors.push(self.error(path, format!("expected a table, found {}", Node::Item(other).kind())));
+                errors.push(self.error(
+                    path,
+                    format!("expected a table, found {}", Node::Item(other).kind()),
+                ));
                 return None;
             }
         };
-        for p in unknown {
-            let full = extend(path, &p);
+        for full in unknown {
             errors.push(self.error(&full, "unknown key"));
         }
         match result {
@@ -199,7 +208,11 @@ impl<'t> Source<'t> {
                 let (at, line) = match e.span() {
                     Some(s) => {
                         let found = self.path_at(s.start);
-                        let at = if found.0.len() > path.0.len() { found } else { path.clone() };
+                        let at = if found.0.len() > path.0.len() {
+                            found
+                        } else {
+                            path.clone()
+                        };
                         (at, Some(line_of_offset(&self.line_starts, s.start)))
                     }
                     None => (path.clone(), self.line_of(path)),
@@ -216,14 +229,29 @@ impl<'t> Source<'t> {
 }
 
 /// `path` extended by a `serde_ignored` path such as `pools.blue.wieght` or `backends.1.x`.
-fn extend(path: &KeyPath, ignored: &str) -> KeyPath {
-    let mut p = path.clone();
-    for part in ignored.split('.').filter(|s| !s.is_empty() && *s != "?") {
-        match part.parse::<usize>() {
-            Ok(i) => p.0.push(Seg::Index(i)),
-            Err(_) => p.0.push(Seg::Key(part.to_string())),
+///
+/// Walks the path's structure rather than splitting its text on '.', because names may
+/// contain dots or be all digits (a pool named `v1.2` or `2`).
+fn extend(path: &KeyPath, ignored: &serde_ignored::Path<'_>) -> KeyPath {
+    fn push(p: &serde_ignored::Path<'_>, out: &mut KeyPath) {
+        use serde_ignored::Path;
+        match p {
+            Path::Root => {}
+            Path::Seq { parent, index } => {
+                push(parent, out);
+                out.0.push(Seg::Index(*index));
+            }
+            Path::Map { parent, key } => {
+                push(parent, out);
+                out.0.push(Seg::Key(key.clone()));
+            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => push(parent, out),
         }
     }
+    let mut p = path.clone();
+    push(ignored, &mut p);
     p
 }
 

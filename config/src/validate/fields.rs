@@ -13,6 +13,9 @@ use crate::source::Source;
 pub(crate) struct Ctx<'s, 't> {
     pub src: &'s Source<'t>,
     pub errors: Vec<ConfigError>,
+    /// Every listen address that parsed (defaults included), in validation order, so that
+    /// conflicts are found even when the sections holding them have other errors.
+    pub listens: Vec<(SocketAddr, KeyPath)>,
 }
 
 impl<'s, 't> Ctx<'s, 't> {
@@ -20,6 +23,7 @@ impl<'s, 't> Ctx<'s, 't> {
         Ctx {
             src,
             errors: Vec::new(),
+            listens: Vec::new(),
         }
     }
 
@@ -51,17 +55,23 @@ impl<'s, 't> Ctx<'s, 't> {
         default: Option<SocketAddr>,
     ) -> Option<SocketAddr> {
         let Some(s) = v else {
-            if default.is_none() {
-                self.err(path, "missing required key");
+            match default {
+                Some(a) => self.listens.push((a, path.clone())),
+                None => self.err(path, "missing required key"),
             }
             return default;
         };
         match s.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
+            Ok(a) => {
+                self.listens.push((a, path.clone()));
+                Some(a)
+            }
             Err(_) => {
                 self.err(
                     path,
-                    format!("invalid listen address {s:?}: expected ip:port, e.g. \"127.0.0.1:8080\""),
+                    format!(
+                        "invalid listen address {s:?}: expected ip:port, e.g. \"127.0.0.1:8080\""
+                    ),
                 );
                 None
             }
@@ -93,7 +103,11 @@ impl<'s, 't> Ctx<'s, 't> {
     }
 
     /// An optional duration: absent stays `None`.
-    pub fn opt_duration(&mut self, v: Option<String>, path: &KeyPath) -> Result<Option<Duration>, ()> {
+    pub fn opt_duration(
+        &mut self,
+        v: Option<String>,
+        path: &KeyPath,
+    ) -> Result<Option<Duration>, ()> {
         match v {
             None => Ok(None),
             Some(s) => self.some_duration(&s, path, false).map(Some).ok_or(()),
@@ -132,7 +146,10 @@ impl<'s, 't> Ctx<'s, 't> {
     ) -> Option<T> {
         let n = v.unwrap_or(default);
         if n < min || n > max {
-            self.err(path, format!("{n} is out of range: expected {min} to {max}"));
+            self.err(
+                path,
+                format!("{n} is out of range: expected {min} to {max}"),
+            );
             return None;
         }
         T::try_from(n).ok()
@@ -156,15 +173,25 @@ impl<'s, 't> Ctx<'s, 't> {
             return Some(*t);
         }
         let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-        self.err(path, format!("unknown value {s:?}: expected one of {}", names.join(", ")));
+        self.err(
+            path,
+            format!("unknown value {s:?}: expected one of {}", names.join(", ")),
+        );
         None
     }
 
     /// A name used as an identifier (upstream, pool, cluster, token names).
     pub fn name(&mut self, v: Option<String>, path: &KeyPath) -> Option<String> {
         let s = self.required(v, path)?;
-        if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-            self.err(path, format!("invalid name {s:?}: use up to 64 letters, digits, '-', '_' or '.'"));
+        if s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            self.err(
+                path,
+                format!("invalid name {s:?}: use up to 64 letters, digits, '-', '_' or '.'"),
+            );
             return None;
         }
         Some(s)
@@ -224,9 +251,18 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(parse_address("127.0.0.1:9001").map(|a| a.to_string()), Ok("127.0.0.1:9001".into()));
-        assert_eq!(parse_address("[::1]:5432").map(|a| a.to_string()), Ok("[::1]:5432".into()));
-        assert_eq!(parse_address("Api.Internal:80").map(|a| a.to_string()), Ok("api.internal:80".into()));
+        assert_eq!(
+            parse_address("127.0.0.1:9001").map(|a| a.to_string()),
+            Ok("127.0.0.1:9001".into())
+        );
+        assert_eq!(
+            parse_address("[::1]:5432").map(|a| a.to_string()),
+            Ok("[::1]:5432".into())
+        );
+        assert_eq!(
+            parse_address("Api.Internal:80").map(|a| a.to_string()),
+            Ok("api.internal:80".into())
+        );
         assert!(parse_address("127.0.0.1").is_err());
         assert!(parse_address("127.0.0.1:0").is_err());
         assert!(parse_address("127.0.0.1:70000").is_err());

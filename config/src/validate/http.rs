@@ -7,7 +7,8 @@ use super::fields::Ctx;
 use super::{tls_files, MAX_BACKENDS};
 use crate::error::KeyPath;
 use crate::model::{
-    ActiveHealthCheck, Backend, BackendState, Balance, HostMatch, HttpConfig, Listener, Pool, Route, Upstream,
+    ActiveHealthCheck, Backend, BackendState, Balance, HostMatch, HttpConfig, Listener, Pool,
+    Route, Upstream,
 };
 use crate::raw::{RawHealthCheck, RawListener, RawRoute, RawUpstream};
 use crate::source::Node;
@@ -27,7 +28,10 @@ pub(super) fn validate(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<H
             "listeners" => listeners_node = Some(child),
             "routes" => routes_node = Some(child),
             "upstreams" => upstreams_node = Some(child),
-            other => cx.err(&path.key(other), "unknown key: expected listeners, routes or upstreams"),
+            other => cx.err(
+                &path.key(other),
+                "unknown key: expected listeners, routes or upstreams",
+            ),
         }
     }
     let listeners = listeners(cx, listeners_node, &path.key("listeners"));
@@ -45,16 +49,27 @@ pub(super) fn validate(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<H
 }
 
 /// The elements of an array (or array of tables) at `path`, or an error.
-fn elements<'a>(cx: &mut Ctx<'_, '_>, node: Option<Node<'a>>, path: &KeyPath) -> Option<Vec<Node<'a>>> {
+fn elements<'a>(
+    cx: &mut Ctx<'_, '_>,
+    node: Option<Node<'a>>,
+    path: &KeyPath,
+) -> Option<Vec<Node<'a>>> {
     let node = node?;
     let found = node.elements();
     if found.is_none() {
-        cx.err(path, format!("expected an array of tables, found {}", node.kind()));
+        cx.err(
+            path,
+            format!("expected an array of tables, found {}", node.kind()),
+        );
     }
     found
 }
 
-fn listeners(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>, path: &KeyPath) -> Option<Vec<Listener>> {
+fn listeners(
+    cx: &mut Ctx<'_, '_>,
+    node: Option<Node<'_>>,
+    path: &KeyPath,
+) -> Option<Vec<Listener>> {
     if node.is_none() {
         return Some(Vec::new());
     }
@@ -74,7 +89,12 @@ fn listeners(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>, path: &KeyPath) -> Op
     out
 }
 
-fn listener(cx: &mut Ctx<'_, '_>, raw: RawListener, path: &KeyPath, names: &mut HashSet<String>) -> Option<Listener> {
+fn listener(
+    cx: &mut Ctx<'_, '_>,
+    raw: RawListener,
+    path: &KeyPath,
+    names: &mut HashSet<String>,
+) -> Option<Listener> {
     let name = cx.name(raw.name, &path.key("name"));
     if let Some(n) = &name {
         if !names.insert(n.clone()) {
@@ -84,7 +104,10 @@ fn listener(cx: &mut Ctx<'_, '_>, raw: RawListener, path: &KeyPath, names: &mut 
     let addr = cx.listen_addr(raw.addr, &path.key("addr"), None);
     let mut tls = Some(Vec::new());
     for (i, t) in raw.tls.unwrap_or_default().into_iter().enumerate() {
-        match (tls_files(cx, t, &path.key("tls").index(i)).flatten(), tls.as_mut()) {
+        match (
+            tls_files(cx, t, &path.key("tls").index(i)).flatten(),
+            tls.as_mut(),
+        ) {
             (Some(files), Some(list)) => list.push(files),
             _ => tls = None,
         }
@@ -93,7 +116,13 @@ fn listener(cx: &mut Ctx<'_, '_>, raw: RawListener, path: &KeyPath, names: &mut 
     if !health_path.starts_with('/') {
         cx.err(&path.key("health_path"), "must start with '/'");
     }
-    let max_header_bytes = cx.int(raw.max_header_bytes, &path.key("max_header_bytes"), 64 * 1024, 1024, 1024 * 1024);
+    let max_header_bytes = cx.int(
+        raw.max_header_bytes,
+        &path.key("max_header_bytes"),
+        64 * 1024,
+        1024,
+        1024 * 1024,
+    );
     Some(Listener {
         name: name?,
         addr: addr?,
@@ -119,12 +148,7 @@ fn routes(
         let route = cx
             .src
             .unit::<RawRoute>(el, &rp, &mut cx.errors)
-            .and_then(|raw| route(cx, raw, &rp, upstreams));
-        if let Some(r) = &route {
-            if let Some(first) = seen.insert((r.host.clone(), r.path_prefix.clone()), i) {
-                cx.err(&rp, format!("same host and path_prefix as http.routes[{first}]"));
-            }
-        }
+            .and_then(|raw| route(cx, raw, &rp, i, upstreams, &mut seen));
         match (route, out.as_mut()) {
             (Some(r), Some(list)) => list.push(r),
             _ => out = None,
@@ -133,12 +157,33 @@ fn routes(
     out
 }
 
-fn route(cx: &mut Ctx<'_, '_>, raw: RawRoute, path: &KeyPath, upstreams: &HashSet<String>) -> Option<Route> {
-    let host = host_match(cx, raw.host.unwrap_or_else(|| "*".to_string()), &path.key("host"));
+/// Route number `index` at `path`; `seen` maps each (host, path_prefix) so far to its route
+/// index, so a duplicate is reported even when either route has other errors.
+fn route(
+    cx: &mut Ctx<'_, '_>,
+    raw: RawRoute,
+    path: &KeyPath,
+    index: usize,
+    upstreams: &HashSet<String>,
+    seen: &mut HashMap<(HostMatch, String), usize>,
+) -> Option<Route> {
+    let host = host_match(
+        cx,
+        raw.host.unwrap_or_else(|| "*".to_string()),
+        &path.key("host"),
+    );
     let path_prefix = raw.path_prefix.unwrap_or_else(|| "/".to_string());
     let prefix_ok = path_prefix.starts_with('/');
     if !prefix_ok {
         cx.err(&path.key("path_prefix"), "must start with '/'");
+    }
+    if let (Some(h), true) = (&host, prefix_ok) {
+        if let Some(first) = seen.insert((h.clone(), path_prefix.clone()), index) {
+            cx.err(
+                path,
+                format!("same host and path_prefix as http.routes[{first}]"),
+            );
+        }
     }
     let upstream = cx.required(raw.upstream, &path.key("upstream"));
     if let Some(u) = &upstream {
@@ -147,15 +192,43 @@ fn route(cx: &mut Ctx<'_, '_>, raw: RawRoute, path: &KeyPath, upstreams: &HashSe
             known.sort_unstable();
             cx.err(
                 &path.key("upstream"),
-                format!("no upstream named {u:?} (defined: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+                format!(
+                    "no upstream named {u:?} (defined: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
             );
         }
     }
     let retries = cx.int(raw.retries, &path.key("retries"), 2, 0, 10);
-    let connect_timeout = cx.duration(raw.connect_timeout, &path.key("connect_timeout"), Duration::from_secs(3), false);
-    let read_timeout = cx.duration(raw.read_timeout, &path.key("read_timeout"), Duration::from_secs(60), false);
-    let write_timeout = cx.duration(raw.write_timeout, &path.key("write_timeout"), Duration::from_secs(60), false);
-    let max_body_bytes = cx.int(raw.max_body_bytes, &path.key("max_body_bytes"), 10 * 1024 * 1024, 0, i64::MAX);
+    let connect_timeout = cx.duration(
+        raw.connect_timeout,
+        &path.key("connect_timeout"),
+        Duration::from_secs(3),
+        false,
+    );
+    let read_timeout = cx.duration(
+        raw.read_timeout,
+        &path.key("read_timeout"),
+        Duration::from_secs(60),
+        false,
+    );
+    let write_timeout = cx.duration(
+        raw.write_timeout,
+        &path.key("write_timeout"),
+        Duration::from_secs(60),
+        false,
+    );
+    let max_body_bytes = cx.int(
+        raw.max_body_bytes,
+        &path.key("max_body_bytes"),
+        10 * 1024 * 1024,
+        0,
+        i64::MAX,
+    );
     let upstream = upstream.filter(|u| upstreams.contains(u));
     Some(Route {
         host: host?,
@@ -184,7 +257,10 @@ fn host_match(cx: &mut Ctx<'_, '_>, host: String, path: &KeyPath) -> Option<Host
             .split('.')
             .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     if !valid {
-        cx.err(path, format!("invalid host {host:?}: expected \"*\", a host name, or \"*.suffix\""));
+        cx.err(
+            path,
+            format!("invalid host {host:?}: expected \"*\", a host name, or \"*.suffix\""),
+        );
         return None;
     }
     Some(if suffix {
@@ -194,12 +270,19 @@ fn host_match(cx: &mut Ctx<'_, '_>, host: String, path: &KeyPath) -> Option<Host
     })
 }
 
-fn upstreams(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>, path: &KeyPath) -> Option<BTreeMap<String, Upstream>> {
+fn upstreams(
+    cx: &mut Ctx<'_, '_>,
+    node: Option<Node<'_>>,
+    path: &KeyPath,
+) -> Option<BTreeMap<String, Upstream>> {
     let Some(node) = node else {
         return Some(BTreeMap::new());
     };
     let Some(entries) = node.entries() else {
-        cx.err(path, format!("expected a table of upstreams, found {}", node.kind()));
+        cx.err(
+            path,
+            format!("expected a table of upstreams, found {}", node.kind()),
+        );
         return None;
     };
     let mut out = Some(BTreeMap::new());
@@ -222,7 +305,10 @@ fn upstreams(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>, path: &KeyPath) -> Op
         }
     }
     if total_backends > MAX_BACKENDS {
-        cx.err(path, format!("{total_backends} backends in all; the limit is {MAX_BACKENDS}"));
+        cx.err(
+            path,
+            format!("{total_backends} backends in all; the limit is {MAX_BACKENDS}"),
+        );
         return None;
     }
     out
@@ -233,14 +319,36 @@ fn upstream(cx: &mut Ctx<'_, '_>, raw: RawUpstream, path: &KeyPath) -> Option<Up
         raw.balance,
         &path.key("balance"),
         Some(Balance::LeastConn),
-        &[("least_conn", Balance::LeastConn), ("round_robin", Balance::RoundRobin)],
+        &[
+            ("least_conn", Balance::LeastConn),
+            ("round_robin", Balance::RoundRobin),
+        ],
     );
     let max_fails = cx.int(raw.max_fails, &path.key("max_fails"), 1, 0, 1000);
-    let fail_timeout = cx.duration(raw.fail_timeout, &path.key("fail_timeout"), Duration::from_secs(10), false);
-    let max_ejected_percent = cx.int(raw.max_ejected_percent, &path.key("max_ejected_percent"), 50, 0, 100);
+    let fail_timeout = cx.duration(
+        raw.fail_timeout,
+        &path.key("fail_timeout"),
+        Duration::from_secs(10),
+        false,
+    );
+    let max_ejected_percent = cx.int(
+        raw.max_ejected_percent,
+        &path.key("max_ejected_percent"),
+        50,
+        0,
+        100,
+    );
     let mut failure_statuses = Some(Vec::new());
-    for (i, s) in raw.failure_statuses.unwrap_or_else(|| vec![502, 503, 504]).into_iter().enumerate() {
-        match (cx.int::<u16>(Some(s), &path.key("failure_statuses").index(i), 0, 500, 599), failure_statuses.as_mut()) {
+    for (i, s) in raw
+        .failure_statuses
+        .unwrap_or_else(|| vec![502, 503, 504])
+        .into_iter()
+        .enumerate()
+    {
+        match (
+            cx.int::<u16>(Some(s), &path.key("failure_statuses").index(i), 0, 500, 599),
+            failure_statuses.as_mut(),
+        ) {
             (Some(s), Some(list)) => list.push(s),
             _ => failure_statuses = None,
         }
@@ -248,9 +356,14 @@ fn upstream(cx: &mut Ctx<'_, '_>, raw: RawUpstream, path: &KeyPath) -> Option<Up
     let retry_budget = raw.retry_budget.unwrap_or(0.2);
     let budget_ok = (0.0..=1.0).contains(&retry_budget);
     if !budget_ok {
-        cx.err(&path.key("retry_budget"), format!("{retry_budget} is out of range: expected 0.0 to 1.0"));
+        cx.err(
+            &path.key("retry_budget"),
+            format!("{retry_budget} is out of range: expected 0.0 to 1.0"),
+        );
     }
-    let slow_start = cx.opt_duration(raw.slow_start, &path.key("slow_start")).ok();
+    let slow_start = cx
+        .opt_duration(raw.slow_start, &path.key("slow_start"))
+        .ok();
     let health_check = match raw.health_check {
         Some(h) => health_check(cx, h, &path.key("health_check")).map(Some),
         None => Some(None),
@@ -269,14 +382,28 @@ fn upstream(cx: &mut Ctx<'_, '_>, raw: RawUpstream, path: &KeyPath) -> Option<Up
     })
 }
 
-fn health_check(cx: &mut Ctx<'_, '_>, raw: RawHealthCheck, path: &KeyPath) -> Option<ActiveHealthCheck> {
+fn health_check(
+    cx: &mut Ctx<'_, '_>,
+    raw: RawHealthCheck,
+    path: &KeyPath,
+) -> Option<ActiveHealthCheck> {
     let hc_path = raw.path.unwrap_or_else(|| "/health".to_string());
     let path_ok = hc_path.starts_with('/');
     if !path_ok {
         cx.err(&path.key("path"), "must start with '/'");
     }
-    let interval = cx.duration(raw.interval, &path.key("interval"), Duration::from_secs(2), false);
-    let timeout = cx.duration(raw.timeout, &path.key("timeout"), Duration::from_secs(1), false);
+    let interval = cx.duration(
+        raw.interval,
+        &path.key("interval"),
+        Duration::from_secs(2),
+        false,
+    );
+    let timeout = cx.duration(
+        raw.timeout,
+        &path.key("timeout"),
+        Duration::from_secs(1),
+        false,
+    );
     let rise = cx.int(raw.rise, &path.key("rise"), 2, 1, 100);
     let fall = cx.int(raw.fall, &path.key("fall"), 3, 1, 100);
     let expect_status = cx.int(raw.expect_status, &path.key("expect_status"), 200, 100, 599);
@@ -299,7 +426,10 @@ fn pools(
     let raw = match raw {
         Some(p) if !p.is_empty() => p,
         _ => {
-            cx.err(&path, "an upstream needs at least one pool, e.g. [http.upstreams.NAME.pools.blue]");
+            cx.err(
+                &path,
+                "an upstream needs at least one pool, e.g. [http.upstreams.NAME.pools.blue]",
+            );
             return None;
         }
     };
@@ -329,10 +459,17 @@ fn pools(
                 b.state,
                 &bp.key("state"),
                 Some(BackendState::Enabled),
-                &[("enabled", BackendState::Enabled), ("drain", BackendState::Drain)],
+                &[
+                    ("enabled", BackendState::Enabled),
+                    ("drain", BackendState::Drain),
+                ],
             );
             match (addr, weight, state, backends.as_mut()) {
-                (Some(addr), Some(weight), Some(state), Some(list)) => list.push(Backend { addr, weight, state }),
+                (Some(addr), Some(weight), Some(state), Some(list)) => list.push(Backend {
+                    addr,
+                    weight,
+                    state,
+                }),
                 _ => backends = None,
             }
         }
@@ -344,7 +481,10 @@ fn pools(
         }
     }
     if weight_sum == 0 {
-        cx.err(&path, "pool weights sum to 0: at least one pool needs a weight above 0");
+        cx.err(
+            &path,
+            "pool weights sum to 0: at least one pool needs a weight above 0",
+        );
         return None;
     }
     out

@@ -26,7 +26,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(ConfigErrors::single(
             "(file)",
-            format!("config is {} bytes; the limit is {MAX_CONFIG_BYTES}", text.len()),
+            format!(
+                "config is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                text.len()
+            ),
         ));
     }
     let src = Source::parse(text)?;
@@ -40,19 +43,24 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "control" => control_node = Some(node),
             "http" => http_node = Some(node),
             "postgres" => postgres_node = Some(node),
-            other => cx.err(&root.key(other), "unknown key: expected control, http or postgres"),
+            other => cx.err(
+                &root.key(other),
+                "unknown key: expected control, http or postgres",
+            ),
         }
     }
     let control = validate_control(&mut cx, control_node);
     let http = http::validate(&mut cx, http_node);
     let postgres = postgres::validate(&mut cx, postgres_node);
-    if let (Some(control), Some(http), Some(postgres)) = (&control, &http, &postgres) {
-        check_listen_conflicts(&mut cx, control, http, postgres);
-    }
+    check_listen_conflicts(&mut cx);
     let mut errors = cx.errors;
     if errors.is_empty() {
         if let (Some(control), Some(http), Some(postgres)) = (control, http, postgres) {
-            return Ok(Config { control, http, postgres });
+            return Ok(Config {
+                control,
+                http,
+                postgres,
+            });
         }
         // Every `None` above records an error, so this is unreachable in practice; say so
         // rather than panic.
@@ -72,7 +80,9 @@ fn validate_control(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<Cont
     let default_listen = SocketAddr::from(([127, 0, 0, 1], 9901));
     let listen = cx.listen_addr(raw.listen, &path.key("listen"), Some(default_listen));
     let audit_log = match raw.audit_log {
-        Some(p) => cx.required(Some(p), &path.key("audit_log")).map(PathBuf::from),
+        Some(p) => cx
+            .required(Some(p), &path.key("audit_log"))
+            .map(PathBuf::from),
         None => Some(PathBuf::from("switchyard-audit.jsonl")),
     };
     let tls = match raw.tls {
@@ -99,14 +109,21 @@ fn validate_control(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<Cont
         let name = cx.name(t.name, &tp.key("name"));
         if let Some(n) = &name {
             if let Some(first) = names.insert(n.clone(), i) {
-                cx.err(&tp.key("name"), format!("duplicate token name {n:?} (also control.tokens[{first}])"));
+                cx.err(
+                    &tp.key("name"),
+                    format!("duplicate token name {n:?} (also control.tokens[{first}])"),
+                );
             }
         }
         let role = cx.choice(
             t.role,
             &tp.key("role"),
             None,
-            &[("viewer", Role::Viewer), ("operator", Role::Operator), ("admin", Role::Admin)],
+            &[
+                ("viewer", Role::Viewer),
+                ("operator", Role::Operator),
+                ("admin", Role::Admin),
+            ],
         );
         let credential = match (t.sha256, t.env) {
             (Some(h), None) => sha256_hex(cx, &h, &tp.key("sha256")).map(TokenCredential::Sha256),
@@ -124,7 +141,11 @@ fn validate_control(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<Cont
             }
         };
         match (name, role, credential, tokens.as_mut()) {
-            (Some(name), Some(role), Some(credential), Some(list)) => list.push(TokenConfig { name, role, credential }),
+            (Some(name), Some(role), Some(credential), Some(list)) => list.push(TokenConfig {
+                name,
+                role,
+                credential,
+            }),
             _ => tokens = None,
         }
     }
@@ -152,7 +173,11 @@ fn sha256_hex(cx: &mut Ctx<'_, '_>, s: &str, path: &KeyPath) -> Option<[u8; 32]>
 }
 
 /// A `{ cert = "...", key = "..." }` pair.
-pub(crate) fn tls_files(cx: &mut Ctx<'_, '_>, t: RawTls, path: &KeyPath) -> Option<Option<TlsFiles>> {
+pub(crate) fn tls_files(
+    cx: &mut Ctx<'_, '_>,
+    t: RawTls,
+    path: &KeyPath,
+) -> Option<Option<TlsFiles>> {
     let cert = cx.required(t.cert, &path.key("cert"));
     let key = cx.required(t.key, &path.key("key"));
     Some(Some(TlsFiles {
@@ -162,21 +187,12 @@ pub(crate) fn tls_files(cx: &mut Ctx<'_, '_>, t: RawTls, path: &KeyPath) -> Opti
 }
 
 /// Every listening address in the file must be distinct (port 0 excepted: the OS picks).
-fn check_listen_conflicts(
-    cx: &mut Ctx<'_, '_>,
-    control: &ControlConfig,
-    http: &crate::model::HttpConfig,
-    postgres: &crate::model::PostgresConfig,
-) {
+///
+/// Uses every address that parsed, not only those of valid sections, so a conflict is
+/// reported together with the file's other problems.
+fn check_listen_conflicts(cx: &mut Ctx<'_, '_>) {
     let mut seen: HashMap<SocketAddr, KeyPath> = HashMap::new();
-    let mut all = vec![(control.listen, KeyPath::root().key("control").key("listen"))];
-    for (i, l) in http.listeners.iter().enumerate() {
-        all.push((l.addr, KeyPath::root().key("http").key("listeners").index(i).key("addr")));
-    }
-    for (i, c) in postgres.clusters.iter().enumerate() {
-        all.push((c.listen, KeyPath::root().key("postgres").key("clusters").index(i).key("listen")));
-    }
-    for (addr, path) in all {
+    for (addr, path) in std::mem::take(&mut cx.listens) {
         if addr.port() == 0 {
             continue;
         }
@@ -188,3 +204,6 @@ fn check_listen_conflicts(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

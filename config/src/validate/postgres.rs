@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::fields::Ctx;
 use crate::error::KeyPath;
 use crate::model::{
-    ClientAuth, Cluster, FailoverSettings, Node as PgNode, NodeRole, PgUser, PoolMode, PoolSettings, PostgresConfig,
-    ReplicaFallback, RoutingSettings, Secret,
+    ClientAuth, Cluster, FailoverSettings, Node as PgNode, NodeRole, PgUser, PoolMode,
+    PoolSettings, PostgresConfig, ReplicaFallback, RoutingSettings, Secret,
 };
 use crate::raw::{RawCluster, RawFailover, RawNode, RawPoolSettings, RawRouting, RawUser};
 use crate::source::Node;
@@ -33,35 +33,54 @@ pub(super) fn validate(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<P
     };
     let cp = path.key("clusters");
     let Some(elements) = clusters_node.elements() else {
-        cx.err(&cp, format!("expected an array of tables, found {}", clusters_node.kind()));
+        cx.err(
+            &cp,
+            format!(
+                "expected an array of tables, found {}",
+                clusters_node.kind()
+            ),
+        );
         return None;
     };
     let mut clusters = Some(Vec::new());
     let mut names = HashSet::new();
     for (i, el) in elements.into_iter().enumerate() {
         let p = cp.index(i);
-        let cluster = cx.src.unit::<RawCluster>(el, &p, &mut cx.errors).and_then(|raw| cluster(cx, raw, &p));
-        if let Some(c) = &cluster {
-            if !names.insert(c.name.clone()) {
-                cx.err(&p.key("name"), format!("duplicate cluster name {:?}", c.name));
-            }
-        }
+        let cluster = cx
+            .src
+            .unit::<RawCluster>(el, &p, &mut cx.errors)
+            .and_then(|raw| cluster(cx, raw, &p, &mut names));
         match (cluster, clusters.as_mut()) {
             (Some(c), Some(list)) => list.push(c),
             _ => clusters = None,
         }
     }
-    Some(PostgresConfig { clusters: clusters? })
+    Some(PostgresConfig {
+        clusters: clusters?,
+    })
 }
 
-fn cluster(cx: &mut Ctx<'_, '_>, raw: RawCluster, path: &KeyPath) -> Option<Cluster> {
+fn cluster(
+    cx: &mut Ctx<'_, '_>,
+    raw: RawCluster,
+    path: &KeyPath,
+    names: &mut HashSet<String>,
+) -> Option<Cluster> {
     let name = cx.name(raw.name, &path.key("name"));
+    if let Some(n) = &name {
+        if !names.insert(n.clone()) {
+            cx.err(&path.key("name"), format!("duplicate cluster name {n:?}"));
+        }
+    }
     let listen = cx.listen_addr(raw.listen, &path.key("listen"), None);
     let pool_mode = cx.choice(
         raw.pool_mode,
         &path.key("pool_mode"),
         Some(PoolMode::Transaction),
-        &[("transaction", PoolMode::Transaction), ("session", PoolMode::Session)],
+        &[
+            ("transaction", PoolMode::Transaction),
+            ("session", PoolMode::Session),
+        ],
     );
     let nodes = nodes(cx, raw.nodes.unwrap_or_default(), &path.key("nodes"));
     let users = users(cx, raw.users.unwrap_or_default(), &path.key("users"));
@@ -82,7 +101,10 @@ fn cluster(cx: &mut Ctx<'_, '_>, raw: RawCluster, path: &KeyPath) -> Option<Clus
 
 fn nodes(cx: &mut Ctx<'_, '_>, raw: Vec<RawNode>, path: &KeyPath) -> Option<Vec<PgNode>> {
     if raw.is_empty() {
-        cx.err(path, "a cluster needs nodes: one with role = \"primary\" and any number of replicas");
+        cx.err(
+            path,
+            "a cluster needs nodes: one with role = \"primary\" and any number of replicas",
+        );
         return None;
     }
     let mut out = Some(Vec::new());
@@ -92,14 +114,20 @@ fn nodes(cx: &mut Ctx<'_, '_>, raw: Vec<RawNode>, path: &KeyPath) -> Option<Vec<
         let addr = cx.address(n.addr, &np.key("addr"));
         if let Some(a) = &addr {
             if let Some(first) = seen.insert(a.to_string(), i) {
-                cx.err(&np.key("addr"), format!("node {a} is already listed at index {first}"));
+                cx.err(
+                    &np.key("addr"),
+                    format!("node {a} is already listed at index {first}"),
+                );
             }
         }
         let role = cx.choice(
             n.role,
             &np.key("role"),
             None,
-            &[("primary", NodeRole::Primary), ("replica", NodeRole::Replica)],
+            &[
+                ("primary", NodeRole::Primary),
+                ("replica", NodeRole::Replica),
+            ],
         );
         let priority = cx.int(n.priority, &np.key("priority"), 100, 0, 1_000_000);
         let fenced = n.fenced.filter(|r| !r.is_empty());
@@ -114,22 +142,38 @@ fn nodes(cx: &mut Ctx<'_, '_>, raw: Vec<RawNode>, path: &KeyPath) -> Option<Vec<
         }
     }
     let nodes = out?;
-    let primaries: Vec<&PgNode> = nodes.iter().filter(|n| n.role == NodeRole::Primary).collect();
+    let primaries: Vec<&PgNode> = nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Primary)
+        .collect();
     match primaries.as_slice() {
         [p] if p.fenced.is_some() => {
-            cx.err(path, format!("the primary {} is fenced: make another node the primary", p.addr));
+            cx.err(
+                path,
+                format!(
+                    "the primary {} is fenced: make another node the primary",
+                    p.addr
+                ),
+            );
             None
         }
         [_] => Some(nodes),
         [] => {
-            cx.err(path, "a cluster needs exactly one node with role = \"primary\"; found none");
+            cx.err(
+                path,
+                "a cluster needs exactly one node with role = \"primary\"; found none",
+            );
             None
         }
         many => {
             let addrs: Vec<String> = many.iter().map(|n| n.addr.to_string()).collect();
             cx.err(
                 path,
-                format!("a cluster needs exactly one primary; found {}: {}", many.len(), addrs.join(", ")),
+                format!(
+                    "a cluster needs exactly one primary; found {}: {}",
+                    many.len(),
+                    addrs.join(", ")
+                ),
             );
             None
         }
@@ -159,10 +203,15 @@ fn users(cx: &mut Ctx<'_, '_>, raw: Vec<RawUser>, path: &KeyPath) -> Option<Vec<
         );
         let password = match (u.password, u.password_env) {
             (Some(p), None) => Some(Some(Secret::Value(p))),
-            (None, Some(e)) => cx.env_name(e, &up.key("password_env")).map(|e| Some(Secret::Env(e))),
+            (None, Some(e)) => cx
+                .env_name(e, &up.key("password_env"))
+                .map(|e| Some(Secret::Env(e))),
             (None, None) if client_auth == Some(ClientAuth::Trust) => Some(None),
             (None, None) => {
-                cx.err(&up, "set password or password_env (or client_auth = \"trust\")");
+                cx.err(
+                    &up,
+                    "set password or password_env (or client_auth = \"trust\")",
+                );
                 None
             }
             (Some(_), Some(_)) => {
@@ -192,10 +241,24 @@ fn pool(cx: &mut Ctx<'_, '_>, raw: RawPoolSettings, path: &KeyPath) -> Option<Po
             return None;
         }
     }
-    let idle_timeout = cx.duration(raw.idle_timeout, &path.key("idle_timeout"), Duration::from_secs(600), false);
-    let max_lifetime = cx.duration(raw.max_lifetime, &path.key("max_lifetime"), Duration::from_secs(3600), false);
-    let checkout_timeout =
-        cx.duration(raw.checkout_timeout, &path.key("checkout_timeout"), Duration::from_secs(5), false);
+    let idle_timeout = cx.duration(
+        raw.idle_timeout,
+        &path.key("idle_timeout"),
+        Duration::from_secs(600),
+        false,
+    );
+    let max_lifetime = cx.duration(
+        raw.max_lifetime,
+        &path.key("max_lifetime"),
+        Duration::from_secs(3600),
+        false,
+    );
+    let checkout_timeout = cx.duration(
+        raw.checkout_timeout,
+        &path.key("checkout_timeout"),
+        Duration::from_secs(5),
+        false,
+    );
     Some(PoolSettings {
         min_size: min_size?,
         max_size: max_size?,
@@ -207,15 +270,22 @@ fn pool(cx: &mut Ctx<'_, '_>, raw: RawPoolSettings, path: &KeyPath) -> Option<Po
 
 fn routing(cx: &mut Ctx<'_, '_>, raw: RawRouting, path: &KeyPath) -> Option<RoutingSettings> {
     let max_replica_lag_bytes = match raw.max_replica_lag_bytes {
-        Some(b) => cx.int(Some(b), &path.key("max_replica_lag_bytes"), 0, 0, i64::MAX).map(Some),
+        Some(b) => cx
+            .int(Some(b), &path.key("max_replica_lag_bytes"), 0, 0, i64::MAX)
+            .map(Some),
         None => Some(None),
     };
-    let max_replica_lag = cx.opt_duration(raw.max_replica_lag, &path.key("max_replica_lag")).ok();
+    let max_replica_lag = cx
+        .opt_duration(raw.max_replica_lag, &path.key("max_replica_lag"))
+        .ok();
     let fallback = cx.choice(
         raw.fallback,
         &path.key("fallback"),
         Some(ReplicaFallback::Primary),
-        &[("primary", ReplicaFallback::Primary), ("error", ReplicaFallback::Error)],
+        &[
+            ("primary", ReplicaFallback::Primary),
+            ("error", ReplicaFallback::Error),
+        ],
     );
     Some(RoutingSettings {
         read_write_split: raw.read_write_split.unwrap_or(true),
@@ -229,10 +299,25 @@ fn routing(cx: &mut Ctx<'_, '_>, raw: RawRouting, path: &KeyPath) -> Option<Rout
 }
 
 fn failover(cx: &mut Ctx<'_, '_>, raw: RawFailover, path: &KeyPath) -> Option<FailoverSettings> {
-    let check_interval =
-        cx.duration(raw.check_interval, &path.key("check_interval"), Duration::from_millis(300), false);
-    let check_timeout = cx.duration(raw.check_timeout, &path.key("check_timeout"), Duration::from_millis(500), false);
-    let failure_threshold = cx.int(raw.failure_threshold, &path.key("failure_threshold"), 3, 1, 100);
+    let check_interval = cx.duration(
+        raw.check_interval,
+        &path.key("check_interval"),
+        Duration::from_millis(300),
+        false,
+    );
+    let check_timeout = cx.duration(
+        raw.check_timeout,
+        &path.key("check_timeout"),
+        Duration::from_millis(500),
+        false,
+    );
+    let failure_threshold = cx.int(
+        raw.failure_threshold,
+        &path.key("failure_threshold"),
+        3,
+        1,
+        100,
+    );
     let write_pause_timeout = cx.duration(
         raw.write_pause_timeout,
         &path.key("write_pause_timeout"),

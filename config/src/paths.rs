@@ -1,0 +1,30 @@
+//! Relative file paths in a config are relative to the config file's directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::model::{Config, TlsFiles};
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+fn resolve_tls(base: &Path, t: &mut TlsFiles) {
+    resolve(base, &mut t.cert);
+    resolve(base, &mut t.key);
+}
+
+impl Config {
+    /// Make every relative path (audit log, certificates, keys) relative to `base`, the
+    /// config file's directory. Pure: no file is touched.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        resolve(base, &mut self.control.audit_log);
+        if let Some(t) = self.control.tls.as_mut() {
+            resolve_tls(base, t);
+        }
+        for l in &mut self.http.listeners {
+            l.tls.iter_mut().for_each(|t| resolve_tls(base, t));
+        }
+    }
+}

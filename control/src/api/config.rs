@@ -1,0 +1,262 @@
+//! `/v1/config`: read the running config (secrets redacted), replace it, roll it back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use switchyard_config::redact::{redact_json, redact_toml};
+
+use super::response::{error, errors, json, with_type, Body};
+use super::{ApiState, MAX_BODY_BYTES};
+use crate::applier::{ApplyError, ApplyOutcome, ApplyRequest};
+use crate::auth::Principal;
+use crate::history::{Actor, Origin};
+
+/// `GET /v1/config[?format=json]`: the running config's TOML (or JSON model), redacted, with
+/// its version as the `ETag`.
+pub fn get<B>(state: &ApiState, req: &Request<B>) -> Response<Body> {
+    let applied = state.applier.current();
+    let mut resp = if query_flag(req.uri().query(), "format").as_deref() == Some("json") {
+        let mut v = serde_json::to_value(&*applied.snapshot.config).unwrap_or_default();
+        redact_json(&mut v);
+        json(StatusCode::OK, &v)
+    } else {
+        with_type(
+            StatusCode::OK,
+            "application/toml",
+            redact_toml(&applied.snapshot.source),
+        )
+    };
+    set_etag(&mut resp, applied.snapshot.version);
+    resp
+}
+
+/// `GET /v1/config/history/{version}`: an earlier config's TOML, redacted.
+pub fn get_version(state: &ApiState, version: &str) -> Response<Body> {
+    let Ok(version) = version.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, "version must be a number");
+    };
+    match state.applier.source_of(version) {
+        Some(text) => {
+            let mut resp = with_type(StatusCode::OK, "application/toml", redact_toml(&text));
+            set_etag(&mut resp, version);
+            resp
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("version {version} is not in the history"),
+        ),
+    }
+}
+
+/// `PUT /v1/config[?dry_run=true]` with a TOML body, honouring `If-Match`.
+pub async fn put(
+    state: &ApiState,
+    who: Principal,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let dry_run = matches!(
+        query_flag(req.uri().query(), "dry_run").as_deref(),
+        Some("true" | "1")
+    );
+    let expect_version = match if_match(&req) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "config must be UTF-8 TOML text");
+    };
+    let outcome = state
+        .applier
+        .apply(ApplyRequest {
+            text: Arc::from(text),
+            origin: Origin::Api,
+            actor: Actor {
+                name: who.name,
+                remote: Some(remote),
+            },
+            action: if dry_run {
+                "config.put.dry_run"
+            } else {
+                "config.put"
+            },
+            expect_version,
+            dry_run,
+        })
+        .await;
+    outcome_response(outcome)
+}
+
+/// `POST /v1/config/rollback` with `{"version": N}`.
+pub async fn rollback(
+    state: &ApiState,
+    who: Principal,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let expect_version = match if_match(&req) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rollback {
+        version: u64,
+    }
+    let target: Rollback = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"version\": N}}: {e}"),
+            )
+        }
+    };
+    let actor = Actor {
+        name: who.name,
+        remote: Some(remote),
+    };
+    outcome_response(
+        state
+            .applier
+            .rollback(target.version, actor, expect_version)
+            .await,
+    )
+}
+
+fn outcome_response(outcome: Result<ApplyOutcome, ApplyError>) -> Response<Body> {
+    match outcome {
+        Ok(ApplyOutcome::Applied {
+            before,
+            after,
+            changes,
+        }) => {
+            let mut resp = json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "result": "applied",
+                    "version_before": before,
+                    "version": after.snapshot.version,
+                    "hash": after.snapshot.hash,
+                    "changes": changes,
+                }),
+            );
+            set_etag(&mut resp, after.snapshot.version);
+            resp
+        }
+        Ok(ApplyOutcome::Unchanged { current }) => {
+            let mut resp = json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "result": "unchanged",
+                    "version": current.snapshot.version,
+                    "hash": current.snapshot.hash,
+                    "changes": [],
+                }),
+            );
+            set_etag(&mut resp, current.snapshot.version);
+            resp
+        }
+        Ok(ApplyOutcome::DryRun {
+            current,
+            hash,
+            changes,
+        }) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "result": "dry_run", "valid": true, "version": current, "hash": hash, "changes": changes }),
+        ),
+        Err(e @ ApplyError::Stale { current, .. }) => {
+            let mut resp = error(StatusCode::PRECONDITION_FAILED, e.to_string());
+            set_etag(&mut resp, current);
+            resp
+        }
+        Err(e @ ApplyError::Invalid(_)) => {
+            errors(StatusCode::BAD_REQUEST, "invalid config", &e.errors())
+        }
+        Err(e @ ApplyError::Build(_)) => errors(
+            StatusCode::BAD_REQUEST,
+            "config cannot be applied",
+            &e.errors(),
+        ),
+        Err(e @ ApplyError::UnknownVersion { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ ApplyError::Persist(_)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("change refused: {e} (nothing was applied)"),
+        ),
+    }
+}
+
+/// Collect a request body, refusing more than [`MAX_BODY_BYTES`] with 413.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        let len = len.to_str().ok().and_then(|l| l.parse::<u64>().ok());
+        match len {
+            Some(n) if n > MAX_BODY_BYTES as u64 => return Err(too_large()),
+            Some(_) => {}
+            None => return Err(error(StatusCode::BAD_REQUEST, "invalid Content-Length")),
+        }
+    }
+    match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read request body: {e}"),
+        )),
+    }
+}
+
+fn too_large() -> Response<Body> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// `If-Match: "7"` → `Some(7)`; absent or `*` → `None`.
+fn if_match<B>(req: &Request<B>) -> Result<Option<u64>, Response<Body>> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+    s.parse::<u64>().map(Some).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "If-Match must be a config version ETag such as \"7\"",
+        )
+    })
+}
+
+fn set_etag(resp: &mut Response<Body>, version: u64) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+}
+
+/// The value of `key` in a query string (no percent-decoding: our flags are plain words).
+fn query_flag(query: Option<&str>, key: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+}

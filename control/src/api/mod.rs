@@ -1,0 +1,188 @@
+//! The control API: an HTTP/1.1 JSON API on hyper, optionally over TLS.
+//!
+//! Routes, and the role each needs:
+//! - `GET /health`: liveness, no token.
+//! - `GET /v1/status`, `GET /v1/config`, `GET /v1/config/history[/{version}]`, `GET /metrics`: viewer.
+//! - `PUT /v1/config`, `POST /v1/config/rollback`: admin.
+
+mod auth;
+mod config;
+mod response;
+mod status;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use switchyard_config::Role;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::applier::Applier;
+use response::{error, Body};
+
+/// Largest request body accepted: a config at the size limit, plus slack.
+pub const MAX_BODY_BYTES: usize = switchyard_config::MAX_CONFIG_BYTES + 64 * 1024;
+
+/// What every request handler can reach.
+pub struct ApiState {
+    pub applier: Arc<Applier>,
+    pub metrics: Option<PrometheusHandle>,
+    /// Where the API actually listens.
+    pub bound: SocketAddr,
+    pub started: Instant,
+}
+
+/// Serve the control API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "control API accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let tls = state.applier.runtime().tls.clone();
+            match tls {
+                Some(cfg) => match tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
+                    Ok(stream) => serve_conn(stream, state, remote).await,
+                    Err(e) => {
+                        tracing::debug!(%remote, error = %e, "control API TLS handshake failed")
+                    }
+                },
+                None => serve_conn(tcp, state, remote).await,
+            }
+        });
+    }
+}
+
+async fn serve_conn<I>(io: I, state: Arc<ApiState>, remote: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(&state, remote, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(%remote, error = %e, "control API connection ended with an error");
+    }
+}
+
+async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let rt = state.applier.runtime();
+    let needs = |role: Role| auth::authorize(&rt, &req, role);
+    match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, "/health") => {
+            response::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+        }
+        (Method::GET, "/v1/status") => match needs(Role::Viewer) {
+            Ok(_) => status::status(state),
+            Err(resp) => resp,
+        },
+        (Method::GET, "/metrics") => match needs(Role::Viewer) {
+            Ok(_) => match &state.metrics {
+                Some(h) => {
+                    response::with_type(StatusCode::OK, "text/plain; version=0.0.4", h.render())
+                }
+                None => error(StatusCode::NOT_FOUND, "metrics are not enabled"),
+            },
+            Err(resp) => resp,
+        },
+        (Method::GET, "/v1/config") => match needs(Role::Viewer) {
+            Ok(_) => config::get(state, &req),
+            Err(resp) => resp,
+        },
+        (Method::GET, "/v1/config/history") => match needs(Role::Viewer) {
+            Ok(_) => response::json(
+                StatusCode::OK,
+                &serde_json::json!({ "history": state.applier.history() }),
+            ),
+            Err(resp) => resp,
+        },
+        (Method::GET, p) if p.starts_with("/v1/config/history/") => match needs(Role::Viewer) {
+            Ok(_) => config::get_version(state, &p["/v1/config/history/".len()..]),
+            Err(resp) => resp,
+        },
+        (Method::PUT, "/v1/config") => match needs(Role::Admin) {
+            Ok(who) => config::put(state, who, remote, req).await,
+            Err(resp) => denied(state, remote, "config.put", resp),
+        },
+        (Method::POST, "/v1/config/rollback") => match needs(Role::Admin) {
+            Ok(who) => config::rollback(state, who, remote, req).await,
+            Err(resp) => denied(state, remote, "config.rollback", resp),
+        },
+        (_, "/health" | "/v1/status" | "/metrics" | "/v1/config/history") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET",
+        ),
+        (_, "/v1/config") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET or PUT",
+        ),
+        (_, "/v1/config/rollback") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use POST",
+        ),
+        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}
+
+/// Record a refused change attempt in the audit log and pass the refusal on.
+fn denied(
+    state: &ApiState,
+    remote: SocketAddr,
+    action: &str,
+    resp: Response<Body>,
+) -> Response<Body> {
+    let version = state.applier.current().snapshot.version;
+    let reason = if resp.status() == StatusCode::FORBIDDEN {
+        "forbidden"
+    } else {
+        "unauthenticated"
+    };
+    state
+        .applier
+        .runtime()
+        .audit
+        .record(&crate::audit::AuditEntry {
+            time: time::OffsetDateTime::now_utc(),
+            actor: "(unauthenticated)".into(),
+            remote: Some(remote),
+            action: action.to_string(),
+            version_before: version,
+            version_after: version,
+            result: "denied",
+            error: Some(format!("{reason} ({})", resp.status().as_u16())),
+            detail: None,
+        });
+    resp
+}

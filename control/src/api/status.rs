@@ -1,0 +1,38 @@
+//! `GET /v1/status`: what is running, since when, applied by whom, and each plane's state.
+
+use http::{Response, StatusCode};
+
+use super::response::{json, Body};
+use super::ApiState;
+
+pub fn status(state: &ApiState) -> Response<Body> {
+    let applied = state.applier.current();
+    let rt = state.applier.runtime();
+    let mut planes = serde_json::Map::new();
+    for plane in state.applier.planes() {
+        planes.insert(plane.name().to_string(), plane.status());
+    }
+    let mut restart_required = Vec::new();
+    if rt.listen != state.bound && rt.listen.port() != 0 {
+        restart_required.push(format!(
+            "control.listen is {} but the API listens on {}: restart to move it",
+            rt.listen, state.bound
+        ));
+    }
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "version": applied.snapshot.version,
+            "hash": applied.snapshot.hash,
+            "applied_at": applied.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "applied_by": applied.actor.name,
+            "applied_from": applied.actor.remote,
+            "source": applied.origin,
+            "config_path": state.applier.config_path().display().to_string(),
+            "uptime_seconds": state.started.elapsed().as_secs(),
+            "last_reload_error": state.applier.last_error().as_deref(),
+            "restart_required": restart_required,
+            "planes": planes,
+        }),
+    )
+}

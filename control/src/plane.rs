@@ -1,0 +1,31 @@
+//! The seam between the control plane and the data planes.
+//!
+//! A data plane (HTTP proxy, Postgres router) is driven only through [`Plane`]: the applier
+//! asks every plane to [`Plane::prepare`] a runtime for a new config, and only when all of
+//! them succeed does it [`Prepared::commit`] each one. Preparing must have no visible effect,
+//! so a config that one plane rejects changes nothing anywhere. The binary wires the
+//! concrete planes in; this crate never depends on them.
+
+use std::sync::Arc;
+
+use switchyard_config::Config;
+
+/// A data plane driven by the applier.
+pub trait Plane: Send + Sync + 'static {
+    /// Short name used in status output and errors (`http`, `postgres`).
+    fn name(&self) -> &'static str;
+
+    /// Build this plane's runtime for `config` without touching the running one. The error
+    /// is shown to the operator as is: name the key and the cause.
+    fn prepare(&self, config: &Arc<Config>) -> Result<Box<dyn Prepared>, String>;
+
+    /// The plane's state for `GET /v1/status`.
+    fn status(&self) -> serde_json::Value;
+}
+
+/// A runtime built by [`Plane::prepare`], waiting to go live.
+pub trait Prepared: Send {
+    /// Make this runtime the live one. Must not fail: everything fallible belongs in
+    /// `prepare`.
+    fn commit(self: Box<Self>);
+}

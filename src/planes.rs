@@ -1,0 +1,56 @@
+//! Wiring: the HTTP and Postgres planes plugged into the control plane's [`Plane`] seam.
+
+use std::sync::Arc;
+
+use switchyard_config::Config;
+use switchyard_control::{Plane, Prepared};
+use switchyard_dbrouter::{DbPlane, DbRuntime};
+use switchyard_proxy::{HttpPlane, HttpRuntime};
+
+/// The HTTP plane as the applier sees it.
+pub struct Http(pub Arc<HttpPlane>);
+
+struct PreparedHttp(Arc<HttpPlane>, HttpRuntime);
+
+impl Plane for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+    fn prepare(&self, config: &Arc<Config>) -> Result<Box<dyn Prepared>, String> {
+        let rt = self.0.build(config).map_err(|e| e.to_string())?;
+        Ok(Box::new(PreparedHttp(self.0.clone(), rt)))
+    }
+    fn status(&self) -> serde_json::Value {
+        self.0.status()
+    }
+}
+
+impl Prepared for PreparedHttp {
+    fn commit(self: Box<Self>) {
+        self.0.swap(self.1);
+    }
+}
+
+/// The Postgres plane as the applier sees it.
+pub struct Postgres(pub Arc<DbPlane>);
+
+struct PreparedPostgres(Arc<DbPlane>, DbRuntime);
+
+impl Plane for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+    fn prepare(&self, config: &Arc<Config>) -> Result<Box<dyn Prepared>, String> {
+        let rt = self.0.build(config).map_err(|e| e.to_string())?;
+        Ok(Box::new(PreparedPostgres(self.0.clone(), rt)))
+    }
+    fn status(&self) -> serde_json::Value {
+        self.0.status()
+    }
+}
+
+impl Prepared for PreparedPostgres {
+    fn commit(self: Box<Self>) {
+        self.0.swap(self.1);
+    }
+}
