@@ -2,8 +2,6 @@
 
 #![forbid(unsafe_code)]
 
-mod planes;
-
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -150,13 +148,7 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
 async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let metrics = switchyard_control::metrics::install()
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
-    let http = Arc::new(switchyard_proxy::HttpPlane::new());
-    let postgres = Arc::new(switchyard_dbrouter::DbPlane::new());
-    let planes: Vec<Arc<dyn switchyard_control::Plane>> = vec![
-        Arc::new(planes::Http(http)),
-        Arc::new(planes::Postgres(postgres)),
-    ];
-    let applier = switchyard_control::Applier::start(&config_path, planes)?;
+    let applier = switchyard_control::Applier::start(&config_path, switchyard::planes())?;
     let listen = applier.current().snapshot.config.control.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -1,37 +1,87 @@
 //! Config errors: every problem found in one pass, each with its key path and line.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// One step of a key path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {
-    Key(String),
+    Key(Cow<'static, str>),
     Index(usize),
 }
 
 /// A key path such as `http.upstreams.jobs-api.pools.blue.backends[1]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct KeyPath(pub Vec<Seg>);
+///
+/// Validation builds a path for every field it checks and almost never needs one (only for
+/// errors), so a path is a shared, immutable linked list: extending it is one small
+/// allocation, and static key names are not copied.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPath(Option<Arc<PathNode>>);
+
+#[derive(Debug)]
+struct PathNode {
+    parent: KeyPath,
+    seg: Seg,
+}
 
 impl KeyPath {
     pub fn root() -> Self {
-        KeyPath(Vec::new())
+        KeyPath(None)
     }
 
     /// This path with a key appended.
-    pub fn key(&self, key: impl Into<String>) -> Self {
-        let mut segs = self.0.clone();
-        segs.push(Seg::Key(key.into()));
-        KeyPath(segs)
+    pub fn key(&self, key: impl Into<Cow<'static, str>>) -> Self {
+        self.push(Seg::Key(key.into()))
     }
 
     /// This path with an array index appended.
     pub fn index(&self, i: usize) -> Self {
-        let mut segs = self.0.clone();
-        segs.push(Seg::Index(i));
-        KeyPath(segs)
+        self.push(Seg::Index(i))
+    }
+
+    pub fn push(&self, seg: Seg) -> Self {
+        KeyPath(Some(Arc::new(PathNode {
+            parent: self.clone(),
+            seg,
+        })))
+    }
+
+    /// Number of segments.
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        let mut at = &self.0;
+        while let Some(node) = at {
+            n += 1;
+            at = &node.parent.0;
+        }
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The segments, root first.
+    pub fn segments(&self) -> Vec<&Seg> {
+        let mut out = Vec::new();
+        let mut at = &self.0;
+        while let Some(node) = at {
+            out.push(&node.seg);
+            at = &node.parent.0;
+        }
+        out.reverse();
+        out
     }
 }
+
+impl PartialEq for KeyPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.segments() == other.segments()
+    }
+}
+
+impl Eq for KeyPath {}
 
 /// Keys made only of these characters are written bare; others are quoted, as TOML would.
 fn is_bare(key: &str) -> bool {
@@ -43,10 +93,10 @@ fn is_bare(key: &str) -> bool {
 
 impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return f.write_str("(root)");
         }
-        for (i, seg) in self.0.iter().enumerate() {
+        for (i, seg) in self.segments().into_iter().enumerate() {
             match seg {
                 Seg::Key(k) => {
                     if i > 0 {

@@ -120,7 +120,7 @@ impl<'t> Source<'t> {
     pub fn line_of(&self, path: &KeyPath) -> Option<usize> {
         let mut node = self.root();
         let mut best = None;
-        for seg in &path.0 {
+        for seg in path.segments() {
             match node.child(seg) {
                 Some((span, child)) => {
                     if let Some(span) = span {
@@ -141,7 +141,7 @@ impl<'t> Source<'t> {
             let children: Vec<(Seg, Node<'_>)> = if let Some(entries) = node.entries() {
                 entries
                     .into_iter()
-                    .map(|(k, _, n)| (Seg::Key(k.to_string()), n))
+                    .map(|(k, _, n)| (Seg::Key(k.to_string().into()), n))
                     .collect()
             } else if let Some(elements) = node.elements() {
                 elements
@@ -153,8 +153,7 @@ impl<'t> Source<'t> {
                 Vec::new()
             };
             for (seg, child) in children {
-                let mut p = path.clone();
-                p.0.push(seg);
+                let p = path.push(seg);
                 if let Some(found) = walk(child, off, p) {
                     return Some(found);
                 }
@@ -208,7 +207,7 @@ impl<'t> Source<'t> {
                 let (at, line) = match e.span() {
                     Some(s) => {
                         let found = self.path_at(s.start);
-                        let at = if found.0.len() > path.0.len() {
+                        let at = if found.len() > path.len() {
                             found
                         } else {
                             path.clone()
@@ -239,11 +238,11 @@ fn extend(path: &KeyPath, ignored: &serde_ignored::Path<'_>) -> KeyPath {
             Path::Root => {}
             Path::Seq { parent, index } => {
                 push(parent, out);
-                out.0.push(Seg::Index(*index));
+                *out = out.index(*index);
             }
             Path::Map { parent, key } => {
                 push(parent, out);
-                out.0.push(Seg::Key(key.clone()));
+                *out = out.key(key.clone());
             }
             Path::Some { parent }
             | Path::NewtypeStruct { parent }

@@ -123,7 +123,10 @@ impl Applier {
             path: path_str.clone(),
             error,
         })?;
-        let base_dir = std::fs::canonicalize(config_path)
+        // The directory the file is named in, not the one behind its symlinks: a Kubernetes
+        // ConfigMap links every key through `..data` into a versioned directory that the next
+        // update deletes, so relative paths resolved there break after one update.
+        let base_dir = std::path::absolute(config_path)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("."));

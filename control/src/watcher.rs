@@ -6,6 +6,7 @@
 //! re-reads the file and compares content hashes, so spurious events cost one read. A slow
 //! periodic re-check covers filesystems that emit no events, and SIGHUP forces a reload.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,24 +18,42 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::applier::{Applier, ApplyOutcome};
 
 /// Watch the config file until `shutdown` resolves.
-pub async fn watch(applier: Arc<Applier>, shutdown: impl std::future::Future<Output = ()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+///
+/// The file watch and the SIGHUP handler are set up by this call, not when the returned
+/// future is first polled: the caller spawns it and goes straight on to serve the API, and a
+/// change made as soon as the API answers must not be missed, nor a SIGHUP sent then kill the
+/// process. Call it inside the Tokio runtime.
+pub fn watch(
+    applier: Arc<Applier>,
+    shutdown: impl Future<Output = ()>,
+) -> impl Future<Output = ()> {
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
     // Keep the watcher alive for as long as we watch; without it we still have the periodic
     // check and SIGHUP.
-    let _watcher = match start_notify(applier.config_path(), tx) {
+    let watcher = match start_notify(applier.config_path(), tx) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the config directory; relying on the periodic check and SIGHUP");
             None
         }
     };
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+    let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "cannot install a SIGHUP handler");
             None
         }
     };
+    run(applier, shutdown, rx, watcher, hangup)
+}
+
+async fn run(
+    applier: Arc<Applier>,
+    shutdown: impl Future<Output = ()>,
+    mut rx: mpsc::UnboundedReceiver<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+) {
     tokio::pin!(shutdown);
     let interval = |a: &Applier| {
         a.current()

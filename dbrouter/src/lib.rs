@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use serde_json::json;
-use switchyard_config::{Config, PostgresConfig};
+use switchyard_config::Config;
 
 /// Why a config cannot be turned into a Postgres runtime.
 #[derive(Debug, thiserror::Error)]
@@ -21,15 +21,17 @@ pub enum BuildError {
 }
 
 /// Everything the router needs for one config.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DbRuntime {
-    pub config: PostgresConfig,
+    /// The whole applied config, shared with the control plane (not copied).
+    pub config: Arc<Config>,
 }
 
 /// The Postgres plane.
 #[derive(Debug, Default)]
 pub struct DbPlane {
-    runtime: ArcSwap<DbRuntime>,
+    /// `None` until the first config is applied.
+    runtime: ArcSwapOption<DbRuntime>,
 }
 
 impl DbPlane {
@@ -39,7 +41,7 @@ impl DbPlane {
 
     /// Build a runtime for `config`. No side effects. Password environment variables must be
     /// set: a cluster that could not log in to its servers is refused now, not at first use.
-    pub fn build(&self, config: &Config) -> Result<DbRuntime, BuildError> {
+    pub fn build(&self, config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
         for (i, c) in config.postgres.clusters.iter().enumerate() {
             for (j, u) in c.users.iter().enumerate() {
                 if let Some(switchyard_config::Secret::Env(var)) = &u.password {
@@ -53,23 +55,26 @@ impl DbPlane {
             }
         }
         Ok(DbRuntime {
-            config: config.postgres.clone(),
+            config: config.clone(),
         })
     }
 
     pub fn swap(&self, runtime: DbRuntime) {
-        self.runtime.store(Arc::new(runtime));
+        self.runtime.store(Some(Arc::new(runtime)));
     }
 
-    pub fn runtime(&self) -> Arc<DbRuntime> {
+    pub fn runtime(&self) -> Option<Arc<DbRuntime>> {
         self.runtime.load_full()
     }
 
     /// State for `/v1/status`.
     pub fn status(&self) -> serde_json::Value {
-        let rt = self.runtime.load();
+        let Some(rt) = self.runtime.load_full() else {
+            return json!({ "serving": false, "configured": false });
+        };
         let clusters: Vec<_> = rt
             .config
+            .postgres
             .clusters
             .iter()
             .map(|c| {

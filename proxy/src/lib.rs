@@ -12,12 +12,11 @@
 
 pub mod routing;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use serde_json::json;
-use switchyard_config::{Config, HttpConfig, Upstream};
+use switchyard_config::Config;
 
 pub use routing::RouteTable;
 
@@ -29,17 +28,18 @@ pub enum BuildError {
 }
 
 /// Everything the HTTP plane needs for one config.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HttpRuntime {
     pub routes: RouteTable,
-    pub upstreams: BTreeMap<String, Upstream>,
-    pub config: HttpConfig,
+    /// The whole applied config, shared with the control plane (not copied).
+    pub config: Arc<Config>,
 }
 
 /// The HTTP plane: the live runtime and the state that outlives reloads.
 #[derive(Debug, Default)]
 pub struct HttpPlane {
-    runtime: ArcSwap<HttpRuntime>,
+    /// `None` until the first config is applied.
+    runtime: ArcSwapOption<HttpRuntime>,
 }
 
 impl HttpPlane {
@@ -48,7 +48,7 @@ impl HttpPlane {
     }
 
     /// Build a runtime for `config`. No side effects.
-    pub fn build(&self, config: &Config) -> Result<HttpRuntime, BuildError> {
+    pub fn build(&self, config: &Arc<Config>) -> Result<HttpRuntime, BuildError> {
         for (i, l) in config.http.listeners.iter().enumerate() {
             for (j, t) in l.tls.iter().enumerate() {
                 for (what, p) in [("cert", &t.cert), ("key", &t.key)] {
@@ -63,25 +63,27 @@ impl HttpPlane {
         }
         Ok(HttpRuntime {
             routes: RouteTable::new(&config.http.routes),
-            upstreams: config.http.upstreams.clone(),
-            config: config.http.clone(),
+            config: config.clone(),
         })
     }
 
     /// Make `runtime` the live one.
     pub fn swap(&self, runtime: HttpRuntime) {
-        self.runtime.store(Arc::new(runtime));
+        self.runtime.store(Some(Arc::new(runtime)));
     }
 
-    /// The live runtime.
-    pub fn runtime(&self) -> Arc<HttpRuntime> {
+    /// The live runtime, once a config has been applied.
+    pub fn runtime(&self) -> Option<Arc<HttpRuntime>> {
         self.runtime.load_full()
     }
 
     /// State for `/v1/status`.
     pub fn status(&self) -> serde_json::Value {
-        let rt = self.runtime.load();
-        let upstreams: serde_json::Map<String, serde_json::Value> = rt
+        let Some(rt) = self.runtime.load_full() else {
+            return json!({ "serving": false, "configured": false });
+        };
+        let http = &rt.config.http;
+        let upstreams: serde_json::Map<String, serde_json::Value> = http
             .upstreams
             .iter()
             .map(|(name, u)| {
@@ -108,8 +110,7 @@ impl HttpPlane {
                 )
             })
             .collect();
-        let listeners: Vec<_> = rt
-            .config
+        let listeners: Vec<_> = http
             .listeners
             .iter()
             .map(|l| json!({ "name": l.name, "addr": l.addr, "tls": !l.tls.is_empty() }))
@@ -118,7 +119,7 @@ impl HttpPlane {
             "serving": false,
             "note": "the HTTP data plane does not serve traffic yet (issue 3); this is the applied configuration",
             "listeners": listeners,
-            "routes": rt.config.routes.len(),
+            "routes": http.routes.len(),
             "upstreams": upstreams,
         })
     }

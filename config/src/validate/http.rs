@@ -29,7 +29,7 @@ pub(super) fn validate(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<H
             "routes" => routes_node = Some(child),
             "upstreams" => upstreams_node = Some(child),
             other => cx.err(
-                &path.key(other),
+                &path.key(other.to_string()),
                 "unknown key: expected listeners, routes or upstreams",
             ),
         }
@@ -288,7 +288,7 @@ fn upstreams(
     let mut out = Some(BTreeMap::new());
     let mut total_backends = 0usize;
     for (name, _, el) in entries {
-        let up = path.key(name);
+        let up = path.key(name.to_string());
         let valid_name = cx.name(Some(name.to_string()), &up);
         let upstream = cx
             .src
@@ -437,7 +437,7 @@ fn pools(
     let mut seen: HashMap<String, KeyPath> = HashMap::new();
     let mut weight_sum = 0u64;
     for (name, pool) in raw {
-        let pp = path.key(&name);
+        let pp = path.key(name.clone());
         let valid_name = cx.name(Some(name.clone()), &pp);
         let weight = cx.int::<u32>(pool.weight, &pp.key("weight"), 100, 0, 10_000);
         weight_sum += u64::from(weight.unwrap_or(1));

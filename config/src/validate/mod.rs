@@ -44,7 +44,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "http" => http_node = Some(node),
             "postgres" => postgres_node = Some(node),
             other => cx.err(
-                &root.key(other),
+                &root.key(other.to_string()),
                 "unknown key: expected control, http or postgres",
             ),
         }

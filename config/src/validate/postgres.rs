@@ -25,7 +25,10 @@ pub(super) fn validate(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<P
     for (key, _, child) in entries {
         match key {
             "clusters" => clusters_node = Some(child),
-            other => cx.err(&path.key(other), "unknown key: expected clusters"),
+            other => cx.err(
+                &path.key(other.to_string()),
+                "unknown key: expected clusters",
+            ),
         }
     }
     let Some(clusters_node) = clusters_node else {

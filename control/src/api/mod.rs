@@ -134,11 +134,11 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
         },
         (Method::PUT, "/v1/config") => match needs(Role::Admin) {
             Ok(who) => config::put(state, who, remote, req).await,
-            Err(resp) => denied(state, remote, "config.put", resp),
+            Err(resp) => denied(state, &req, remote, "config.put", resp),
         },
         (Method::POST, "/v1/config/rollback") => match needs(Role::Admin) {
             Ok(who) => config::rollback(state, who, remote, req).await,
-            Err(resp) => denied(state, remote, "config.rollback", resp),
+            Err(resp) => denied(state, &req, remote, "config.rollback", resp),
         },
         (_, "/health" | "/v1/status" | "/metrics" | "/v1/config/history") => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -156,9 +156,11 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
     }
 }
 
-/// Record a refused change attempt in the audit log and pass the refusal on.
-fn denied(
+/// Record a refused change attempt in the audit log and pass the refusal on. A token that
+/// is valid but lacks the role is named as the actor.
+fn denied<B>(
     state: &ApiState,
+    req: &Request<B>,
     remote: SocketAddr,
     action: &str,
     resp: Response<Body>,
@@ -169,13 +171,15 @@ fn denied(
     } else {
         "unauthenticated"
     };
-    state
-        .applier
-        .runtime()
+    let runtime = state.applier.runtime();
+    let actor = auth::authorize(&runtime, req, Role::Viewer)
+        .map(|p| p.name)
+        .unwrap_or_else(|_| "(unauthenticated)".into());
+    runtime
         .audit
         .record(&crate::audit::AuditEntry {
             time: time::OffsetDateTime::now_utc(),
-            actor: "(unauthenticated)".into(),
+            actor,
             remote: Some(remote),
             action: action.to_string(),
             version_before: version,
