@@ -165,6 +165,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         metrics: Some(metrics.clone()),
         bound,
         started: Instant::now(),
+        traffic: None,
     });
     tokio::spawn(switchyard_control::watcher::watch(
         applier.clone(),

@@ -18,4 +18,4 @@ pub mod watcher;
 
 pub use applier::{Applier, ApplyError, ApplyOutcome, ApplyRequest, StartError};
 pub use history::{Actor, Origin};
-pub use plane::{Plane, Prepared};
+pub use plane::{Plane, PoolCounts, Prepared, TrafficStats};

@@ -29,3 +29,18 @@ pub trait Prepared: Send {
     /// `prepare`.
     fn commit(self: Box<Self>);
 }
+
+/// Attempt counters of one pool of an HTTP upstream, as the data plane counts them:
+/// every attempt to a backend of the pool, and those that failed (connect errors, timeouts,
+/// resets, 5xx responses). Both only grow; a reader takes differences.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolCounts {
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// Read access to the HTTP plane's traffic counters, for verifying blue/green flips.
+pub trait TrafficStats: Send + Sync + 'static {
+    /// Counters of `pool` in `upstream`; `None` if the plane has no such pool.
+    fn pool_counts(&self, upstream: &str, pool: &str) -> Option<PoolCounts>;
+}

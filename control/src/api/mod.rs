@@ -5,6 +5,10 @@
 //! - `GET /v1/status`, `GET /v1/config`, `GET /v1/config/history[/{version}]`, `GET /metrics`: viewer.
 //! - `PUT /v1/config`, `POST /v1/config/rollback`: admin.
 
+// Handlers return `Err(Response)` for early answers (401, 413, …); boxing them would only
+// move the allocation, the response is sent either way.
+#![allow(clippy::result_large_err)]
+
 mod auth;
 mod config;
 mod response;
@@ -38,6 +42,8 @@ pub struct ApiState {
     /// Where the API actually listens.
     pub bound: SocketAddr,
     pub started: Instant,
+    /// The HTTP plane's counters, for flip verification; `None` without an HTTP plane.
+    pub traffic: Option<Arc<dyn crate::plane::TrafficStats>>,
 }
 
 /// Serve the control API on `listener` until `shutdown` resolves.
@@ -175,18 +181,16 @@ fn denied<B>(
     let actor = auth::authorize(&runtime, req, Role::Viewer)
         .map(|p| p.name)
         .unwrap_or_else(|_| "(unauthenticated)".into());
-    runtime
-        .audit
-        .record(&crate::audit::AuditEntry {
-            time: time::OffsetDateTime::now_utc(),
-            actor,
-            remote: Some(remote),
-            action: action.to_string(),
-            version_before: version,
-            version_after: version,
-            result: "denied",
-            error: Some(format!("{reason} ({})", resp.status().as_u16())),
-            detail: None,
-        });
+    runtime.audit.record(&crate::audit::AuditEntry {
+        time: time::OffsetDateTime::now_utc(),
+        actor,
+        remote: Some(remote),
+        action: action.to_string(),
+        version_before: version,
+        version_after: version,
+        result: "denied",
+        error: Some(format!("{reason} ({})", resp.status().as_u16())),
+        detail: None,
+    });
     resp
 }
