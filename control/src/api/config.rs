@@ -12,6 +12,7 @@ use switchyard_config::redact::{redact_json, redact_toml};
 use super::response::{error, errors, json, with_type, Body};
 use super::{ApiState, MAX_BODY_BYTES};
 use crate::applier::{ApplyError, ApplyOutcome, ApplyRequest};
+use crate::audit::AuditEntry;
 use crate::auth::Principal;
 use crate::history::{Actor, Origin};
 
@@ -63,31 +64,34 @@ pub async fn put(
         query_flag(req.uri().query(), "dry_run").as_deref(),
         Some("true" | "1")
     );
+    let actor = Actor {
+        name: who.name,
+        remote: Some(remote),
+    };
+    let action = if dry_run {
+        "config.put.dry_run"
+    } else {
+        "config.put"
+    };
     let expect_version = match if_match(&req) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(resp) => return refused(state, &actor, action, resp),
     };
     let body = match read_body(req).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return refused(state, &actor, action, resp),
     };
     let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "config must be UTF-8 TOML text");
+        let resp = error(StatusCode::BAD_REQUEST, "config must be UTF-8 TOML text");
+        return refused(state, &actor, action, resp);
     };
     let outcome = state
         .applier
         .apply(ApplyRequest {
             text: Arc::from(text),
             origin: Origin::Api,
-            actor: Actor {
-                name: who.name,
-                remote: Some(remote),
-            },
-            action: if dry_run {
-                "config.put.dry_run"
-            } else {
-                "config.put"
-            },
+            actor,
+            action,
             expect_version,
             dry_run,
         })
@@ -102,13 +106,18 @@ pub async fn rollback(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let actor = Actor {
+        name: who.name,
+        remote: Some(remote),
+    };
+    let action = "config.rollback";
     let expect_version = match if_match(&req) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(resp) => return refused(state, &actor, action, resp),
     };
     let body = match read_body(req).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return refused(state, &actor, action, resp),
     };
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -118,15 +127,12 @@ pub async fn rollback(
     let target: Rollback = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return error(
+            let resp = error(
                 StatusCode::BAD_REQUEST,
                 format!("expected {{\"version\": N}}: {e}"),
-            )
+            );
+            return refused(state, &actor, action, resp);
         }
-    };
-    let actor = Actor {
-        name: who.name,
-        remote: Some(remote),
     };
     outcome_response(
         state
@@ -134,6 +140,30 @@ pub async fn rollback(
             .rollback(target.version, actor, expect_version)
             .await,
     )
+}
+
+/// Record a change attempt refused before it reached the applier (a bad `If-Match`, a body
+/// too large or not UTF-8, a malformed rollback request) and pass the refusal on: every
+/// attempt is in the audit log, not only those the applier saw.
+fn refused(state: &ApiState, actor: &Actor, action: &str, resp: Response<Body>) -> Response<Body> {
+    let version = state.applier.current().snapshot.version;
+    let status = resp.status();
+    state.applier.runtime().audit.record(&AuditEntry {
+        time: time::OffsetDateTime::now_utc(),
+        actor: actor.name.clone(),
+        remote: actor.remote,
+        action: action.to_string(),
+        version_before: version,
+        version_after: version,
+        result: "rejected",
+        error: Some(format!(
+            "{} ({})",
+            status.canonical_reason().unwrap_or("refused"),
+            status.as_u16()
+        )),
+        detail: None,
+    });
+    resp
 }
 
 fn outcome_response(outcome: Result<ApplyOutcome, ApplyError>) -> Response<Body> {
