@@ -84,7 +84,13 @@ fn main() {
         "config: 50 upstreams x 20 backends, 5 Postgres clusters ({} bytes)",
         texts[0].len()
     );
-    for (name, origin, n) in [("file", Origin::File, 2000), ("api", Origin::Api, 500)] {
+    // `cargo test --all-targets` runs this file too (without `--bench`): keep that run short.
+    let full = std::env::args().any(|a| a == "--bench");
+    let runs = |n: usize| if full { n } else { 5 };
+    for (name, origin, n) in [
+        ("file", Origin::File, runs(2000)),
+        ("api", Origin::Api, runs(500)),
+    ] {
         let mut samples = Vec::with_capacity(n);
         for i in 0..n {
             let req = request(texts[(i + 1) % 2].clone(), origin);
