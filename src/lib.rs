@@ -7,12 +7,37 @@ pub mod planes;
 
 use std::sync::Arc;
 
-/// The data planes of one Switchyard process, as the applier sees them.
-pub fn planes() -> Vec<Arc<dyn switchyard_control::Plane>> {
-    let http = Arc::new(switchyard_proxy::HttpPlane::new());
-    let postgres = Arc::new(switchyard_dbrouter::DbPlane::new());
-    vec![
-        Arc::new(planes::Http(http)),
-        Arc::new(planes::Postgres(postgres)),
-    ]
+use switchyard_control::{Plane, TrafficStats};
+use switchyard_dbrouter::DbPlane;
+use switchyard_proxy::HttpPlane;
+
+/// The data planes of one Switchyard process.
+#[derive(Clone, Default)]
+pub struct Planes {
+    pub http: Arc<HttpPlane>,
+    pub postgres: Arc<DbPlane>,
+}
+
+impl Planes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The planes as the applier sees them.
+    pub fn list(&self) -> Vec<Arc<dyn Plane>> {
+        vec![
+            Arc::new(planes::Http(self.http.clone())),
+            Arc::new(planes::Postgres(self.postgres.clone())),
+        ]
+    }
+
+    /// The HTTP plane's counters, for blue/green flip verification.
+    pub fn traffic(&self) -> Arc<dyn TrafficStats> {
+        Arc::new(planes::Http(self.http.clone()))
+    }
+}
+
+/// The data planes, as the applier sees them (for benchmarks and tests).
+pub fn planes() -> Vec<Arc<dyn Plane>> {
+    Planes::new().list()
 }

@@ -2,11 +2,11 @@
 
 #![forbid(unsafe_code)]
 
+mod run;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -63,7 +63,10 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, log_format } => run(config, log_format),
+        Command::Run { config, log_format } => {
+            init_logging(log_format);
+            run::run(config)
+        }
         Command::Check { config } => return check(&config),
         Command::HashToken { generate } => hash_token(generate),
     };
@@ -132,69 +135,5 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
-    }
-}
-
-fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
-    init_logging(log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("switchyard-control")
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(config_path))
-}
-
-async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
-    let metrics = switchyard_control::metrics::install()
-        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
-    let applier = switchyard_control::Applier::start(&config_path, switchyard::planes())?;
-    let listen = applier.current().snapshot.config.control.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the control API to {listen} (control.listen)"))?;
-    let bound = listener.local_addr().context("control API address")?;
-    tracing::info!(
-        version = 1,
-        control_api = %bound,
-        config = %config_path.display(),
-        "switchyard started"
-    );
-    let state = Arc::new(switchyard_control::api::ApiState {
-        applier: applier.clone(),
-        metrics: Some(metrics.clone()),
-        bound,
-        started: Instant::now(),
-        traffic: None,
-    });
-    tokio::spawn(switchyard_control::watcher::watch(
-        applier.clone(),
-        std::future::pending(),
-    ));
-    tokio::spawn(async move {
-        // Histogram upkeep for the exporter.
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            metrics.run_upkeep();
-        }
-    });
-    switchyard_control::api::serve(listener, state, shutdown_signal()).await;
-    tracing::info!("switchyard stopped");
-    Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

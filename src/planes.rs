@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use switchyard_config::Config;
-use switchyard_control::{Plane, Prepared};
+use switchyard_control::{Plane, PoolCounts, Prepared, TrafficStats};
 use switchyard_dbrouter::{DbPlane, DbRuntime};
 use switchyard_proxy::{HttpPlane, HttpRuntime};
 
@@ -22,6 +22,13 @@ impl Plane for Http {
     }
     fn status(&self) -> serde_json::Value {
         self.0.status()
+    }
+}
+
+impl TrafficStats for Http {
+    fn pool_counts(&self, upstream: &str, pool: &str) -> Option<PoolCounts> {
+        let (requests, errors) = self.0.pool_counts(upstream, pool)?;
+        Some(PoolCounts { requests, errors })
     }
 }
 

@@ -3,11 +3,12 @@
 //! This crate is pure data: no async runtime, no sockets, no files. [`parse`] reads TOML and
 //! validates it into [`Config`], reporting every problem at once with its key path and line
 //! ([`ConfigErrors`]). [`Snapshot`] is what the rest of the program sees of an applied config;
-//! [`redact`] and [`diff`] serve the control API.
+//! [`redact`], [`diff`](mod@diff) and [`edit`] serve the control API.
 
 #![forbid(unsafe_code)]
 
 pub mod diff;
+pub mod edit;
 pub mod error;
 pub mod model;
 mod paths;

@@ -4,13 +4,18 @@
 //! swap → record history → audit. A failure at any step leaves the previous config running
 //! and tells the caller why.
 
+mod edit;
+mod outcome;
+#[cfg(test)]
+pub(crate) mod testing;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use sha2::{Digest, Sha256};
-use switchyard_config::{content_hash, diff, Change, Config, ConfigError, ConfigErrors, Snapshot};
+use switchyard_config::{content_hash, diff, Config, ConfigError, ConfigErrors, Snapshot};
 use time::OffsetDateTime;
 
 use crate::audit::AuditEntry;
@@ -19,75 +24,8 @@ use crate::persist::write_atomically;
 use crate::plane::{Plane, Prepared};
 use crate::runtime::ControlRuntime;
 
-/// A request to apply config text.
-#[derive(Debug, Clone)]
-pub struct ApplyRequest {
-    pub text: Arc<str>,
-    pub origin: Origin,
-    pub actor: Actor,
-    /// Audit action name (`config.put`, `config.reload`, …).
-    pub action: &'static str,
-    /// Refuse unless the running version is this one (`If-Match`).
-    pub expect_version: Option<u64>,
-    /// Validate, build and diff, but change nothing.
-    pub dry_run: bool,
-}
-
-/// What an apply did.
-#[derive(Debug)]
-pub enum ApplyOutcome {
-    Applied {
-        before: u64,
-        after: Arc<Applied>,
-        changes: Vec<Change>,
-    },
-    /// The config is identical (same content hash) to the running one.
-    Unchanged { current: Arc<Applied> },
-    /// `dry_run`: what would change.
-    DryRun {
-        current: u64,
-        hash: String,
-        changes: Vec<Change>,
-    },
-}
-
-/// Why an apply changed nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("{0}")]
-    Invalid(ConfigErrors),
-    #[error("config version is {current}, not {expected}")]
-    Stale { current: u64, expected: u64 },
-    #[error("{0}")]
-    Build(ConfigErrors),
-    #[error("{0}")]
-    Persist(String),
-    #[error("version {version} is not in the history (oldest kept: {oldest:?})")]
-    UnknownVersion { version: u64, oldest: Option<u64> },
-}
-
-impl ApplyError {
-    /// The errors as a list, for API responses and the status page.
-    pub fn errors(&self) -> Vec<ConfigError> {
-        match self {
-            ApplyError::Invalid(e) | ApplyError::Build(e) => e.0.clone(),
-            other => vec![ConfigError {
-                path: "(apply)".into(),
-                line: None,
-                message: other.to_string(),
-            }],
-        }
-    }
-}
-
-/// The last failed reload from the file, shown in `/v1/status` until a later apply succeeds.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReloadError {
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    pub source: Origin,
-    pub errors: Vec<ConfigError>,
-}
+pub use edit::EditRequest;
+pub use outcome::{ApplyError, ApplyOutcome, ApplyRequest, ReloadError, StartError};
 
 /// The single writer of Switchyard's config.
 pub struct Applier {
@@ -101,15 +39,6 @@ pub struct Applier {
     planes: Vec<Arc<dyn Plane>>,
     config_path: PathBuf,
     base_dir: PathBuf,
-}
-
-/// Why Switchyard could not start with the config file.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot read config file {path}: {error}")]
-    Read { path: String, error: std::io::Error },
-    #[error("config file {path} is not valid:\n{error}")]
-    Invalid { path: String, error: ApplyError },
 }
 
 impl Applier {
@@ -217,7 +146,7 @@ impl Applier {
     /// Apply config text.
     pub async fn apply(&self, req: ApplyRequest) -> Result<ApplyOutcome, ApplyError> {
         let _writer = self.writer.lock().await;
-        self.apply_locked(req)
+        self.apply_locked(req, None)
     }
 
     /// Re-read the config file and apply it if its text changed since we last read or wrote
@@ -238,14 +167,33 @@ impl Applier {
             return None;
         }
         *lock(&self.file_hash) = hash;
-        Some(self.apply_locked(ApplyRequest {
-            text: Arc::from(text),
-            origin: Origin::File,
-            actor: Actor::system("file"),
-            action: "config.reload",
-            expect_version: None,
-            dry_run: false,
-        }))
+        if text.trim().is_empty() {
+            // An empty file is a valid config (all defaults, no tokens), but far more often it
+            // is a truncate-then-write caught halfway or a slip of `>`: applying it would drop
+            // every listener and lock everyone out of the API. Keep the running config.
+            let err = ApplyError::Invalid(ConfigErrors::single(
+                "(file)",
+                "the config file is empty; keeping the running config",
+            ));
+            self.last_error.store(Some(Arc::new(ReloadError {
+                at: OffsetDateTime::now_utc(),
+                source: Origin::File,
+                errors: err.errors(),
+            })));
+            tracing::warn!(path = %self.config_path.display(), "config file is empty; keeping the running config");
+            return Some(Err(err));
+        }
+        Some(self.apply_locked(
+            ApplyRequest {
+                text: Arc::from(text),
+                origin: Origin::File,
+                actor: Actor::system("file"),
+                action: "config.reload",
+                expect_version: None,
+                dry_run: false,
+            },
+            None,
+        ))
     }
 
     /// Re-apply the text of an earlier version as a new version.
@@ -277,17 +225,25 @@ impl Applier {
                 }
             }
         };
-        self.apply_locked(ApplyRequest {
-            text,
-            origin: Origin::Rollback,
-            actor,
-            action: "config.rollback",
-            expect_version,
-            dry_run: false,
-        })
+        self.apply_locked(
+            ApplyRequest {
+                text,
+                origin: Origin::Rollback,
+                actor,
+                action: "config.rollback",
+                expect_version,
+                dry_run: false,
+            },
+            None,
+        )
     }
 
-    fn apply_locked(&self, req: ApplyRequest) -> Result<ApplyOutcome, ApplyError> {
+    /// Apply under the writer lock; `detail` goes into the audit line.
+    fn apply_locked(
+        &self,
+        req: ApplyRequest,
+        detail: Option<serde_json::Value>,
+    ) -> Result<ApplyOutcome, ApplyError> {
         let started = Instant::now();
         let before = self.current.load_full();
         let result = self.try_apply(&req, &before);
@@ -321,7 +277,8 @@ impl Applier {
         }
         if !(req.origin == Origin::File && label == "unchanged") {
             let res = result.as_ref().map(|_| label);
-            self.audit(&req.actor, req.action, before.snapshot.version, after, res);
+            let version = before.snapshot.version;
+            self.audit_with(&req.actor, req.action, version, after, res, detail);
         }
         result
     }
@@ -401,6 +358,19 @@ impl Applier {
         version_after: Option<u64>,
         result: Result<&'static str, &ApplyError>,
     ) {
+        self.audit_with(actor, action, version_before, version_after, result, None);
+    }
+
+    /// [`Applier::audit`] with a `detail` object.
+    pub fn audit_with(
+        &self,
+        actor: &Actor,
+        action: &str,
+        version_before: u64,
+        version_after: Option<u64>,
+        result: Result<&'static str, &ApplyError>,
+        detail: Option<serde_json::Value>,
+    ) {
         let (result, error) = match result {
             Ok(r) => (r, None),
             Err(e) => ("rejected", Some(e.to_string())),
@@ -414,7 +384,7 @@ impl Applier {
             version_after: version_after.unwrap_or(version_before),
             result,
             error,
-            detail: None,
+            detail,
         });
     }
 }

@@ -11,11 +11,12 @@ pub mod audit;
 pub mod auth;
 pub mod history;
 pub mod metrics;
+pub mod ops;
 pub mod persist;
 pub mod plane;
 pub mod runtime;
 pub mod watcher;
 
-pub use applier::{Applier, ApplyError, ApplyOutcome, ApplyRequest, StartError};
+pub use applier::{Applier, ApplyError, ApplyOutcome, ApplyRequest, EditRequest, StartError};
 pub use history::{Actor, Origin};
 pub use plane::{Plane, PoolCounts, Prepared, TrafficStats};

@@ -1,24 +1,40 @@
-//! Switchyard's HTTP data plane.
+//! Switchyard's HTTP data plane, on pingora.
 //!
-//! [`HttpPlane::build`] turns a validated config into an [`HttpRuntime`] (route table and
-//! upstream pools) without side effects; [`HttpPlane::swap`] makes it live. The runtime sits
-//! behind one `ArcSwap`, loaded once per request, so a reload never disturbs a request in
-//! flight.
+//! [`HttpPlane::build`] turns a validated config into an [`HttpRuntime`] (route table,
+//! upstreams with resolved backends, TLS certificates) without side effects;
+//! [`HttpPlane::swap`] makes it live. The runtime sits behind one `ArcSwapOption`, loaded once
+//! per request, so a reload never disturbs a request in flight. State that must survive
+//! reloads (in-flight counts, passive health, retry budgets) lives in the [`Registry`], keyed
+//! by backend address.
 //!
-//! TODO(issue 3): serve the listeners on pingora; balancing, passive and active health,
-//! retries, blue/green flips.
+//! We do not use pingora's `LoadBalancer`: its backends' identity includes the weight (a
+//! weight change resets health), it has no least-connections, and blue/green pools must be
+//! chosen before the backend. Selection over our own snapshot is simpler to reason about.
 
 #![forbid(unsafe_code)]
 
+pub mod balance;
+pub mod health;
+pub mod registry;
 pub mod routing;
+pub mod server;
+pub mod service;
+mod status;
+pub mod tls;
 
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
-use serde_json::json;
-use switchyard_config::Config;
+use dashmap::DashMap;
+use switchyard_config::{BackendState as AdminState, Config};
 
+use balance::{PoolRuntime, UpstreamRuntime};
+pub use registry::Registry;
 pub use routing::RouteTable;
+use tls::{CertSet, SniResolver};
 
 /// Why a config cannot be turned into an HTTP runtime.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +47,9 @@ pub enum BuildError {
 #[derive(Debug)]
 pub struct HttpRuntime {
     pub routes: RouteTable,
+    pub upstreams: HashMap<String, UpstreamRuntime>,
+    /// Certificates per listener name.
+    certs: HashMap<String, Arc<CertSet>>,
     /// The whole applied config, shared with the control plane (not copied).
     pub config: Arc<Config>,
 }
@@ -40,6 +59,11 @@ pub struct HttpRuntime {
 pub struct HttpPlane {
     /// `None` until the first config is applied.
     runtime: ArcSwapOption<HttpRuntime>,
+    pub registry: Registry,
+    /// SNI resolvers of the listeners that are serving, by listener name.
+    resolvers: DashMap<String, Arc<SniResolver>>,
+    /// The listeners bound at start-up: `(name, addr, tls)`.
+    serving: std::sync::Mutex<Vec<(String, SocketAddr, bool)>>,
 }
 
 impl HttpPlane {
@@ -47,29 +71,99 @@ impl HttpPlane {
         Self::default()
     }
 
-    /// Build a runtime for `config`. No side effects.
+    /// Build a runtime for `config`: resolve backend addresses and load certificates. No
+    /// effect on the running runtime.
     pub fn build(&self, config: &Arc<Config>) -> Result<HttpRuntime, BuildError> {
+        let mut certs = HashMap::new();
         for (i, l) in config.http.listeners.iter().enumerate() {
-            for (j, t) in l.tls.iter().enumerate() {
-                for (what, p) in [("cert", &t.cert), ("key", &t.key)] {
-                    if let Err(e) = std::fs::metadata(p) {
-                        return Err(BuildError::Invalid {
-                            path: format!("http.listeners[{i}].tls[{j}].{what}"),
-                            message: format!("cannot read {}: {e}", p.display()),
-                        });
-                    }
-                }
+            if !l.tls.is_empty() {
+                let set = CertSet::load(&l.tls).map_err(|(j, message)| BuildError::Invalid {
+                    path: format!("http.listeners[{i}].tls[{j}]"),
+                    message,
+                })?;
+                certs.insert(l.name.clone(), Arc::new(set));
             }
+        }
+        let mut upstreams = HashMap::new();
+        for (name, up) in &config.http.upstreams {
+            let mut pools = Vec::new();
+            for (pname, pool) in &up.pools {
+                let mut backends = Vec::new();
+                for (j, b) in pool.backends.iter().enumerate() {
+                    let addr = b.addr.to_string();
+                    let socket = resolve(&addr).map_err(|message| BuildError::Invalid {
+                        path: format!("http.upstreams.{name}.pools.{pname}.backends[{j}]"),
+                        message,
+                    })?;
+                    let state = self.registry.backend(&addr);
+                    backends.push(balance::entry(addr, socket, b.weight, b.state, state));
+                }
+                let traffic = self.registry.pool(name, pname);
+                pools.push(PoolRuntime::new(pname, pool.weight, backends, traffic));
+            }
+            upstreams.insert(
+                name.clone(),
+                UpstreamRuntime {
+                    name: name.clone(),
+                    config: up.clone(),
+                    pools,
+                },
+            );
         }
         Ok(HttpRuntime {
             routes: RouteTable::new(&config.http.routes),
+            upstreams,
+            certs,
             config: config.clone(),
         })
     }
 
-    /// Make `runtime` the live one.
+    /// Make `runtime` the live one: new certificates go to the serving listeners, backends
+    /// that come back from a drain (or are new) start their slow-start ramp.
     pub fn swap(&self, runtime: HttpRuntime) {
+        let now = Instant::now();
+        let previous = self.runtime.load_full();
+        for up in runtime.upstreams.values() {
+            for pool in &up.pools {
+                for b in &pool.backends {
+                    let before = previous.as_ref().map(|p| p.admin_state(&up.name, &b.addr));
+                    let ramp = match before {
+                        Some(Some(AdminState::Drain)) => !b.draining,
+                        Some(None) => true,
+                        _ => false,
+                    };
+                    if ramp && up.config.slow_start.is_some() {
+                        b.state.start_ramp(now);
+                    }
+                    if up.config.health_check.is_none() {
+                        b.state.clear_active();
+                    }
+                }
+            }
+        }
+        for (name, set) in &runtime.certs {
+            if let Some(r) = self.resolvers.get(name) {
+                r.replace(set.clone());
+            }
+        }
         self.runtime.store(Some(Arc::new(runtime)));
+    }
+
+    /// Record the listeners the server was started with (they cannot change without a restart).
+    pub fn mark_serving(&self, listeners: &[switchyard_config::Listener]) {
+        let mut s = self.serving.lock().unwrap_or_else(|p| p.into_inner());
+        *s = listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.addr, !l.tls.is_empty()))
+            .collect();
+    }
+
+    /// The listeners being served.
+    pub fn serving(&self) -> Vec<(String, SocketAddr, bool)> {
+        self.serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The live runtime, once a config has been applied.
@@ -77,50 +171,61 @@ impl HttpPlane {
         self.runtime.load_full()
     }
 
+    /// Attempt counters of a pool, for blue/green flip verification.
+    pub fn pool_counts(&self, upstream: &str, pool: &str) -> Option<(u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let rt = self.runtime.load_full()?;
+        let up = rt.upstreams.get(upstream)?;
+        let p = up.pools.iter().find(|p| p.name == pool)?;
+        Some((
+            p.traffic.requests.load(Relaxed),
+            p.traffic.errors.load(Relaxed),
+        ))
+    }
+
+    /// The SNI resolver for a listener, created with the certificates of the live runtime.
+    pub fn resolver(&self, listener: &str) -> Option<Arc<SniResolver>> {
+        let rt = self.runtime.load_full()?;
+        let set = rt.certs.get(listener)?.clone();
+        let r = self
+            .resolvers
+            .entry(listener.to_string())
+            .or_insert_with(|| Arc::new(SniResolver::new(set)))
+            .clone();
+        Some(r)
+    }
+
     /// State for `/v1/status`.
     pub fn status(&self) -> serde_json::Value {
-        let Some(rt) = self.runtime.load_full() else {
-            return json!({ "serving": false, "configured": false });
-        };
-        let http = &rt.config.http;
-        let upstreams: serde_json::Map<String, serde_json::Value> = http
-            .upstreams
-            .iter()
-            .map(|(name, u)| {
-                let pools: serde_json::Map<String, serde_json::Value> = u
-                    .pools
-                    .iter()
-                    .map(|(pname, p)| {
-                        let backends: Vec<_> = p
-                            .backends
-                            .iter()
-                            .map(
-                                |b| json!({ "addr": b.addr, "weight": b.weight, "state": b.state }),
-                            )
-                            .collect();
-                        (
-                            pname.clone(),
-                            json!({ "weight": p.weight, "backends": backends }),
-                        )
-                    })
-                    .collect();
-                (
-                    name.clone(),
-                    json!({ "balance": u.balance, "pools": pools }),
-                )
-            })
-            .collect();
-        let listeners: Vec<_> = http
-            .listeners
-            .iter()
-            .map(|l| json!({ "name": l.name, "addr": l.addr, "tls": !l.tls.is_empty() }))
-            .collect();
-        json!({
-            "serving": false,
-            "note": "the HTTP data plane does not serve traffic yet (issue 3); this is the applied configuration",
-            "listeners": listeners,
-            "routes": http.routes.len(),
-            "upstreams": upstreams,
-        })
+        status::status(self)
     }
+}
+
+impl HttpRuntime {
+    /// Administrative state of a backend of an upstream in this runtime (`None`: not listed).
+    fn admin_state(&self, upstream: &str, addr: &str) -> Option<AdminState> {
+        let up = self.upstreams.get(upstream)?;
+        up.pools
+            .iter()
+            .flat_map(|p| p.backends.iter())
+            .find(|b| b.addr == addr)
+            .map(|b| {
+                if b.draining {
+                    AdminState::Drain
+                } else {
+                    AdminState::Enabled
+                }
+            })
+    }
+}
+
+/// Resolve `host:port` once, when the config is applied.
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    addr.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to no address"))
 }

@@ -145,7 +145,12 @@ pub async fn rollback(
 /// Record a change attempt refused before it reached the applier (a bad `If-Match`, a body
 /// too large or not UTF-8, a malformed rollback request) and pass the refusal on: every
 /// attempt is in the audit log, not only those the applier saw.
-fn refused(state: &ApiState, actor: &Actor, action: &str, resp: Response<Body>) -> Response<Body> {
+pub(super) fn refused(
+    state: &ApiState,
+    actor: &Actor,
+    action: &str,
+    resp: Response<Body>,
+) -> Response<Body> {
     let version = state.applier.current().snapshot.version;
     let status = resp.status();
     state.applier.runtime().audit.record(&AuditEntry {
@@ -166,7 +171,7 @@ fn refused(state: &ApiState, actor: &Actor, action: &str, resp: Response<Body>) 
     resp
 }
 
-fn outcome_response(outcome: Result<ApplyOutcome, ApplyError>) -> Response<Body> {
+pub(super) fn outcome_response(outcome: Result<ApplyOutcome, ApplyError>) -> Response<Body> {
     match outcome {
         Ok(ApplyOutcome::Applied {
             before,
@@ -221,6 +226,7 @@ fn outcome_response(outcome: Result<ApplyOutcome, ApplyError>) -> Response<Body>
             &e.errors(),
         ),
         Err(e @ ApplyError::UnknownVersion { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(ApplyError::Edit(e)) => error(super::upstreams::edit_status(&e), e.to_string()),
         Err(e @ ApplyError::Persist(_)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("change refused: {e} (nothing was applied)"),
@@ -229,7 +235,7 @@ fn outcome_response(outcome: Result<ApplyOutcome, ApplyError>) -> Response<Body>
 }
 
 /// Collect a request body, refusing more than [`MAX_BODY_BYTES`] with 413.
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
         let len = len.to_str().ok().and_then(|l| l.parse::<u64>().ok());
         match len {

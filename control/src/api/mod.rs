@@ -4,6 +4,8 @@
 //! - `GET /health`: liveness, no token.
 //! - `GET /v1/status`, `GET /v1/config`, `GET /v1/config/history[/{version}]`, `GET /metrics`: viewer.
 //! - `PUT /v1/config`, `POST /v1/config/rollback`: admin.
+//! - `POST /v1/upstreams/{name}/weights`, `…/flip`, `…/backends/{addr}/drain|enable`:
+//!   operator; `GET /v1/upstreams/{name}/flip`: viewer (see `upstreams.rs`).
 
 // Handlers return `Err(Response)` for early answers (401, 413, …); boxing them would only
 // move the allocation, the response is sent either way.
@@ -13,6 +15,7 @@ mod auth;
 mod config;
 mod response;
 mod status;
+mod upstreams;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +47,27 @@ pub struct ApiState {
     pub started: Instant,
     /// The HTTP plane's counters, for flip verification; `None` without an HTTP plane.
     pub traffic: Option<Arc<dyn crate::plane::TrafficStats>>,
+    /// Runtime operations' state (flips being verified); `Ops::default()`.
+    pub ops: crate::ops::Ops,
+}
+
+impl ApiState {
+    /// API state with fresh runtime-operation state.
+    pub fn new(
+        applier: Arc<Applier>,
+        metrics: Option<PrometheusHandle>,
+        bound: SocketAddr,
+        traffic: Option<Arc<dyn crate::plane::TrafficStats>>,
+    ) -> Self {
+        ApiState {
+            applier,
+            metrics,
+            bound,
+            started: Instant::now(),
+            traffic,
+            ops: crate::ops::Ops::default(),
+        }
+    }
 }
 
 /// Serve the control API on `listener` until `shutdown` resolves.
@@ -146,6 +170,7 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
             Ok(who) => config::rollback(state, who, remote, req).await,
             Err(resp) => denied(state, &req, remote, "config.rollback", resp),
         },
+        (_, p) if p.starts_with("/v1/upstreams/") => upstreams::route(state, remote, req).await,
         (_, "/health" | "/v1/status" | "/metrics" | "/v1/config/history") => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: use GET",

@@ -1,0 +1,227 @@
+//! `/v1/upstreams/{name}/…`: runtime operations on an HTTP upstream.
+//!
+//! - `POST …/weights` `{"blue": 90, "green": 10}`: operator.
+//! - `POST …/backends/{addr}/drain`, `POST …/backends/{addr}/enable`: operator.
+//! - `POST …/flip` `{"to": "green", "verify": {…}}`: operator; `GET …/flip`: viewer.
+//!
+//! Path segments are percent-decoded (`127.0.0.1%3A9001`, `%5B::1%5D%3A80`). Each change
+//! answers like `PUT /v1/config` (`result`, `version`, `changes`, …); refusals are audited.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use switchyard_config::edit::{EditError, EditErrorKind};
+use switchyard_config::{BackendState, Role};
+
+use super::config::{outcome_response, read_body, refused};
+use super::response::{error, json, Body};
+use super::{auth, denied, ApiState};
+use crate::applier::ApplyOutcome;
+use crate::history::Actor;
+use crate::ops::{self, FlipError, FlipRequest};
+
+/// The HTTP status for an edit error.
+pub(super) fn edit_status(e: &EditError) -> StatusCode {
+    match e.kind() {
+        EditErrorKind::NotFound => StatusCode::NOT_FOUND,
+        EditErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        EditErrorKind::Conflict => StatusCode::CONFLICT,
+    }
+}
+
+/// One operation, parsed from the path.
+enum Op {
+    Weights,
+    Flip,
+    Backend(String, BackendState),
+}
+
+impl Op {
+    fn action(&self) -> &'static str {
+        match self {
+            Op::Weights => "upstream.weights",
+            Op::Flip => "upstream.flip",
+            Op::Backend(_, BackendState::Drain) => "upstream.backend.drain",
+            Op::Backend(_, BackendState::Enabled) => "upstream.backend.enable",
+        }
+    }
+}
+
+/// Route a request under `/v1/upstreams/`.
+pub(super) async fn route(
+    state: &ApiState,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let rest = path.strip_prefix("/v1/upstreams/").unwrap_or_default();
+    let segments: Vec<&str> = rest.split('/').collect();
+    let parsed = match segments.as_slice() {
+        [name, "weights"] => decode(name).map(|n| (n, Op::Weights)),
+        [name, "flip"] => decode(name).map(|n| (n, Op::Flip)),
+        [name, "backends", addr, verb @ ("drain" | "enable")] => {
+            let state = match *verb {
+                "drain" => BackendState::Drain,
+                _ => BackendState::Enabled,
+            };
+            decode(name).and_then(|n| Ok((n, Op::Backend(decode(addr)?, state))))
+        }
+        _ => return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    };
+    let (upstream, op) = match parsed {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let rt = state.applier.runtime();
+    match (req.method(), &op) {
+        (&Method::GET, Op::Flip) => match auth::authorize(&rt, &req, Role::Viewer) {
+            Ok(_) => match state.ops.flips.latest(&upstream) {
+                Some(status) => json(StatusCode::OK, &status),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    format!("no flip of upstream {upstream:?} since Switchyard started"),
+                ),
+            },
+            Err(resp) => resp,
+        },
+        (&Method::POST, _) => match auth::authorize(&rt, &req, Role::Operator) {
+            Ok(who) => {
+                let actor = Actor {
+                    name: who.name,
+                    remote: Some(remote),
+                };
+                run(state, actor, &upstream, op, req).await
+            }
+            Err(resp) => denied(state, &req, remote, op.action(), resp),
+        },
+        (_, Op::Flip) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET or POST",
+        ),
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use POST",
+        ),
+    }
+}
+
+/// Run an authorized change.
+async fn run(
+    state: &ApiState,
+    actor: Actor,
+    upstream: &str,
+    op: Op,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let action = op.action();
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return refused(state, &actor, action, resp),
+    };
+    let applier = &state.applier;
+    match op {
+        Op::Weights => {
+            let weights: BTreeMap<String, u32> = match serde_json::from_slice(&body) {
+                Ok(w) => w,
+                Err(e) => {
+                    let message = format!(
+                        "expected {{\"POOL\": WEIGHT, …}} with weights 0 to 10000, e.g. {{\"blue\": 90, \"green\": 10}}: {e}"
+                    );
+                    let resp = error(StatusCode::BAD_REQUEST, message);
+                    return refused(state, &actor, action, resp);
+                }
+            };
+            outcome_response(ops::set_weights(applier, actor, upstream, &weights).await)
+        }
+        Op::Backend(addr, backend_state) => outcome_response(
+            ops::set_backend_state(applier, actor, upstream, &addr, backend_state).await,
+        ),
+        Op::Flip => {
+            let flip = match FlipRequest::from_json(&body) {
+                Ok(f) => f,
+                Err(message) => {
+                    let resp = error(StatusCode::BAD_REQUEST, message);
+                    return refused(state, &actor, action, resp);
+                }
+            };
+            let traffic = state.traffic.clone();
+            let flips = &state.ops.flips;
+            match flips
+                .start(applier.clone(), traffic, actor.clone(), upstream, flip)
+                .await
+            {
+                Ok(started) => flip_response(started),
+                Err(FlipError::Apply(e)) => outcome_response(Err(e)),
+                Err(busy) => {
+                    let body =
+                        serde_json::json!({ "error": busy.to_string(), "flip": busy.current() });
+                    refused(state, &actor, action, json(StatusCode::CONFLICT, &body))
+                }
+            }
+        }
+    }
+}
+
+/// `{"result": "applied", "version_before", "version", "hash", "changes", "flip": {…}}`, or
+/// `"unchanged"` with `"flip": null` when the pool already had all the traffic.
+fn flip_response(started: ops::FlipStarted) -> Response<Body> {
+    let body = match &started.outcome {
+        ApplyOutcome::Applied {
+            before,
+            after,
+            changes,
+        } => serde_json::json!({
+            "result": "applied",
+            "version_before": before,
+            "version": after.snapshot.version,
+            "hash": after.snapshot.hash,
+            "changes": changes,
+            "flip": started.status,
+        }),
+        ApplyOutcome::Unchanged { current } => serde_json::json!({
+            "result": "unchanged",
+            "version": current.snapshot.version,
+            "hash": current.snapshot.hash,
+            "changes": [],
+            "flip": null,
+        }),
+        ApplyOutcome::DryRun { current, hash, .. } => serde_json::json!({
+            "result": "dry_run", "version": current, "hash": hash, "flip": null,
+        }),
+    };
+    json(StatusCode::OK, &body)
+}
+
+/// Percent-decode one path segment; 400 if it is not UTF-8 after decoding.
+fn decode(segment: &str) -> Result<String, Response<Body>> {
+    let bad = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid percent-encoding in path segment {segment:?}"),
+        )
+    };
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8(out).map_err(|_| bad())?;
+    if decoded.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, "empty path segment"));
+    }
+    Ok(decoded)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,30 @@
+//! Runtime operations on HTTP upstreams, as the control API runs them: set pool weights,
+//! drain or re-enable a backend, and blue/green flips that verify the new pool and roll
+//! back on their own.
+//!
+//! Every operation is a change of the config like any other: it edits the running config's
+//! text (comments and layout kept, see [`switchyard_config::edit`]) through
+//! [`Applier::apply_edit`](crate::Applier::apply_edit), so it is validated, built, written
+//! back to the file, versioned, kept in the history and audited. What outlives a single
+//! request (a flip being verified) lives in [`Ops`], which the API state owns.
+
+mod backends;
+mod flip;
+mod request;
+mod verify;
+mod weights;
+
+pub use backends::set_backend_state;
+pub use flip::{FlipError, FlipStarted, FlipState, FlipStatus, Flips};
+pub use request::{FlipRequest, Verify};
+pub use weights::set_weights;
+
+/// Long-lived state of runtime operations, shared by every API request.
+#[derive(Clone, Default)]
+pub struct Ops {
+    /// Blue/green flips: the latest per upstream, and the ones being verified.
+    pub flips: Flips,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+//! The pingora server: one proxy service per configured listener.
+//!
+//! Listeners are bound when the process starts; routes, pools, weights, timeouts and
+//! certificates reload in place through the runtime snapshot. Adding, removing or moving a
+//! listener needs a restart, and `/v1/status` says so.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::TlsAccept;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use switchyard_config::Config;
+
+use crate::service::ProxyService;
+use crate::HttpPlane;
+
+/// No TLS callbacks: certificates come from our SNI resolver.
+struct NoCallbacks;
+
+#[async_trait]
+impl TlsAccept for NoCallbacks {}
+
+/// Build a pingora server for the listeners of `config` (the config applied at start-up).
+pub fn build_server(plane: Arc<HttpPlane>, config: &Config) -> Result<Server, String> {
+    let conf = ServerConf {
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        // Stop promptly on SIGTERM: finish in-flight requests for up to 10 s, no upgrade wait.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(10),
+        // A global ceiling on attempts; each route caps its own retries below it.
+        max_retries: 12,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    for l in &config.http.listeners {
+        let logic = ProxyService::new(plane.clone(), &l.name, !l.tls.is_empty());
+        let mut svc = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            logic,
+            &format!("listener {}", l.name),
+        );
+        let addr = l.addr.to_string();
+        if l.tls.is_empty() {
+            svc.add_tcp(&addr);
+        } else {
+            let resolver = plane
+                .resolver(&l.name)
+                .ok_or_else(|| format!("listener {}: no certificates loaded", l.name))?;
+            let mut tls =
+                TlsSettings::with_callbacks(Box::new(NoCallbacks)).map_err(|e| e.to_string())?;
+            tls.set_cert_resolver(resolver);
+            tls.enable_h2();
+            svc.add_tls_with_settings(&addr, None, tls);
+        }
+        server.add_service(svc);
+    }
+    Ok(server)
+}

@@ -1,0 +1,516 @@
+//! The pingora `ProxyHttp` implementation: one [`ProxyService`] per listener.
+//!
+//! Per request: load the runtime once, answer the liveness path, route by host and path,
+//! then pick a backend per attempt ([`crate::balance`]). Every attempt's outcome feeds passive
+//! health and the pool's counters. Retries: connect failures always go to another backend;
+//! timeouts, resets and failure statuses (502/503/504 by default) only for idempotent methods
+//! whose body fits pingora's retry buffer, within the route's `retries` and the upstream's
+//! retry budget.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use switchyard_config::Route;
+
+use crate::balance::UpstreamRuntime;
+use crate::registry::InFlight;
+use crate::{HttpPlane, HttpRuntime};
+
+/// The proxy logic of one listener.
+pub struct ProxyService {
+    plane: Arc<HttpPlane>,
+    listener: String,
+    scheme: &'static str,
+}
+
+impl ProxyService {
+    pub fn new(plane: Arc<HttpPlane>, listener: &str, tls: bool) -> Self {
+        ProxyService {
+            plane,
+            listener: listener.to_string(),
+            scheme: if tls { "https" } else { "http" },
+        }
+    }
+}
+
+/// One attempt on one backend.
+pub struct Attempt {
+    pool: usize,
+    guard: InFlight,
+    /// Its outcome has been fed to passive health and the pool counters.
+    recorded: bool,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    rt: Option<Arc<HttpRuntime>>,
+    route: Option<usize>,
+    tried: Vec<String>,
+    attempts: u32,
+    attempt: Option<Attempt>,
+    /// The last response was a failure status and a retry was granted.
+    retry_status: bool,
+    started: Instant,
+    /// Pool and backend of the last attempt, for metrics.
+    last: Option<(String, String)>,
+    /// Request body bytes seen so far.
+    body_bytes: u64,
+}
+
+impl RequestCtx {
+    fn route<'a>(&self, rt: &'a HttpRuntime) -> Option<&'a Route> {
+        rt.config.http.routes.get(self.route?)
+    }
+
+    fn upstream<'a>(&self, rt: &'a HttpRuntime) -> Option<&'a UpstreamRuntime> {
+        rt.upstreams.get(&self.route(rt)?.upstream)
+    }
+
+    /// Another attempt is within the route's `retries`.
+    fn retries_left(&self, rt: &HttpRuntime) -> bool {
+        self.route(rt).is_some_and(|r| self.attempts <= r.retries)
+    }
+}
+
+fn unix_second() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Answer a request ourselves with a short text body and no keep-alive.
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    close: bool,
+) -> Result<bool> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    if close {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .await?;
+    Ok(true)
+}
+
+/// Framing problems that make a request unsafe to forward (request smuggling): both
+/// `Content-Length` and `Transfer-Encoding`, conflicting `Content-Length`s, or a
+/// `Transfer-Encoding` other than plain `chunked`.
+fn smuggling(req: &RequestHeader) -> Option<&'static str> {
+    let cls: Vec<_> = req.headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    let tes: Vec<_> = req
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
+    if !cls.is_empty() && !tes.is_empty() {
+        return Some("both Content-Length and Transfer-Encoding\n");
+    }
+    if cls.windows(2).any(|w| w[0] != w[1]) {
+        return Some("conflicting Content-Length headers\n");
+    }
+    if cls.iter().any(|v| {
+        v.to_str()
+            .map_or(true, |s| s.trim().parse::<u64>().is_err())
+    }) {
+        return Some("invalid Content-Length\n");
+    }
+    if tes.len() > 1
+        || tes
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
+        return Some("unsupported Transfer-Encoding\n");
+    }
+    None
+}
+
+impl ProxyService {
+    /// Feed a failed attempt to passive health and the pool's counters (once per attempt).
+    fn attempt_failed(&self, ctx: &mut RequestCtx, why: &'static str) {
+        let Some(rt) = ctx.rt.clone() else { return };
+        let Some(up) = ctx.upstream(&rt) else { return };
+        let Some(att) = ctx.attempt.as_mut() else {
+            return;
+        };
+        if att.recorded {
+            return;
+        }
+        att.recorded = true;
+        let now = Instant::now();
+        let pool = &up.pools[att.pool];
+        pool.traffic
+            .errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let backend = att.guard.backend();
+        let cfg = &up.config;
+        let ejected = backend.record_failure(now, cfg.max_fails, cfg.fail_timeout, || {
+            pool.may_eject(now, cfg.max_ejected_percent)
+        });
+        if ejected {
+            tracing::warn!(upstream = %up.name, pool = %pool.name, backend = %backend.addr, why, "backend ejected for {:?}", cfg.fail_timeout);
+            metrics::counter!("switchyard_http_ejections_total", "upstream" => up.name.clone(), "backend" => backend.addr.clone())
+                .increment(1);
+        }
+    }
+
+    /// A retry for a failed attempt, if the request, the route and the budget allow one.
+    fn grant_retry(&self, session: &Session, ctx: &RequestCtx, reason: &'static str) -> bool {
+        let Some(rt) = ctx.rt.as_ref() else {
+            return false;
+        };
+        let Some(up) = ctx.upstream(rt) else {
+            return false;
+        };
+        let idempotent = session.req_header().method.is_idempotent();
+        if !idempotent || session.retry_buffer_truncated() || session.response_written().is_some() {
+            return false;
+        }
+        if !ctx.retries_left(rt)
+            || !self
+                .plane
+                .registry
+                .budget(&up.name)
+                .try_retry(unix_second(), up.config.retry_budget)
+        {
+            return false;
+        }
+        metrics::counter!("switchyard_http_retries_total", "upstream" => up.name.clone(), "reason" => reason).increment(1);
+        true
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for ProxyService {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            rt: None,
+            route: None,
+            tried: Vec::new(),
+            attempts: 0,
+            attempt: None,
+            retry_status: false,
+            started: Instant::now(),
+            last: None,
+            body_bytes: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let Some(rt) = self.plane.runtime() else {
+            return respond(session, 503, "not configured\n", false).await;
+        };
+        if let Some(why) = smuggling(session.req_header()) {
+            return respond(session, 400, why, true).await;
+        }
+        let listener = rt
+            .config
+            .http
+            .listeners
+            .iter()
+            .find(|l| l.name == self.listener);
+        let req = session.req_header();
+        let path = req.uri.path();
+        if listener.is_some_and(|l| l.health_path == path) {
+            return respond(session, 200, "ok\n", false).await;
+        }
+        let header_bytes: usize = req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if listener.is_some_and(|l| header_bytes > l.max_header_bytes) {
+            return respond(session, 431, "request headers too large\n", true).await;
+        }
+        let host = req
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host())
+            .unwrap_or("");
+        let Some(idx) = rt.routes.find(host, path) else {
+            return respond(session, 404, "no route\n", false).await;
+        };
+        let route = &rt.config.http.routes[idx];
+        let too_big = req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > route.max_body_bytes);
+        if too_big {
+            return respond(session, 413, "request body too large\n", true).await;
+        }
+        if route.gzip {
+            session.upstream_compression.adjust_level(6);
+        }
+        self.plane
+            .registry
+            .budget(&route.upstream)
+            .record_request(unix_second());
+        ctx.route = Some(idx);
+        ctx.rt = Some(rt);
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // Chunked bodies have no Content-Length to check up front: count as they stream.
+        if let (Some(rt), Some(chunk)) = (ctx.rt.as_ref(), body.as_ref()) {
+            if let Some(route) = ctx.route(rt) {
+                ctx.body_bytes += chunk.len() as u64;
+                if ctx.body_bytes > route.max_body_bytes {
+                    return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let rt = ctx
+            .rt
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no runtime"))?;
+        let route = ctx
+            .route(&rt)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
+        let up = ctx
+            .upstream(&rt)
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "upstream missing"))?;
+        let now = Instant::now();
+        let pick = up
+            .select(now, &ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no backend available"))?;
+        if pick.panic {
+            metrics::counter!("switchyard_http_panic_mode_total", "upstream" => up.name.clone())
+                .increment(1);
+        }
+        let pool = &up.pools[pick.pool];
+        let entry = up.backend(pick);
+        // Replacing the previous attempt releases its in-flight count.
+        ctx.attempt = Some(Attempt {
+            pool: pick.pool,
+            guard: entry.state.acquire(),
+            recorded: false,
+        });
+        ctx.tried.push(entry.addr.clone());
+        ctx.attempts += 1;
+        ctx.last = Some((pool.name.clone(), entry.addr.clone()));
+        pool.traffic
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut peer = HttpPeer::new(entry.socket, false, String::new());
+        peer.options.connection_timeout = Some(route.connect_timeout);
+        peer.options.read_timeout = Some(route.read_timeout);
+        peer.options.write_timeout = Some(route.write_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.attempt_failed(ctx, "connect");
+        // Nothing reached the backend: always safe to try another one, within `retries`.
+        let _ = session;
+        let retry = ctx.rt.as_ref().is_some_and(|rt| ctx.retries_left(rt));
+        if retry {
+            if let Some(up) = ctx.rt.as_ref().and_then(|rt| ctx.upstream(rt)) {
+                metrics::counter!("switchyard_http_retries_total", "upstream" => up.name.clone(), "reason" => "connect")
+                    .increment(1);
+            }
+        }
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if std::mem::take(&mut ctx.retry_status) {
+            // The failure status was seen and the retry granted in `upstream_response_filter`.
+            e.set_retry(true);
+            return e;
+        }
+        if *e.esource() != ErrorSource::Downstream {
+            self.attempt_failed(ctx, "error");
+        }
+        if self.grant_retry(session, ctx, "error") {
+            e.set_retry(true);
+        } else if session.req_header().method.is_idempotent()
+            && ctx.rt.as_ref().is_some_and(|rt| ctx.retries_left(rt))
+        {
+            // A stale pooled connection: retry only if it was a reused one (pingora's default).
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        if let Some(ip) = &client_ip {
+            let xff = match upstream_request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+                _ => ip.clone(),
+            };
+            upstream_request.insert_header("x-forwarded-for", xff)?;
+            upstream_request.insert_header("x-real-ip", ip.as_str())?;
+        }
+        upstream_request.insert_header("x-forwarded-proto", self.scheme)?;
+        let host = session
+            .req_header()
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| {
+                session
+                    .req_header()
+                    .uri
+                    .authority()
+                    .and_then(|a| a.as_str().parse().ok())
+            });
+        if let Some(host) = host {
+            upstream_request.insert_header("x-forwarded-host", host)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        let Some(rt) = ctx.rt.clone() else {
+            return Ok(());
+        };
+        let Some(up) = ctx.upstream(&rt) else {
+            return Ok(());
+        };
+        if up.config.failure_statuses.contains(&status) {
+            self.attempt_failed(ctx, "status");
+            let others = up
+                .pools
+                .iter()
+                .flat_map(|p| p.backends.iter())
+                .any(|b| !ctx.tried.contains(&b.addr));
+            if others && self.grant_retry(session, ctx, "status") {
+                ctx.retry_status = true;
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(status),
+                    "failure status from backend; retrying",
+                );
+            }
+            return Ok(());
+        }
+        if let Some(att) = ctx.attempt.as_mut() {
+            if !att.recorded {
+                att.recorded = true;
+                if status >= 500 {
+                    up.pools[att.pool]
+                        .traffic
+                        .errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    att.guard.backend().record_success(Instant::now());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        ctx.attempt = None;
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or_else(|| {
+                e.map(|e| match e.etype() {
+                    ErrorType::HTTPStatus(s) => *s,
+                    _ => 502,
+                })
+            })
+            .unwrap_or(0);
+        let Some(rt) = ctx.rt.as_ref() else { return };
+        let Some(route) = ctx.route(rt) else { return };
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        let (pool, backend) = ctx.last.clone().unwrap_or_default();
+        let route_label = format!("{}{}", host_label(route), route.path_prefix);
+        metrics::counter!(
+            "switchyard_http_requests_total",
+            "route" => route_label,
+            "upstream" => route.upstream.clone(),
+            "pool" => pool,
+            "backend" => backend,
+            "class" => class
+        )
+        .increment(1);
+        metrics::histogram!("switchyard_http_request_duration_seconds", "upstream" => route.upstream.clone())
+            .record(ctx.started.elapsed().as_secs_f64());
+    }
+}
+
+fn host_label(route: &Route) -> String {
+    match &route.host {
+        switchyard_config::HostMatch::Any => "*".to_string(),
+        switchyard_config::HostMatch::Exact(h) => h.clone(),
+        switchyard_config::HostMatch::Suffix(s) => format!("*{s}"),
+    }
+}

@@ -1,0 +1,109 @@
+//! `switchyard run`: load the config, start the control plane on its own runtime, and serve
+//! the HTTP listeners on pingora's.
+//!
+//! pingora's `Server` owns the main thread and its own runtimes (and handles SIGTERM as a
+//! graceful shutdown, SIGINT as a fast one); the control API, the file watcher and the active
+//! health checks run on a separate tokio runtime beside it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use switchyard::Planes;
+use switchyard_control::api::ApiState;
+use switchyard_control::Applier;
+
+pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    let metrics = switchyard_control::metrics::install()
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    let planes = Planes::new();
+    let applier = Applier::start(&config_path, planes.list())?;
+    let config = applier.current().snapshot.config.clone();
+    let control_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("switchyard-control")
+        .build()
+        .context("starting the control runtime")?;
+    let listen = config.control.listen;
+    let listener = control_rt
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("binding the control API to {listen} (control.listen)"))?;
+    let bound = listener.local_addr().context("control API address")?;
+    // Build the proxy (binding nothing yet) before the control plane starts serving, so a
+    // listener error stops start-up cleanly.
+    let server = if config.http.listeners.is_empty() {
+        None
+    } else {
+        let server = switchyard_proxy::server::build_server(planes.http.clone(), &config)
+            .map_err(|e| anyhow::anyhow!("starting the HTTP listeners: {e}"))?;
+        planes.http.mark_serving(&config.http.listeners);
+        Some(server)
+    };
+    let state = Arc::new(ApiState {
+        applier: applier.clone(),
+        metrics: Some(metrics.clone()),
+        bound,
+        started: Instant::now(),
+        traffic: Some(planes.traffic()),
+        ops: Default::default(),
+    });
+    // The watcher installs its file watch and SIGHUP handler now, inside the control runtime,
+    // so both are in place before the API answers.
+    let watcher = {
+        let _enter = control_rt.enter();
+        switchyard_control::watcher::watch(applier.clone(), std::future::pending())
+    };
+    let http = planes.http.clone();
+    let control = std::thread::Builder::new()
+        .name("switchyard-control".into())
+        .spawn(move || {
+            control_rt.block_on(async move {
+                tokio::spawn(watcher);
+                tokio::spawn(switchyard_proxy::health::run(http));
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        metrics.run_upkeep();
+                    }
+                });
+                switchyard_control::api::serve(listener, state, shutdown_signal()).await;
+            })
+        })
+        .context("starting the control thread")?;
+    tracing::info!(
+        version = applier.current().snapshot.version,
+        control_api = %bound,
+        http_listeners = config.http.listeners.len(),
+        config = %config_path.display(),
+        "switchyard started"
+    );
+    match server {
+        Some(server) => {
+            // Returns after a graceful (SIGTERM) or fast (SIGINT) shutdown.
+            server.run(pingora::server::RunArgs::default());
+        }
+        None => {
+            let _ = control.join();
+        }
+    }
+    tracing::info!("switchyard stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
