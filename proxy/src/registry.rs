@@ -24,6 +24,8 @@ pub struct BackendState {
     ramp_start: Mutex<Option<Instant>>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// `switchyard_http_backend_in_flight{backend}`, looked up once.
+    gauge: metrics::Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +68,7 @@ impl BackendState {
             ramp_start: Mutex::new(None),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            gauge: metrics::gauge!("switchyard_http_backend_in_flight", "backend" => addr.to_string()),
         }
     }
 
@@ -77,8 +80,7 @@ impl BackendState {
     pub fn acquire(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("switchyard_http_backend_in_flight", "backend" => self.addr.clone())
-            .increment(1.0);
+        self.gauge.increment(1.0);
         InFlight(self.clone())
     }
 
@@ -207,8 +209,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("switchyard_http_backend_in_flight", "backend" => self.0.addr.clone())
-            .decrement(1.0);
+        self.0.gauge.decrement(1.0);
     }
 }
 
