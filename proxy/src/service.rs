@@ -439,11 +439,13 @@ impl ProxyHttp for ProxyService {
         };
         if up.config.failure_statuses.contains(&status) {
             self.attempt_failed(ctx, "status");
+            // Only worth it if a backend that could take traffic has not been tried yet.
             let others = up
                 .pools
                 .iter()
+                .filter(|p| p.weight > 0)
                 .flat_map(|p| p.backends.iter())
-                .any(|b| !ctx.tried.contains(&b.addr));
+                .any(|b| !b.draining && !ctx.tried.contains(&b.addr));
             if others && self.grant_retry(session, ctx, "status") {
                 ctx.retry_status = true;
                 return Error::e_explain(
