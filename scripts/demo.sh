@@ -1,19 +1,78 @@
 #!/usr/bin/env bash
-# Build Switchyard and run a demo: the control API on 127.0.0.1:9901 with an admin token,
-# using a config in target/demo/ that you can edit live.
+# Build Switchyard and run a blue/green demo on loopback:
+#   - three demo backends (examples/demo_backend.rs): blue-1 on :9001, blue-2 on :9002,
+#     green-1 on :9101;
+#   - Switchyard proxying 127.0.0.1:8080 to upstream "jobs-api" (blue weight 100, green 0,
+#     passive health max_fails 3 / fail_timeout 10s, active health check on /health), with
+#     its control API on 127.0.0.1:9901 and an admin token printed below;
+#   - copy-paste commands: traffic, drain, canary, verified flip, status.
+# The config is target/demo/switchyard.toml: edit it while the demo runs and it applies live.
+# Ctrl-C (or SIGTERM) stops Switchyard and the backends.
+#
+# GREEN_STATUS=500 scripts/demo.sh starts green answering 500 (its /health still says 200),
+# so the flip in step 4 fails its verification and rolls back to blue by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-cargo build --release --bin switchyard
 
 demo=target/demo
+proxy_port=8080
+control_port=9901
+green_status=${GREEN_STATUS:-200}
+
+scripts/install-deps.sh
+cargo build --release --bin switchyard --example demo_backend
+bin=target/release/switchyard
+backend_bin=target/release/examples/demo_backend
+
+# Something already answering on a port we need makes the demo confusing: refuse early.
+for port in $proxy_port $control_port 9001 9002 9101; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "demo: port $port on 127.0.0.1 is in use (another demo still running?)" >&2
+    exit 1
+  fi
+done
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# wait_until DESCRIPTION COMMAND...: retry COMMAND for up to 30 s.
+wait_until() {
+  local what=$1 deadline=$((SECONDS + 30))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "demo: timed out waiting for $what" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
 mkdir -p "$demo"
+start_backend() { # NAME PORT [STATUS]
+  "$backend_bin" --name "$1" --port "$2" --status "${3:-200}" >"$demo/$1.log" 2>&1 &
+  pids+=($!)
+  wait_until "backend $1 on :$2" grep -q "listening on" "$demo/$1.log"
+}
+start_backend blue-1 9001
+start_backend blue-2 9002
+start_backend green-1 9101 "$green_status"
+
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 hash=$(printf %s "$token" | sha256sum | cut -d' ' -f1)
-cat > "$demo/switchyard.toml" <<TOML
+cat >"$demo/switchyard.toml" <<TOML
 # Demo config: edit me while Switchyard runs, the change is applied live.
 [control]
-listen = "127.0.0.1:9901"
+listen = "127.0.0.1:$control_port"
 audit_log = "audit.jsonl"
 
 [[control.tokens]]
@@ -23,7 +82,7 @@ sha256 = "$hash"
 
 [[http.listeners]]
 name = "public"
-addr = "127.0.0.1:8080"
+addr = "127.0.0.1:$proxy_port"
 
 [[http.routes]]
 host = "*"
@@ -34,6 +93,7 @@ upstream = "jobs-api"
 balance = "least_conn"
 max_fails = 3
 fail_timeout = "10s"
+health_check = { path = "/health", interval = "2s", timeout = "1s", rise = 2, fall = 3 }
 
 [http.upstreams.jobs-api.pools.blue]
 weight = 100
@@ -44,22 +104,51 @@ weight = 0
 backends = ["127.0.0.1:9101"]
 TOML
 
+"$bin" run --config "$demo/switchyard.toml" &
+pids+=($!)
+switchyard=$!
+wait_until "the control API on :$control_port" curl -fsS "127.0.0.1:$control_port/health"
+wait_until "the proxy on :$proxy_port" curl -fsS "127.0.0.1:$proxy_port/"
+
+api="localhost:$control_port"
+auth='-H "Authorization: Bearer $TOKEN"'
 cat <<MSG
 
-Switchyard demo
+Switchyard demo: proxy on 127.0.0.1:$proxy_port, control API on 127.0.0.1:$control_port
+  backends:  blue-1 :9001, blue-2 :9002 (pool blue, weight 100); green-1 :9101 (pool green, weight 0)
   config:    $demo/switchyard.toml   (edit it: changes apply live)
-  audit log: $demo/audit.jsonl
-  token:     $token
+  audit log: $demo/audit.jsonl       backend logs: $demo/*.log
+  token:     $token   (role admin)
 
-Try, in another terminal:
+In another terminal:
   export TOKEN=$token
-  curl -s localhost:9901/health
-  curl -s -H "Authorization: Bearer \$TOKEN" localhost:9901/v1/status
-  curl -s -H "Authorization: Bearer \$TOKEN" localhost:9901/v1/config
-  sed 's/weight = 0/weight = 10/' $demo/switchyard.toml | \\
-    curl -s -X PUT -H "Authorization: Bearer \$TOKEN" --data-binary @- 'localhost:9901/v1/config?dry_run=true'
-  curl -s -H "Authorization: Bearer \$TOKEN" localhost:9901/v1/config/history
 
-Ctrl-C stops it.
+  # 1. Traffic goes to blue, least-connections over both replicas:
+  for i in 1 2 3 4; do curl -s localhost:$proxy_port/jobs/\$i; done
+
+  # 2. Drain blue-1: no new requests go to it (in-flight ones finish); then put it back.
+  curl -s -X POST $auth $api/v1/upstreams/jobs-api/backends/127.0.0.1%3A9001/drain
+  for i in 1 2 3 4; do curl -s localhost:$proxy_port/; done
+  curl -s -X POST $auth $api/v1/upstreams/jobs-api/backends/127.0.0.1%3A9001/enable
+
+  # 3. Canary: 10% of requests to green.
+  curl -s -X POST $auth -d '{"blue": 90, "green": 10}' $api/v1/upstreams/jobs-api/weights
+  for i in \$(seq 100); do curl -s localhost:$proxy_port/ | grep -o '"backend":"[^"]*"'; done | sort | uniq -c
+
+  # 4. Flip everything to green, verified over 20 s (rolls back by itself if green errs),
+  #    send it traffic, and watch the verdict go from "verifying" to "verified":
+  curl -s -X POST $auth -d '{"to": "green", "verify": {"window": "20s", "min_requests": 20}}' $api/v1/upstreams/jobs-api/flip
+  for i in \$(seq 50); do curl -s -o /dev/null -w '%{http_code} ' localhost:$proxy_port/; done; echo
+  curl -s $auth $api/v1/upstreams/jobs-api/flip
+  curl -s $auth $api/v1/status
+
+  # 5. What changed, and who did it:
+  curl -s $auth $api/v1/config/history
+  tail -n 5 $demo/audit.jsonl
+
+(GREEN_STATUS=500 scripts/demo.sh runs a broken green: step 4 then rolls back to blue.)
+Ctrl-C stops Switchyard and the backends.
+
 MSG
-exec target/release/switchyard run --config "$demo/switchyard.toml"
+# Not exec: the trap above must outlive Switchyard to stop the backends it started.
+wait "$switchyard"

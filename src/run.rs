@@ -41,6 +41,9 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
         planes.http.mark_serving(&config.http.listeners);
         Some(server)
     };
+    // Bind the Postgres listeners (one per cluster) and serve them on the router's own runtime.
+    let _postgres = switchyard_dbrouter::start(planes.postgres.clone(), &config)
+        .map_err(|e| anyhow::anyhow!("starting the Postgres listeners: {e}"))?;
     let state = Arc::new(ApiState {
         applier: applier.clone(),
         metrics: Some(metrics.clone()),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context};
 use serde_json::Value;
 use support::config::{line_of, Conf};
+use support::tls::SelfSigned;
 use support::{consistently, eventually, live_backend, metric, Switchyard};
 
 /// How soon a file change must be live.
@@ -119,8 +120,8 @@ fn write_configmap_version(dir: &Path, version: &str, text: &str) -> anyhow::Res
     let v = dir.join(version);
     std::fs::create_dir(&v)?;
     std::fs::write(v.join("switchyard.toml"), text)?;
-    std::fs::write(v.join("api.crt"), "not parsed by the HTTP plane yet")?;
-    std::fs::write(v.join("api.key"), "not parsed by the HTTP plane yet")?;
+    // The HTTP plane loads the listener's certificate with every applied config.
+    SelfSigned::new(&["api.test"])?.write(&v, "api")?;
     Ok(())
 }
 

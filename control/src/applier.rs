@@ -183,7 +183,7 @@ impl Applier {
             tracing::warn!(path = %self.config_path.display(), "config file is empty; keeping the running config");
             return Some(Err(err));
         }
-        Some(self.apply_locked(
+        let outcome = self.apply_locked(
             ApplyRequest {
                 text: Arc::from(text),
                 origin: Origin::File,
@@ -193,7 +193,44 @@ impl Applier {
                 dry_run: false,
             },
             None,
-        ))
+        );
+        if force && matches!(outcome, Ok(ApplyOutcome::Unchanged { .. })) {
+            self.refresh_locked();
+        }
+        Some(outcome)
+    }
+
+    /// Rebuild every plane and the control runtime from the running config and swap them
+    /// in, without a new version: what the config refers to but does not contain
+    /// (certificate files) is read afresh. A forced reload (SIGHUP) of an unchanged config
+    /// does this, so a certificate renewed in place is served from the next handshake. On
+    /// failure everything keeps running as it was and the error is reported like a
+    /// rejected reload.
+    fn refresh_locked(&self) {
+        let current = self.current();
+        let config = &current.snapshot.config;
+        let built = ControlRuntime::build(config, Some(&self.runtime.load()))
+            .and_then(|rt| Ok((rt, prepare_all(&self.planes, config)?)));
+        match built {
+            Ok((runtime, prepared)) => {
+                prepared.into_iter().for_each(|p| p.commit());
+                self.runtime.store(Arc::new(runtime));
+                tracing::info!(
+                    version = current.snapshot.version,
+                    "config unchanged; certificates and other referenced files re-read"
+                );
+            }
+            Err(errors) => {
+                tracing::warn!(
+                    "re-reading referenced files failed, keeping the running state: {errors}"
+                );
+                self.last_error.store(Some(Arc::new(ReloadError {
+                    at: OffsetDateTime::now_utc(),
+                    source: Origin::File,
+                    errors: ApplyError::Build(errors).errors(),
+                })));
+            }
+        }
     }
 
     /// Re-apply the text of an earlier version as a new version.

@@ -1,17 +1,83 @@
-//! Switchyard's Postgres router.
+//! Switchyard's Postgres router: a wire-protocol proxy that clients connect to as if it were
+//! PostgreSQL.
 //!
-//! [`DbPlane::build`] turns a validated config into a [`DbRuntime`] (clusters, nodes, users)
-//! without side effects; [`DbPlane::swap`] makes it live behind one `ArcSwap`.
+//! [`DbPlane::build`] turns a validated config into a [`DbRuntime`] (clusters, primaries,
+//! users with their passwords resolved) without side effects; [`DbPlane::swap`] makes it
+//! live behind one `ArcSwap`. [`listener::start`] binds one listener per cluster at start-up
+//! and serves it; each client is a [`session`]. State that outlives reloads (cancel keys,
+//! SCRAM keys, pools, per-cluster counters) lives in the plane, keyed by name, not in the
+//! runtime.
 //!
-//! TODO(issue 4): the wire protocol, pools and read/write split; TODO(issue 5): failover.
+//! # What works (session pooling, to the primary)
+//! - Startup: `SSLRequest` and `GSSENCRequest` are answered `N`; a `CancelRequest` is
+//!   mapped from the key Switchyard issued (secret compared in constant time) to the server
+//!   connection in use and sent to that server as a real `CancelRequest`; a
+//!   `StartupMessage` (protocol 3.0; newer minors and `_pq_.` options are negotiated down
+//!   with `NegotiateProtocolVersion`) is parsed under PostgreSQL's own length limits.
+//!   Malformed input gets an `ErrorResponse` with its SQLSTATE (08P01, 0A000, 28000) and
+//!   only that client is closed ([`startup`], [`frame`]).
+//! - Client authentication by Switchyard per `users`: SCRAM-SHA-256 server side ([`scram`],
+//!   checked against the RFC 5802 and RFC 7677 vectors), md5, trust; unknown users run a
+//!   mock SCRAM exchange and fail like a wrong password (28P01) ([`auth`]).
+//! - Server login with the configured credentials, SCRAM (server signature verified), md5
+//!   or trust as the server asks; cleartext is refused ([`backend`]).
+//! - The client gets the server's `ParameterStatus`, our own `BackendKeyData`, then a relay
+//!   both ways in which every client message header is checked, `Terminate` is handled by the
+//!   router and the transaction status is followed ([`relay`]). One server connection per
+//!   client session.
+//! - A pool per node ([`pool`]): a session that ends cleanly and idle gives its server
+//!   connection back after `DISCARD ALL`; the next client with the same startup parameters
+//!   reuses it. `max_size` caps open connections (an exhausted pool answers 53300 after
+//!   `checkout_timeout`), `idle_timeout` and `max_lifetime` retire them. A client that leaves
+//!   mid-transaction or mid-message takes its server connection with it (the server rolls
+//!   back).
+//! - `/v1/status`: per cluster, listen and bound address, serving, client and server
+//!   connection counts, auth failures, cancels; `restart_required` for listener changes.
+//!   Prometheus: `switchyard_postgres_{clients, client_connections_total,
+//!   server_connections, auth_failures_total, cancel_requests_total, client_errors_total}`.
+//!
+//! # TODO (issue 4, then 5)
+//! - Pools: `min_size` (pre-opened connections), queueing fairness for waiters, moving idle
+//!   connections on hot reload; a `max_client_conn`-style cap on client connections.
+//! - Transaction pooling (`pool_mode = "transaction"`, the config default, runs as session
+//!   mode for now and status says `effective_pool_mode = "session"`): hold a server from the
+//!   first message of a transaction to `ReadyForQuery(I)`; buffer the extended protocol to
+//!   Sync, honour Flush; rename prepared statements and prepare them per server on demand;
+//!   track `SET` and replay it; pin on `LISTEN`, advisory locks, temp tables, `WITH HOLD`.
+//! - Read/write split on `pg_query` with a statement cache and overrides by comment and
+//!   `SET switchyard.route`; replica selection by outstanding work within
+//!   `max_replica_lag(_bytes)` from a node monitor; read-your-writes by LSN.
+//! - TLS: `SSLRequest` → `S` with rustls (and `SCRAM-SHA-256-PLUS`), TLS to servers.
+//! - Hot reload of pools (move idle connections, retire old pools); listener changes need a
+//!   restart today.
+//! - Failover (issue 5): failure detection, promotion, fencing, switchover.
 
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+pub mod auth;
+pub mod backend;
+pub mod cancel;
+pub mod frame;
+pub mod listener;
+pub mod message;
+pub mod pool;
+pub mod relay;
+pub mod runtime;
+pub mod scram;
+pub mod session;
+pub mod startup;
+mod status;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
-use serde_json::json;
+use dashmap::DashMap;
 use switchyard_config::Config;
+
+pub use listener::{start, PgListeners, StartError};
+pub use runtime::{ClusterRuntime, DbRuntime, UserRuntime};
+pub use status::{ClusterStats, Serving};
 
 /// Why a config cannot be turned into a Postgres runtime.
 #[derive(Debug, thiserror::Error)]
@@ -20,18 +86,23 @@ pub enum BuildError {
     Invalid { path: String, message: String },
 }
 
-/// Everything the router needs for one config.
-#[derive(Debug)]
-pub struct DbRuntime {
-    /// The whole applied config, shared with the control plane (not copied).
-    pub config: Arc<Config>,
-}
-
-/// The Postgres plane.
+/// The Postgres plane: the live runtime and the state that outlives reloads.
 #[derive(Debug, Default)]
 pub struct DbPlane {
     /// `None` until the first config is applied.
     runtime: ArcSwapOption<DbRuntime>,
+    /// Cancel keys issued to sessions, across clusters.
+    pub cancel: cancel::CancelRegistry,
+    /// SCRAM keys by cluster and user, kept while the password stays.
+    pub(crate) scram: auth::ScramKeyCache,
+    /// Counters by cluster name.
+    stats: DashMap<String, Arc<ClusterStats>>,
+    /// Server connection pools by cluster and node address.
+    pools: DashMap<(String, String), Arc<pool::NodePool>>,
+    /// The listeners bound at start-up.
+    serving: Mutex<Vec<Serving>>,
+    /// Whether [`listener::start`] ran (so clusters added later need a restart).
+    started: AtomicBool,
 }
 
 impl DbPlane {
@@ -42,54 +113,89 @@ impl DbPlane {
     /// Build a runtime for `config`. No side effects. Password environment variables must be
     /// set: a cluster that could not log in to its servers is refused now, not at first use.
     pub fn build(&self, config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
-        for (i, c) in config.postgres.clusters.iter().enumerate() {
-            for (j, u) in c.users.iter().enumerate() {
-                if let Some(switchyard_config::Secret::Env(var)) = &u.password {
-                    if std::env::var_os(var).is_none() {
-                        return Err(BuildError::Invalid {
-                            path: format!("postgres.clusters[{i}].users[{j}].password_env"),
-                            message: format!("environment variable {var} is not set"),
-                        });
-                    }
-                }
-            }
-        }
-        Ok(DbRuntime {
-            config: config.clone(),
-        })
+        runtime::build(config)
     }
 
+    /// Make `runtime` the live one. Sessions already running keep the cluster they started
+    /// with; new ones get the new one.
     pub fn swap(&self, runtime: DbRuntime) {
         self.runtime.store(Some(Arc::new(runtime)));
     }
 
+    /// The live runtime, once a config has been applied.
     pub fn runtime(&self) -> Option<Arc<DbRuntime>> {
         self.runtime.load_full()
     }
 
+    /// Counters of cluster `name` (created on first use, kept across reloads).
+    pub fn stats(&self, name: &str) -> Arc<ClusterStats> {
+        if let Some(s) = self.stats.get(name) {
+            return s.clone();
+        }
+        self.stats
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(ClusterStats::new(name)))
+            .clone()
+    }
+
+    /// The pool of `node` in `cluster` (created on first use, kept across reloads).
+    pub fn pool(&self, cluster: &str, node: &str) -> Arc<pool::NodePool> {
+        let id = (cluster.to_string(), node.to_string());
+        if let Some(p) = self.pools.get(&id) {
+            return p.clone();
+        }
+        self.pools.entry(id).or_default().clone()
+    }
+
+    /// Close idle server connections that expired, died, or whose cluster or node left the
+    /// config. Run periodically by the listeners' runtime.
+    pub fn reap_idle(&self) {
+        let rt = self.runtime();
+        for entry in self.pools.iter() {
+            let (cluster, node) = entry.key();
+            let settings = rt
+                .as_ref()
+                .and_then(|rt| rt.clusters.get(cluster))
+                .and_then(|c| {
+                    (c.primary.to_string() == *node
+                        || c.replicas.iter().any(|r| r.to_string() == *node))
+                    .then(|| c.pool.clone())
+                });
+            match settings {
+                Some(s) => entry.value().reap_now(&s),
+                None => entry.value().clear(),
+            }
+        }
+    }
+
+    /// `(open, idle)` server connections of `node` in `cluster`.
+    pub fn pool_counts(&self, cluster: &str, node: &str) -> (usize, usize) {
+        self.pools
+            .get(&(cluster.to_string(), node.to_string()))
+            .map_or((0, 0), |p| p.counts())
+    }
+
+    /// Record the listeners bound at start-up (they cannot change without a restart).
+    pub fn mark_serving(&self, listeners: Vec<Serving>) {
+        *self.serving.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
+        self.started.store(true, Ordering::Relaxed);
+    }
+
+    /// The listeners being served.
+    pub fn serving(&self) -> Vec<Serving> {
+        self.serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the listeners were started (even if there were none).
+    pub fn started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
     /// State for `/v1/status`.
     pub fn status(&self) -> serde_json::Value {
-        let Some(rt) = self.runtime.load_full() else {
-            return json!({ "serving": false, "configured": false });
-        };
-        let clusters: Vec<_> = rt
-            .config
-            .postgres
-            .clusters
-            .iter()
-            .map(|c| {
-                let nodes: Vec<_> = c
-                    .nodes
-                    .iter()
-                    .map(|n| json!({ "addr": n.addr, "role": n.role, "fenced": n.fenced }))
-                    .collect();
-                json!({ "name": c.name, "listen": c.listen, "pool_mode": c.pool_mode, "nodes": nodes })
-            })
-            .collect();
-        json!({
-            "serving": false,
-            "note": "the Postgres router does not serve traffic yet (issue 4); this is the applied configuration",
-            "clusters": clusters,
-        })
+        status::status(self)
     }
 }

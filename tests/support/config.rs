@@ -75,7 +75,33 @@ impl Conf {
         } = self;
         format!(
             r#"# Switchyard end-to-end test config.
-[control]
+{control}
+[http.upstreams.api]
+balance = "least_conn"
+
+[http.upstreams.api.pools.blue]
+backends = ["127.0.0.1:{backend}"]
+
+[[http.routes]]
+host = "*"
+path_prefix = "/"
+upstream = "api"
+
+[[postgres.clusters]]
+name = "main"
+listen = "127.0.0.1:0"
+nodes = [{{ addr = "127.0.0.1:5432", role = "primary" }}]
+users = [{{ name = "app", password = "{PG_PASSWORD}" }}]
+"#,
+            control = control_section(*port, check_interval, debounce),
+        )
+    }
+}
+
+/// The `[control]` table on `port` with the three test tokens (admin, operator, viewer).
+pub fn control_section(port: u16, check_interval: &str, debounce: &str) -> String {
+    format!(
+        r#"[control]
 listen = "127.0.0.1:{port}"
 audit_log = "{AUDIT_LOG}"
 history_limit = 20
@@ -96,29 +122,11 @@ sha256 = "{operator}"
 name = "viewer"
 role = "viewer"
 sha256 = "{viewer}"
-
-[http.upstreams.api]
-balance = "least_conn"
-
-[http.upstreams.api.pools.blue]
-backends = ["127.0.0.1:{backend}"]
-
-[[http.routes]]
-host = "*"
-path_prefix = "/"
-upstream = "api"
-
-[[postgres.clusters]]
-name = "main"
-listen = "127.0.0.1:0"
-nodes = [{{ addr = "127.0.0.1:5432", role = "primary" }}]
-users = [{{ name = "app", password = "{PG_PASSWORD}" }}]
 "#,
-            admin = sha256_hex(ADMIN),
-            operator = sha256_hex(OPERATOR),
-            viewer = sha256_hex(VIEWER),
-        )
-    }
+        admin = sha256_hex(ADMIN),
+        operator = sha256_hex(OPERATOR),
+        viewer = sha256_hex(VIEWER),
+    )
 }
 
 /// The 1-based line of the first line of `text` containing `needle`.

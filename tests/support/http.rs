@@ -23,6 +23,8 @@ pub struct Request {
     path: String,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
+    /// `Host` header value; the address sent to when `None`.
+    host: Option<String>,
 }
 
 impl Request {
@@ -32,6 +34,7 @@ impl Request {
             path: path.to_string(),
             headers: Vec::new(),
             body: Vec::new(),
+            host: None,
         }
     }
 
@@ -59,6 +62,12 @@ impl Request {
         self
     }
 
+    /// Send `Host: <host>` instead of the address.
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = Some(host.to_string());
+        self
+    }
+
     /// `Authorization: Bearer <token>`.
     pub fn bearer(self, token: &str) -> Self {
         self.header("Authorization", format!("Bearer {token}"))
@@ -71,8 +80,9 @@ impl Request {
 
     /// The request as it goes on the wire.
     pub fn to_bytes(&self, addr: SocketAddr) -> Vec<u8> {
+        let host = self.host.clone().unwrap_or_else(|| addr.to_string());
         let mut out = format!(
-            "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n",
+            "{} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n",
             self.method, self.path
         )
         .into_bytes();
@@ -156,7 +166,8 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<Response> {
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> anyhow::Result<Response> {
+/// Parse a whole HTTP/1.1 response (head and body, read to the end of the connection).
+pub fn parse(raw: &[u8]) -> anyhow::Result<Response> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

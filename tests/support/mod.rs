@@ -7,13 +7,22 @@
 //!   raw bytes no well-behaved client would.
 //! - [`config`] writes the configs the tests start from, and the tokens they call with.
 //! - [`eventually`] and [`consistently`] wait on conditions under a deadline.
+//! - For the HTTP data plane: [`backend`] runs real HTTP backends in process, [`proxy`] runs
+//!   Switchyard with an HTTP listener, [`load`] sends a steady stream of requests through it,
+//!   [`tls`] makes certificates and is a TLS (HTTP/1.1 and HTTP/2) client.
+//! - For the Postgres router: [`pg`] runs a real PostgreSQL primary with streaming replicas.
 //!
 //! Each test binary uses a different part of this module, hence the `dead_code` allowance.
 
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod config;
 pub mod http;
+pub mod load;
+pub mod pg;
+pub mod proxy;
+pub mod tls;
 
 use std::fs::{File, OpenOptions};
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,239 @@
+//! The server-side messages Switchyard writes to clients itself (authentication requests,
+//! `ErrorResponse`, `BackendKeyData`, `ReadyForQuery`, …), and [`ClientError`], the one shape
+//! every refusal takes on its way to a client.
+//!
+//! `postgres-protocol` serializes only what clients send, so these writers are ours. Each
+//! appends one whole message to a buffer; the caller writes the buffer once.
+
+use bytes::{BufMut, BytesMut};
+
+/// SQLSTATE codes the router sends (PostgreSQL's `errcodes.txt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlState(pub &'static str);
+
+impl SqlState {
+    pub const PROTOCOL_VIOLATION: SqlState = SqlState("08P01");
+    pub const CONNECTION_FAILURE: SqlState = SqlState("08006");
+    pub const CONNECTION_REJECTED: SqlState = SqlState("08004");
+    pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState("0A000");
+    pub const INVALID_AUTHORIZATION_SPECIFICATION: SqlState = SqlState("28000");
+    pub const INVALID_PASSWORD: SqlState = SqlState("28P01");
+    pub const CANNOT_CONNECT_NOW: SqlState = SqlState("57P03");
+    pub const TOO_MANY_CONNECTIONS: SqlState = SqlState("53300");
+    pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
+}
+
+/// An error for one client: sent as an `ErrorResponse`, after which (when `fatal`) that
+/// client's connection is closed. Messages never contain secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    pub code: SqlState,
+    pub message: String,
+    pub fatal: bool,
+}
+
+impl ClientError {
+    pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
+        ClientError {
+            code,
+            message: message.into(),
+            fatal: true,
+        }
+    }
+
+    /// `password authentication failed for user "…"`, PostgreSQL's words, for every kind of
+    /// failed login (wrong password, unknown user, wrong method), so a client learns nothing
+    /// about which users exist.
+    pub fn auth_failed(user: &str) -> Self {
+        Self::fatal(
+            SqlState::INVALID_PASSWORD,
+            format!("password authentication failed for user \"{user}\""),
+        )
+    }
+
+    /// The `ErrorResponse` for this error.
+    pub fn write(&self, buf: &mut BytesMut) {
+        let severity = if self.fatal { "FATAL" } else { "ERROR" };
+        error_response(buf, severity, self.code, &self.message);
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code.0)
+    }
+}
+
+/// Append a message: tag, length, then whatever `body` writes.
+fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    buf.put_u8(tag);
+    let at = buf.len();
+    buf.put_i32(0);
+    body(buf);
+    let len = (buf.len() - at) as i32;
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn cstr(buf: &mut BytesMut, s: &str) {
+    // A NUL inside would end the string early and shift every later field: drop it.
+    buf.extend(s.bytes().filter(|&b| b != 0));
+    buf.put_u8(0);
+}
+
+/// `ErrorResponse` with severity (localized and not), SQLSTATE and message.
+pub fn error_response(buf: &mut BytesMut, severity: &str, code: SqlState, text: &str) {
+    message(buf, b'E', |b| {
+        b.put_u8(b'S');
+        cstr(b, severity);
+        b.put_u8(b'V');
+        cstr(b, severity);
+        b.put_u8(b'C');
+        cstr(b, code.0);
+        b.put_u8(b'M');
+        cstr(b, text);
+        b.put_u8(0);
+    });
+}
+
+/// `AuthenticationOk`.
+pub fn auth_ok(buf: &mut BytesMut) {
+    message(buf, b'R', |b| b.put_i32(0));
+}
+
+/// `AuthenticationMD5Password` with its salt.
+pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+    message(buf, b'R', |b| {
+        b.put_i32(5);
+        b.put_slice(&salt);
+    });
+}
+
+/// `AuthenticationSASL` offering `mechanisms`.
+pub fn auth_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
+    message(buf, b'R', |b| {
+        b.put_i32(10);
+        for m in mechanisms {
+            cstr(b, m);
+        }
+        b.put_u8(0);
+    });
+}
+
+/// `AuthenticationSASLContinue` with the server-first message.
+pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, b'R', |b| {
+        b.put_i32(11);
+        b.put_slice(data);
+    });
+}
+
+/// `AuthenticationSASLFinal` with the server-final message.
+pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, b'R', |b| {
+        b.put_i32(12);
+        b.put_slice(data);
+    });
+}
+
+/// `BackendKeyData`: the key a client cancels its queries with.
+pub fn backend_key_data(buf: &mut BytesMut, pid: u32, secret: u32) {
+    message(buf, b'K', |b| {
+        b.put_u32(pid);
+        b.put_u32(secret);
+    });
+}
+
+/// `ParameterStatus`.
+pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+    message(buf, b'S', |b| {
+        cstr(b, name);
+        cstr(b, value);
+    });
+}
+
+/// `ReadyForQuery` with a transaction status (`I`, `T` or `E`).
+pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+    message(buf, b'Z', |b| b.put_u8(status));
+}
+
+/// `NegotiateProtocolVersion`: the newest minor version we speak and the protocol options we
+/// did not recognize.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: u16, unrecognized: &[&str]) {
+    message(buf, b'v', |b| {
+        b.put_i32(i32::from(minor));
+        b.put_i32(unrecognized.len() as i32);
+        for o in unrecognized {
+            cstr(b, o);
+        }
+    });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use fallible_iterator::FallibleIterator;
+    use postgres_protocol::message::backend::Message;
+
+    /// Our writers, read back by `postgres-protocol`'s parser (what tokio-postgres uses).
+    #[test]
+    fn postgres_protocol_reads_what_we_write() {
+        let mut buf = BytesMut::new();
+        ClientError::auth_failed("app\0x").write(&mut buf);
+        auth_ok(&mut buf);
+        auth_md5(&mut buf, [1, 2, 3, 4]);
+        auth_sasl(&mut buf, &["SCRAM-SHA-256"]);
+        backend_key_data(&mut buf, 42, 0xfeed_f00d);
+        parameter_status(&mut buf, "server_version", "15.0");
+        ready_for_query(&mut buf, b'I');
+
+        let Some(Message::ErrorResponse(e)) = Message::parse(&mut buf).unwrap() else {
+            panic!("not an ErrorResponse")
+        };
+        let fields: Vec<(u8, String)> = e
+            .fields()
+            .map(|f| {
+                Ok((
+                    f.type_(),
+                    String::from_utf8_lossy(f.value_bytes()).into_owned(),
+                ))
+            })
+            .collect()
+            .unwrap();
+        assert!(fields.contains(&(b'C', "28P01".into())));
+        assert!(fields.contains(&(b'S', "FATAL".into())));
+        assert!(fields.contains(&(
+            b'M',
+            "password authentication failed for user \"appx\"".into()
+        )));
+        assert!(matches!(
+            Message::parse(&mut buf).unwrap(),
+            Some(Message::AuthenticationOk)
+        ));
+        let Some(Message::AuthenticationMd5Password(m)) = Message::parse(&mut buf).unwrap() else {
+            panic!("not md5")
+        };
+        assert_eq!(m.salt(), [1, 2, 3, 4]);
+        let Some(Message::AuthenticationSasl(s)) = Message::parse(&mut buf).unwrap() else {
+            panic!("not SASL")
+        };
+        let mechs: Vec<String> = s.mechanisms().map(|m| Ok(m.to_string())).collect().unwrap();
+        assert_eq!(mechs, vec!["SCRAM-SHA-256".to_string()]);
+        let Some(Message::BackendKeyData(k)) = Message::parse(&mut buf).unwrap() else {
+            panic!("not BackendKeyData")
+        };
+        assert_eq!((k.process_id(), k.secret_key() as u32), (42, 0xfeed_f00d));
+        let Some(Message::ParameterStatus(p)) = Message::parse(&mut buf).unwrap() else {
+            panic!("not ParameterStatus")
+        };
+        assert_eq!(
+            (p.name().unwrap(), p.value().unwrap()),
+            ("server_version", "15.0")
+        );
+        let Some(Message::ReadyForQuery(r)) = Message::parse(&mut buf).unwrap() else {
+            panic!("not ReadyForQuery")
+        };
+        assert_eq!(r.status(), b'I');
+        assert!(buf.is_empty());
+    }
+}

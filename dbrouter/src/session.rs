@@ -1,0 +1,317 @@
+//! One client connection from accept to close: negotiation (`SSLRequest` and
+//! `GSSENCRequest` answered `N`), a `CancelRequest` forwarded to the right server, or a
+//! `StartupMessage`; then client authentication, a server connection to the primary logged
+//! in with the configured credentials, the client's own `BackendKeyData`, and the
+//! session-mode relay.
+//!
+//! Every refusal is a [`ClientError`] written to that client alone before its connection is
+//! closed; nothing here can end the listener or touch another client. Startup and
+//! authentication together are bounded by [`STARTUP_TIMEOUT`], the server login by the
+//! cluster's `pool.checkout_timeout`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::auth::{self, AuthError};
+use crate::backend::{self, ClientErrorOrFrame};
+use crate::cancel;
+use crate::message::{self, ClientError, SqlState};
+use crate::pool;
+use crate::relay::{self, RelayEnd};
+use crate::startup::{self, Packet, StartupError, StartupParams};
+use crate::status::ClusterStats;
+use crate::DbPlane;
+
+/// Longest time from accept to a logged-in client (PostgreSQL's `authentication_timeout` is
+/// 60 s; clients that are slower than this are not logging in).
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `SSLRequest`/`GSSENCRequest` packets accepted before the `StartupMessage`.
+const MAX_NEGOTIATIONS: usize = 2;
+
+/// Serve one client of `cluster` to the end.
+pub async fn run(plane: Arc<DbPlane>, cluster: Arc<str>, mut client: TcpStream, peer: SocketAddr) {
+    let stats = plane.stats(&cluster);
+    let _counted = stats.client();
+    let _ = client.set_nodelay(true);
+    let outcome = serve(&plane, &cluster, &stats, &mut client).await;
+    match outcome {
+        Ok(end) => tracing::debug!(cluster = %cluster, client = %peer, end, "client session ended"),
+        Err(e) => {
+            stats.client_error(e.code.0);
+            if e.code == SqlState::INVALID_PASSWORD {
+                stats.auth_failed();
+            }
+            tracing::info!(cluster = %cluster, client = %peer, sqlstate = e.code.0, error = %e.message, "client refused");
+            let mut out = BytesMut::new();
+            e.write(&mut out);
+            let _ = client.write_all(&out).await;
+            let _ = client.shutdown().await;
+        }
+    }
+}
+
+/// What ended a session that was not refused, for the log.
+type End = &'static str;
+
+async fn serve(
+    plane: &DbPlane,
+    cluster: &Arc<str>,
+    stats: &Arc<ClusterStats>,
+    client: &mut TcpStream,
+) -> Result<End, ClientError> {
+    let mut pending = BytesMut::new();
+    let login = async {
+        let params = match negotiate(client).await {
+            Ok(Some(params)) => params,
+            Ok(None) => return Ok(None),
+            Err(Negotiation::Cancel { pid, secret }) => {
+                cancel_request(plane, cluster, stats, pid, secret).await;
+                return Ok(None);
+            }
+            Err(Negotiation::Failed(e)) => return e.to_client().map_or(Ok(None), Err),
+        };
+        login(plane, cluster, client, &mut pending, params).await
+    };
+    let (cluster_rt, user, params, mut out) =
+        match tokio::time::timeout(STARTUP_TIMEOUT, login).await {
+            Ok(Ok(Some(v))) => v,
+            Ok(Ok(None)) => return Ok("closed or cancel request during startup"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(ClientError::fatal(
+                    SqlState::PROTOCOL_VIOLATION,
+                    "canceling authentication due to timeout",
+                ))
+            }
+        };
+
+    // The client is in: get it a server connection.
+    message::auth_ok(&mut out);
+    let key = plane.cancel.issue(cluster.clone());
+    let borrowed: Vec<(&str, &str)> = params
+        .params
+        .iter()
+        .filter(|(k, _)| !k.starts_with("_pq_.") && k != "replication")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let node = cluster_rt.primary.to_string();
+    let pool = plane.pool(cluster, &node);
+    let pool_key = pool::key(&borrowed);
+    let settings = &cluster_rt.pool;
+    let mut notices = BytesMut::new();
+    let connect = {
+        let (primary, borrowed, user, notices) =
+            (&cluster_rt.primary, &borrowed, &user, &mut notices);
+        move || async move {
+            let login = backend::connect(
+                primary,
+                borrowed,
+                &user.name,
+                user.password.as_deref(),
+                notices,
+            );
+            match tokio::time::timeout(settings.checkout_timeout, login).await {
+                Ok(Ok(server)) => Ok(server),
+                Ok(Err(e)) => Err(Some(e)),
+                Err(_elapsed) => Err(None),
+            }
+        }
+    };
+    let mut server = match pool
+        .checkout(&pool_key, settings, || stats.server(&node), connect)
+        .await?
+    {
+        Ok(server) => server,
+        Err(Some(e)) => {
+            tracing::warn!(cluster = %cluster, node = %node, error = %e, "server login failed");
+            return match e.to_client(cluster) {
+                ClientErrorOrFrame::Error(e) => Err(e),
+                ClientErrorOrFrame::Frame(frame) => {
+                    out.extend_from_slice(&frame.to_wire());
+                    let _ = client.write_all(&out).await;
+                    Ok("the server refused the login")
+                }
+            };
+        }
+        Err(None) => {
+            tracing::warn!(cluster = %cluster, node = %node, "server login timed out");
+            return Err(ClientError::fatal(
+                SqlState::CONNECTION_FAILURE,
+                format!("timed out connecting to the primary of cluster \"{cluster}\""),
+            ));
+        }
+    };
+    key.set_server(Some(server.conn.key));
+    out.extend_from_slice(&notices);
+    for p in &server.conn.parameter_status {
+        out.extend_from_slice(&p.to_wire());
+    }
+    message::backend_key_data(&mut out, key.pid, key.secret);
+    message::ready_for_query(&mut out, server.conn.status);
+    client.write_all(&out).await.map_err(|_| closed())?;
+    drop(out);
+
+    let (end, server_between_messages) = relay::relay(client, pending, &mut server.conn).await;
+    key.set_server(None);
+    match end {
+        RelayEnd::ClientTerminated
+        | RelayEnd::ClientClosed {
+            between_messages: true,
+        } => {
+            // Reuse the connection only when it is idle, between messages, and the cluster
+            // still sends this node's clients there; settings as of now.
+            let current = plane
+                .runtime()
+                .and_then(|rt| rt.clusters.get(&**cluster).cloned())
+                .filter(|c| c.primary == cluster_rt.primary);
+            match current {
+                Some(c) if server_between_messages && server.conn.status == b'I' => {
+                    pool.release(pool_key, server, &c.pool).await
+                }
+                _ => server.conn.terminate().await,
+            }
+            Ok("client left")
+        }
+        RelayEnd::ClientClosed { .. } | RelayEnd::ClientIo(_) => Ok("client connection lost"),
+        RelayEnd::ServerClosed => Ok("server closed the connection"),
+        RelayEnd::ServerIo(e) => {
+            tracing::warn!(cluster = %cluster, node = %node, error = %e, "server connection lost");
+            Ok("server connection lost")
+        }
+        RelayEnd::ServerViolation(e) => {
+            tracing::warn!(cluster = %cluster, node = %node, error = %e, "server broke the protocol");
+            Ok("server broke the protocol")
+        }
+        RelayEnd::ClientViolation { error, can_reply } => {
+            let e = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, error.to_string());
+            if can_reply {
+                Err(e)
+            } else {
+                Ok("client broke the protocol mid-response")
+            }
+        }
+    }
+}
+
+fn closed() -> ClientError {
+    ClientError::fatal(SqlState::CONNECTION_FAILURE, "client connection lost")
+}
+
+enum Negotiation {
+    Cancel { pid: u32, secret: u32 },
+    Failed(StartupError),
+}
+
+/// Answer encryption requests until the `StartupMessage` (`None`: the client left).
+async fn negotiate(client: &mut TcpStream) -> Result<Option<StartupParams>, Negotiation> {
+    for _ in 0..=MAX_NEGOTIATIONS {
+        match startup::read(client).await {
+            Ok(Packet::SslRequest) | Ok(Packet::GssEncRequest) => {
+                // TLS and GSSAPI encryption are not offered (yet): "N", then the client goes on
+                // in the clear or gives up.
+                if client.write_all(b"N").await.is_err() {
+                    return Ok(None);
+                }
+            }
+            Ok(Packet::Cancel { pid, secret }) => return Err(Negotiation::Cancel { pid, secret }),
+            Ok(Packet::Startup(params)) => return Ok(Some(params)),
+            Err(StartupError::Closed) | Err(StartupError::Io(_)) => return Ok(None),
+            Err(e) => return Err(Negotiation::Failed(e)),
+        }
+    }
+    Err(Negotiation::Failed(StartupError::Layout(
+        "too many encryption requests",
+    )))
+}
+
+/// What a successful login (`None`: the client left) hands on: the cluster and user as of this moment, the startup
+/// parameters, and the messages already due to the client.
+type LoggedIn = (
+    Arc<crate::runtime::ClusterRuntime>,
+    Arc<crate::runtime::UserRuntime>,
+    StartupParams,
+    BytesMut,
+);
+
+async fn login(
+    plane: &DbPlane,
+    cluster: &str,
+    client: &mut TcpStream,
+    pending: &mut BytesMut,
+    params: StartupParams,
+) -> Result<Option<LoggedIn>, ClientError> {
+    let user_name = params
+        .user()
+        .map_err(|e| e.to_client().unwrap_or_else(closed))?;
+    if params.is_replication() {
+        return Err(ClientError::fatal(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            "replication connections are not supported through Switchyard",
+        ));
+    }
+    let mut out = BytesMut::new();
+    let options = params.protocol_options();
+    if params.minor > 0 || !options.is_empty() {
+        message::negotiate_protocol_version(&mut out, 0, &options);
+        if client.write_all(&out).await.is_err() {
+            return Ok(None);
+        }
+        out.clear();
+    }
+    let cluster_rt = plane
+        .runtime()
+        .and_then(|rt| rt.clusters.get(cluster).cloned())
+        .ok_or_else(|| {
+            ClientError::fatal(
+                SqlState::CONNECTION_REJECTED,
+                format!("cluster \"{cluster}\" is no longer configured"),
+            )
+        })?;
+    let user = cluster_rt.users.get(user_name).cloned();
+    match auth::authenticate(
+        client,
+        pending,
+        cluster,
+        user_name,
+        user.as_deref(),
+        &plane.scram,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(AuthError::Refused(e)) => return Err(e),
+        // psql does this to ask for a password, then connects again.
+        Err(AuthError::Closed) | Err(AuthError::Io(_)) => return Ok(None),
+    }
+    // Authenticated as a configured user (unknown users never pass).
+    let user = user.ok_or_else(|| ClientError::auth_failed(user_name))?;
+    Ok(Some((cluster_rt, user, params, out)))
+}
+
+/// Forward a `CancelRequest` whose key we issued to the server connection in use.
+async fn cancel_request(
+    plane: &DbPlane,
+    cluster: &str,
+    stats: &ClusterStats,
+    pid: u32,
+    secret: u32,
+) {
+    let Some(target) = plane.cancel.find(cluster, pid, secret) else {
+        stats.cancel_request("unknown_key");
+        tracing::debug!(
+            cluster,
+            "cancel request with an unknown key (or nothing to cancel)"
+        );
+        return;
+    };
+    stats.cancel_request("sent");
+    if let Err(e) = cancel::send_cancel(target).await {
+        tracing::warn!(cluster, server = %target.addr, error = %e, "forwarding a cancel request failed");
+    }
+}
