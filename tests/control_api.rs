@@ -498,3 +498,35 @@ fn token_from_the_environment() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_redacted_config_put_back_keeps_its_secrets() -> anyhow::Result<()> {
+    let sy = start()?;
+    let got = get(&sy, "/v1/config", VIEWER)?;
+    ensure!(got.status == 200, "GET: {}", got.describe());
+    let redacted = String::from_utf8(got.body.clone())?;
+    ensure!(
+        redacted.contains("<redacted>"),
+        "nothing redacted: {redacted}"
+    );
+    // Put the fetched text back unchanged: the secrets come from the running config.
+    let r = put(&sy, &redacted, 1)?;
+    ensure!(r.status == 200, "PUT: {}", r.describe());
+    ensure!(r.json()?["result"] == "unchanged", "PUT: {}", r.describe());
+    // And with an edit: the change applies, the admin token still works.
+    let edited = redacted.replace("history_limit = 50", "history_limit = 40");
+    let edited = if edited == redacted {
+        format!("{redacted}\n")
+    } else {
+        edited
+    };
+    let r = put(&sy, &edited, 1)?;
+    ensure!(r.status == 200, "PUT edited: {}", r.describe());
+    let status = get(&sy, "/v1/status", ADMIN)?;
+    ensure!(
+        status.status == 200,
+        "admin token lost: {}",
+        status.describe()
+    );
+    Ok(())
+}

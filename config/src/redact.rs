@@ -3,6 +3,10 @@
 //! Redaction is by key name, in one place, so a new secret field is covered by adding its
 //! key to [`SECRET_KEYS`].
 
+mod restore;
+
+pub use restore::restore_redacted;
+
 use toml_edit::{DocumentMut, Item, Value};
 
 /// Keys whose values are secrets (or hashes of secrets) and never leave the process.

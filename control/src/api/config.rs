@@ -85,6 +85,9 @@ pub async fn put(
         let resp = error(StatusCode::BAD_REQUEST, "config must be UTF-8 TOML text");
         return refused(state, &actor, action, resp);
     };
+    // A config fetched with GET has its secrets redacted: put them back from the running one.
+    let current = state.applier.current();
+    let text = switchyard_config::redact::restore_redacted(text, &current.snapshot.source);
     let outcome = state
         .applier
         .apply(ApplyRequest {
