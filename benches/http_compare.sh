@@ -265,22 +265,24 @@ summarize() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo
-printf '%-11s %6s %10s %8s %8s %9s %11s %7s\n' \
-  target conns "req/s" "p50 ms" "p99 ms" "vs nginx" "CPU us/req" errors
-for c in $conns; do
-  declare -A rps=()
-  for t in origin "${targets[@]}"; do
-    for r in $(seq "$rounds"); do summarize "$out/wrk-$t-c$c-r$r.txt"; done >"$out/summary-$t-c$c.txt"
-    rps[$t]=$(cut -d' ' -f1 "$out/summary-$t-c$c.txt" | median)
+{
+  printf '%-11s %6s %10s %8s %8s %9s %11s %7s\n' \
+    target conns "req/s" "p50 ms" "p99 ms" "vs nginx" "CPU us/req" errors
+  for c in $conns; do
+    declare -A rps=()
+    for t in origin "${targets[@]}"; do
+      for r in $(seq "$rounds"); do summarize "$out/wrk-$t-c$c-r$r.txt"; done >"$out/summary-$t-c$c.txt"
+      rps[$t]=$(cut -d' ' -f1 "$out/summary-$t-c$c.txt" | median)
+    done
+    for t in origin "${targets[@]}"; do
+      s=$out/summary-$t-c$c.txt
+      printf '%-11s %6s %10.0f %8.3f %8.3f %9.2f %11.1f %7d\n' "$t" "$c" "${rps[$t]}" \
+        "$(cut -d' ' -f2 "$s" | median)" "$(cut -d' ' -f3 "$s" | median)" \
+        "$(awk -v a="${rps[$t]}" -v b="${rps[nginx]}" 'BEGIN { print a / b }')" \
+        "$(cut -d' ' -f5 "$s" | median)" "$(awk '{ e += $4 } END { print e + 0 }' "$s")"
+    done
   done
-  for t in origin "${targets[@]}"; do
-    s=$out/summary-$t-c$c.txt
-    printf '%-11s %6s %10.0f %8.3f %8.3f %9.2f %11.1f %7d\n' "$t" "$c" "${rps[$t]}" \
-      "$(cut -d' ' -f2 "$s" | median)" "$(cut -d' ' -f3 "$s" | median)" \
-      "$(awk -v a="${rps[$t]}" -v b="${rps[nginx]}" 'BEGIN { print a / b }')" \
-      "$(cut -d' ' -f5 "$s" | median)" "$(awk '{ e += $4 } END { print e + 0 }' "$s")"
-  done
-done | tee "$out/table.txt"
+} | tee "$out/table.txt"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(medians over $rounds rounds of ${duration}s; CPU us/req is the server under test's own"
 echo " CPU time (the proxy; for \"origin\" the origin); errors summed over rounds; raw output in $out)"

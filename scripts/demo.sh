@@ -111,6 +111,7 @@ wait_until "the control API on :$control_port" curl -fsS "127.0.0.1:$control_por
 wait_until "the proxy on :$proxy_port" curl -fsS "127.0.0.1:$proxy_port/"
 
 api="localhost:$control_port"
+# shellcheck disable=SC2016 # printed for the reader's shell, where $TOKEN is set
 auth='-H "Authorization: Bearer $TOKEN"'
 cat <<MSG
 

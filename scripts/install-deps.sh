@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian machine lacks to build and test Switchyard:
-# a C toolchain and cmake (pingora builds zlib-ng with cmake), and the PostgreSQL server
-# binaries the Postgres tests start. Does nothing for what is already there.
+# a C toolchain and cmake (pingora builds zlib-ng with cmake), libclang for the pg_query
+# crate (its build script compiles libpg_query with cc and runs bindgen, which loads
+# libclang.so and needs clang's builtin headers; it needs neither the clang binary nor protoc,
+# since the crate ships its generated protobuf code), and the PostgreSQL server binaries the
+# Postgres tests start. Does nothing for what is already there.
 set -euo pipefail
 
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ -z "${LIBCLANG_PATH:-}" ]; then
+  ls /usr/lib/llvm-*/lib/libclang.so /usr/lib/llvm-*/lib/clang/*/include/stdbool.h \
+    >/dev/null 2>&1 || need+=(libclang-dev)
+fi
 command -v curl >/dev/null 2>&1 || need+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use crate::cancel::ServerKey;
 use crate::frame::{self, Frame, ReadError};
 use crate::message::{ClientError, SqlState};
+use crate::txpool::ServerState;
 
 /// A logged-in server connection, idle and ready for a query.
 #[derive(Debug)]
@@ -29,10 +30,14 @@ pub struct ServerConn {
     pub stream: TcpStream,
     /// The server's own cancel key and address.
     pub key: ServerKey,
-    /// `ParameterStatus` messages from login, as received, for the client.
+    /// The server's `ParameterStatus` messages, the latest of each parameter (from login,
+    /// kept up to date by whoever reads the connection), for the clients.
     pub parameter_status: Vec<Frame>,
     /// Transaction status of the last `ReadyForQuery`.
     pub status: u8,
+    /// What transaction pooling knows of this connection's session (parameters set,
+    /// statements prepared).
+    pub state: ServerState,
 }
 
 /// Why a server connection could not be had.
@@ -224,6 +229,7 @@ pub async fn connect(
                     key,
                     parameter_status,
                     status: body.status(),
+                    state: ServerState::default(),
                 });
             }
             _ => {
@@ -240,6 +246,15 @@ pub async fn connect(
 }
 
 impl ServerConn {
+    /// Record a `ParameterStatus` from the server, replacing the earlier one of its name.
+    pub fn set_parameter_status(&mut self, frame: Frame) {
+        let name_len = frame.body.iter().position(|&b| b == 0).unwrap_or(0) + 1;
+        let name = frame.body.get(..name_len).unwrap_or_default();
+        self.parameter_status
+            .retain(|p| p.body.get(..name_len) != Some(name));
+        self.parameter_status.push(frame);
+    }
+
     /// Say goodbye (`Terminate`) and close. Only between messages.
     pub async fn terminate(mut self) {
         let mut out = BytesMut::new();

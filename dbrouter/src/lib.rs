@@ -8,7 +8,7 @@
 //! SCRAM keys, pools, per-cluster counters) lives in the plane, keyed by name, not in the
 //! runtime.
 //!
-//! # What works (session pooling, to the primary)
+//! # What works (session and transaction pooling, to the primary)
 //! - Startup: `SSLRequest` and `GSSENCRequest` are answered `N`; a `CancelRequest` is
 //!   mapped from the key Switchyard issued (secret compared in constant time) to the server
 //!   connection in use and sent to that server as a real `CancelRequest`; a
@@ -23,50 +23,96 @@
 //!   or trust as the server asks; cleartext is refused ([`backend`]).
 //! - The client gets the server's `ParameterStatus`, our own `BackendKeyData`, then a relay
 //!   both ways in which every client message header is checked, `Terminate` is handled by the
-//!   router and the transaction status is followed ([`relay`]). One server connection per
-//!   client session.
-//! - A pool per node ([`pool`]): a session that ends cleanly and idle gives its server
-//!   connection back after `DISCARD ALL`; the next client with the same startup parameters
-//!   reuses it. `max_size` caps open connections (an exhausted pool answers 53300 after
-//!   `checkout_timeout`), `idle_timeout` and `max_lifetime` retire them. A client that leaves
-//!   mid-transaction or mid-message takes its server connection with it (the server rolls
-//!   back).
+//!   router and the transaction status is followed ([`relay`]). In session mode, one server
+//!   connection per client session.
+//! - A pool per node ([`pool`]): in session mode a session that ends cleanly and idle gives
+//!   its server connection back after `DISCARD ALL`; the next client with the same startup
+//!   parameters reuses it. `max_size` caps open connections (an exhausted pool answers 53300
+//!   after `checkout_timeout`), `idle_timeout` and `max_lifetime` retire them; a connection
+//!   given back goes to the longest-waiting checkout of its key first. A session-mode client
+//!   that leaves mid-transaction or mid-message takes its server connection with it (the
+//!   server rolls back).
+//! - Transaction pooling ([`txpool`], `pool_mode = "transaction"`, the default): a client
+//!   holds a server connection for a turn (from the first message of a transaction, a
+//!   statement or an extended-protocol batch until `ReadyForQuery` says idle and it is not
+//!   between a `Parse` and its `Sync`), then the connection goes back as it is. Whole
+//!   messages are read both ways on one task and what the server owes is followed message by
+//!   message: `Flush` is honoured, pipelines of several `Sync`s work, an extended-protocol
+//!   error skips to `Sync` as the server does, `COPY` in and out keep the connection. Named
+//!   prepared statements are renamed `sy_<n>` (by text and parameter types, per node) and
+//!   prepared on each server connection on first use. `SET`, `RESET`, `RESET ALL`, `DISCARD
+//!   ALL` and reported `ParameterStatus` changes are tracked per client, read back from the
+//!   server at the end of the turn and replayed with `set_config` on the next connection, as
+//!   are startup parameters such as `application_name`. `LISTEN`, session advisory locks,
+//!   temporary tables, `WITH HOLD` cursors, SQL `PREPARE` and `SET SESSION AUTHORIZATION`
+//!   pin the client to its connection (reset with `DISCARD ALL` when it leaves). A client
+//!   that leaves mid-transaction has it rolled back before its connection is reused; logins
+//!   do not wait for a free connection. Status: `effective_pool_mode` and
+//!   `transaction_pooling` counters; Prometheus `switchyard_postgres_{transactions_total,
+//!   pinned_clients_total, prepared_injections_total, parameter_replays_total}`.
+//! - A node monitor ([`monitor`]): one task per node address of the running config (started
+//!   and stopped by reloads), on a tokio-postgres connection of its own logged in as the
+//!   cluster's first user, checks every `failover.check_interval` within `check_timeout`:
+//!   role (`pg_is_in_recovery()`), WAL positions, replay age, WAL receiver state. Failures
+//!   are told apart (refused, timed out, admin shutdown 57P01/02/03, auth, …);
+//!   `failure_threshold` in a row mark a node down (a primary going down is logged; nothing
+//!   fails over yet). Lag in bytes against the highest WAL position known in the cluster,
+//!   in seconds from the primary's WAL history (0 when caught up, so an idle primary is not
+//!   lag). State is kept by address in [`DbPlane::monitor`] across reloads.
+//! - Replica selection ([`replicas`]): [`choose_replica`] (pure over monitor state) and
+//!   [`DbPlane::choose_replica`] (load = the node pool's connections in use) pick a healthy
+//!   replica within `max_replica_lag_bytes`/`max_replica_lag`, least loaded first, ties
+//!   round robin, optionally past a read-your-writes [`Lsn`]; else the primary or an error
+//!   per `routing.fallback`. Nothing calls it yet: sessions still go to the primary.
 //! - `/v1/status`: per cluster, listen and bound address, serving, client and server
-//!   connection counts, auth failures, cancels; `restart_required` for listener changes.
+//!   connection counts, auth failures, cancels; `restart_required` for listener changes; per
+//!   node, configured and observed role, reachable, down, consecutive failures, last error
+//!   kind, WAL positions, lag in bytes and seconds, streaming, fenced, pool counts.
 //!   Prometheus: `switchyard_postgres_{clients, client_connections_total,
-//!   server_connections, auth_failures_total, cancel_requests_total, client_errors_total}`.
+//!   server_connections, auth_failures_total, cancel_requests_total, client_errors_total,
+//!   monitor_checks_total, node_up, replica_lag_bytes, replica_lag_seconds}`.
 //!
 //! # TODO (issue 4, then 5)
-//! - Pools: `min_size` (pre-opened connections), queueing fairness for waiters, moving idle
+//! - Pools: `min_size` (pre-opened connections), moving idle
 //!   connections on hot reload; a `max_client_conn`-style cap on client connections.
-//! - Transaction pooling (`pool_mode = "transaction"`, the config default, runs as session
-//!   mode for now and status says `effective_pool_mode = "session"`): hold a server from the
-//!   first message of a transaction to `ReadyForQuery(I)`; buffer the extended protocol to
-//!   Sync, honour Flush; rename prepared statements and prepare them per server on demand;
-//!   track `SET` and replay it; pin on `LISTEN`, advisory locks, temp tables, `WITH HOLD`.
+//! - Transaction pooling: statements are inspected by a lexer (a `SET` or an advisory lock
+//!   inside a function body is not seen; switch to the `classify` parser); no bound yet on
+//!   the prepared statements per server connection or in the registry; `DEALLOCATE name` of
+//!   a protocol-level statement and an unnamed statement parsed in one turn and bound in
+//!   the next are not supported; the first login of a user and database waits for a
+//!   connection; a replayed parameter the server refuses ends the session; large messages
+//!   (`CopyData`, `Bind`) are buffered whole.
 //! - Read/write split on `pg_query` with a statement cache and overrides by comment and
-//!   `SET switchyard.route`; replica selection by outstanding work within
-//!   `max_replica_lag(_bytes)` from a node monitor; read-your-writes by LSN.
+//!   `SET switchyard.route`, sending reads where [`DbPlane::choose_replica`] says;
+//!   read-your-writes: after a commit, the session's `min_lsn` from
+//!   [`NodeMonitor::wal_position_since`] (or `pg_current_wal_lsn()` on its connection).
+//!   The pool's `waiting` count for status.
 //! - TLS: `SSLRequest` → `S` with rustls (and `SCRAM-SHA-256-PLUS`), TLS to servers.
 //! - Hot reload of pools (move idle connections, retire old pools); listener changes need a
 //!   restart today.
-//! - Failover (issue 5): failure detection, promotion, fencing, switchover.
+//! - Failover (issue 5): the monitor detects and reports a failed primary; still to do are
+//!   the replicas' second opinion, promotion, fencing, switchover.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod backend;
 pub mod cancel;
+pub mod checkout;
+pub mod classify;
 pub mod frame;
 pub mod listener;
 pub mod message;
+pub mod monitor;
 pub mod pool;
 pub mod relay;
+pub mod replicas;
 pub mod runtime;
 pub mod scram;
 pub mod session;
 pub mod startup;
 mod status;
+pub mod txpool;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,6 +122,8 @@ use dashmap::DashMap;
 use switchyard_config::Config;
 
 pub use listener::{start, PgListeners, StartError};
+pub use monitor::{Lsn, NodeMonitor};
+pub use replicas::{choose_replica, Choice, Reason};
 pub use runtime::{ClusterRuntime, DbRuntime, UserRuntime};
 pub use status::{ClusterStats, Serving};
 
@@ -97,6 +145,8 @@ pub struct DbPlane {
     pub(crate) scram: auth::ScramKeyCache,
     /// Counters by cluster name.
     stats: DashMap<String, Arc<ClusterStats>>,
+    /// What the node monitor knows about each node, by address ([`monitor`]).
+    pub monitor: monitor::NodeMonitor,
     /// Server connection pools by cluster and node address.
     pools: DashMap<(String, String), Arc<pool::NodePool>>,
     /// The listeners bound at start-up.
@@ -196,6 +246,8 @@ impl DbPlane {
 
     /// State for `/v1/status`.
     pub fn status(&self) -> serde_json::Value {
-        status::status(self)
+        let mut doc = status::status(self);
+        txpool::report::augment(self, &mut doc);
+        doc
     }
 }

@@ -121,6 +121,8 @@ pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>
                         }
                     }
                 }
+                // Checks every node of the running config (and follows reloads).
+                tokio::spawn(crate::monitor::run(plane.clone()));
                 let reaper = plane.clone();
                 tokio::spawn(async move {
                     loop {

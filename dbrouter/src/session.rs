@@ -1,8 +1,9 @@
 //! One client connection from accept to close: negotiation (`SSLRequest` and
 //! `GSSENCRequest` answered `N`), a `CancelRequest` forwarded to the right server, or a
-//! `StartupMessage`; then client authentication, a server connection to the primary logged
-//! in with the configured credentials, the client's own `BackendKeyData`, and the
-//! session-mode relay.
+//! `StartupMessage`; then client authentication, and the client served in its cluster's
+//! pool mode: session mode here (a server connection to the primary for the whole session,
+//! the client's own `BackendKeyData`, the byte relay of [`crate::relay`]), transaction mode
+//! in [`crate::txpool`].
 //!
 //! Every refusal is a [`ClientError`] written to that client alone before its connection is
 //! closed; nothing here can end the listener or touch another client. Startup and
@@ -17,14 +18,18 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use switchyard_config::PoolMode;
+
 use crate::auth::{self, AuthError};
-use crate::backend::{self, ClientErrorOrFrame};
+use crate::backend::ClientErrorOrFrame;
 use crate::cancel;
+use crate::checkout::Upstream;
 use crate::message::{self, ClientError, SqlState};
 use crate::pool;
 use crate::relay::{self, RelayEnd};
 use crate::startup::{self, Packet, StartupError, StartupParams};
 use crate::status::ClusterStats;
+use crate::txpool;
 use crate::DbPlane;
 
 /// Longest time from accept to a logged-in client (PostgreSQL's `authentication_timeout` is
@@ -91,60 +96,42 @@ async fn serve(
             }
         };
 
-    // The client is in: get it a server connection.
+    // The client is in: serve it in its cluster's pool mode.
     message::auth_ok(&mut out);
     let key = plane.cancel.issue(cluster.clone());
+    let mode = cluster_rt.pool_mode;
+    let up = Upstream::primary(plane, cluster, cluster_rt, user, stats.clone());
+    match mode {
+        PoolMode::Transaction => txpool::serve(&up, client, pending, &params, out, &key).await,
+        PoolMode::Session => session_mode(&up, client, pending, &params, out, &key).await,
+    }
+}
+
+/// Session pooling: one server connection for the whole session, given back reset when the
+/// client leaves cleanly and idle.
+async fn session_mode(
+    up: &Upstream<'_>,
+    client: &mut TcpStream,
+    pending: BytesMut,
+    params: &StartupParams,
+    mut out: BytesMut,
+    key: &cancel::CancelKey,
+) -> Result<End, ClientError> {
     let borrowed: Vec<(&str, &str)> = params
         .params
         .iter()
         .filter(|(k, _)| !k.starts_with("_pq_.") && k != "replication")
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let node = cluster_rt.primary.to_string();
-    let pool = plane.pool(cluster, &node);
     let pool_key = pool::key(&borrowed);
-    let settings = &cluster_rt.pool;
     let mut notices = BytesMut::new();
-    let connect = {
-        let (primary, borrowed, user, notices) =
-            (&cluster_rt.primary, &borrowed, &user, &mut notices);
-        move || async move {
-            let login = backend::connect(
-                primary,
-                borrowed,
-                &user.name,
-                user.password.as_deref(),
-                notices,
-            );
-            match tokio::time::timeout(settings.checkout_timeout, login).await {
-                Ok(Ok(server)) => Ok(server),
-                Ok(Err(e)) => Err(Some(e)),
-                Err(_elapsed) => Err(None),
-            }
-        }
-    };
-    let mut server = match pool
-        .checkout(&pool_key, settings, || stats.server(&node), connect)
-        .await?
-    {
+    let mut server = match up.checkout(&pool_key, &borrowed, &mut notices).await {
         Ok(server) => server,
-        Err(Some(e)) => {
-            tracing::warn!(cluster = %cluster, node = %node, error = %e, "server login failed");
-            return match e.to_client(cluster) {
-                ClientErrorOrFrame::Error(e) => Err(e),
-                ClientErrorOrFrame::Frame(frame) => {
-                    out.extend_from_slice(&frame.to_wire());
-                    let _ = client.write_all(&out).await;
-                    Ok("the server refused the login")
-                }
-            };
-        }
-        Err(None) => {
-            tracing::warn!(cluster = %cluster, node = %node, "server login timed out");
-            return Err(ClientError::fatal(
-                SqlState::CONNECTION_FAILURE,
-                format!("timed out connecting to the primary of cluster \"{cluster}\""),
-            ));
+        Err(ClientErrorOrFrame::Error(e)) => return Err(e),
+        Err(ClientErrorOrFrame::Frame(frame)) => {
+            out.extend_from_slice(&frame.to_wire());
+            let _ = client.write_all(&out).await;
+            return Ok("the server refused the login");
         }
     };
     key.set_server(Some(server.conn.key));
@@ -159,6 +146,7 @@ async fn serve(
 
     let (end, server_between_messages) = relay::relay(client, pending, &mut server.conn).await;
     key.set_server(None);
+    let (cluster, node) = (up.cluster, &up.node);
     match end {
         RelayEnd::ClientTerminated
         | RelayEnd::ClientClosed {
@@ -166,13 +154,9 @@ async fn serve(
         } => {
             // Reuse the connection only when it is idle, between messages, and the cluster
             // still sends this node's clients there; settings as of now.
-            let current = plane
-                .runtime()
-                .and_then(|rt| rt.clusters.get(&**cluster).cloned())
-                .filter(|c| c.primary == cluster_rt.primary);
-            match current {
+            match up.current() {
                 Some(c) if server_between_messages && server.conn.status == b'I' => {
-                    pool.release(pool_key, server, &c.pool).await
+                    up.pool.release(pool_key, server, &c.pool).await
                 }
                 _ => server.conn.terminate().await,
             }
@@ -181,11 +165,11 @@ async fn serve(
         RelayEnd::ClientClosed { .. } | RelayEnd::ClientIo(_) => Ok("client connection lost"),
         RelayEnd::ServerClosed => Ok("server closed the connection"),
         RelayEnd::ServerIo(e) => {
-            tracing::warn!(cluster = %cluster, node = %node, error = %e, "server connection lost");
+            tracing::warn!(cluster, node = %node, error = %e, "server connection lost");
             Ok("server connection lost")
         }
         RelayEnd::ServerViolation(e) => {
-            tracing::warn!(cluster = %cluster, node = %node, error = %e, "server broke the protocol");
+            tracing::warn!(cluster, node = %node, error = %e, "server broke the protocol");
             Ok("server broke the protocol")
         }
         RelayEnd::ClientViolation { error, can_reply } => {

@@ -5,12 +5,18 @@
 //! series (`switchyard_postgres_*`, labelled by cluster) updated beside them. Gauges are moved
 //! by guards ([`ClientGuard`], [`ServerGuard`]) so that every way out of a session, error or
 //! not, gives the count back.
+//!
+//! Each node in the document carries what the node monitor saw last (observed role,
+//! reachable, down, last error kind, WAL positions, lag in bytes and seconds, WAL receiver
+//! state) beside its configuration and its pool's counts.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{json, Value};
+use switchyard_config::{Cluster, Node};
 
 use crate::DbPlane;
 
@@ -118,6 +124,7 @@ pub fn status(plane: &DbPlane) -> Value {
         return json!({ "serving": false, "configured": false });
     };
     let serving = plane.serving();
+    let now = Instant::now();
     let mut restart_required = Vec::new();
     let clusters: Vec<Value> = rt
         .config
@@ -138,17 +145,7 @@ pub fn status(plane: &DbPlane) -> Value {
                 _ => {}
             }
             let stats = plane.stats(&c.name);
-            let nodes: Vec<Value> = c
-                .nodes
-                .iter()
-                .map(|n| {
-                    let (open, idle) = plane.pool_counts(&c.name, &n.addr.to_string());
-                    json!({
-                        "addr": n.addr, "role": n.role, "fenced": n.fenced,
-                        "pool": { "open": open, "in_use": open.saturating_sub(idle), "idle": idle },
-                    })
-                })
-                .collect();
+            let nodes: Vec<Value> = c.nodes.iter().map(|n| node(plane, c, n, now)).collect();
             json!({
                 "name": c.name,
                 "listen": c.listen,
@@ -177,7 +174,49 @@ pub fn status(plane: &DbPlane) -> Value {
     json!({
         "serving": !serving.is_empty(),
         "restart_required": restart_required,
-        "note": "session pooling to the primary only: a client holds one server connection for its whole session; transaction pooling, read/write split and failover are not implemented yet",
+        "note": "session pooling to the primary only: a client holds one server connection for its whole session; transaction pooling and read/write split are not implemented yet; nodes are monitored, failover is not implemented yet",
         "clusters": clusters,
+    })
+}
+
+/// One node of `cluster` in `/v1/status`: its configuration, what the monitor saw last, its
+/// lag and its pool. Monitor fields are `null` before the first check.
+fn node(plane: &DbPlane, cluster: &Cluster, n: &Node, now: Instant) -> Value {
+    let addr = n.addr.to_string();
+    let (open, idle) = plane.pool_counts(&cluster.name, &addr);
+    let pool = json!({ "open": open, "in_use": open.saturating_sub(idle), "idle": idle });
+    let Some(view) = plane.monitor.view(&addr) else {
+        return json!({
+            "addr": n.addr, "role": n.role, "fenced": n.fenced, "checked": false,
+            "observed_role": null, "reachable": null, "down": false, "consecutive_failures": 0,
+            "last_error": null, "lag_bytes": null, "lag_seconds": null, "streaming": null,
+            "pool": pool,
+        });
+    };
+    let lag = plane.monitor.lag_of(cluster, &view, now);
+    let observed = view.observed.as_ref();
+    let replica = observed.filter(|o| o.in_recovery);
+    json!({
+        "addr": n.addr,
+        "role": n.role,
+        "fenced": n.fenced,
+        "checked": true,
+        "observed_role": observed.map(|o| if o.in_recovery { "replica" } else { "primary" }),
+        "reachable": view.reachable,
+        "down": view.down,
+        "consecutive_failures": view.consecutive_failures,
+        "last_error": view.last_error,
+        "last_check_ms_ago": view.checked_at.map(|t| now.saturating_duration_since(t).as_millis() as u64),
+        "checks": { "ok": view.checks_ok, "failed": view.checks_failed },
+        "lag_bytes": lag.bytes,
+        "lag_seconds": lag.seconds,
+        "streaming": replica.map(|o| o.streaming()),
+        "wal_receiver": replica.and_then(|o| o.wal_receiver.clone()),
+        "lsn": {
+            "current": observed.and_then(|o| o.current_lsn),
+            "receive": replica.and_then(|o| o.receive_lsn),
+            "replay": replica.and_then(|o| o.replay_lsn),
+        },
+        "pool": pool,
     })
 }

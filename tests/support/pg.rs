@@ -353,6 +353,38 @@ impl PgCluster {
     pub fn bin(&self, program: &str) -> PathBuf {
         self.bin.join(program)
     }
+
+    /// Stop node `i` at once (SIGQUIT, as on drop); [`PgCluster::restart`] starts it again.
+    pub fn stop(&mut self, i: usize) {
+        self.nodes[i].stop();
+    }
+
+    /// Start node `i` again after [`PgCluster::stop`], on its port and data directory, and
+    /// wait until it answers queries (a replica then resumes streaming by itself).
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        anyhow::ensure!(node.child.is_none(), "{} is running", node.name);
+        let log = OpenOptions::new()
+            .append(true)
+            .open(self.tmp.path().join(format!("{}.log", node.name)))?;
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(&node.data_dir)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning postgres")?;
+        self.nodes[i].child = Some(child);
+        self.wait_for(i, "select 1", "1", READY_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "{} did not start again:\n{}",
+                    self.nodes[i].name,
+                    self.log(i)
+                )
+            })
+    }
 }
 
 impl PgNode {

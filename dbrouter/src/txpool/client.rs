@@ -1,0 +1,257 @@
+//! Client messages under transaction pooling: what each one needs (a server connection, or
+//! an answer from the router alone), how it is rewritten (statement names), and what it
+//! will be answered with ([`super::expect`]).
+//!
+//! - `Query`, `FunctionCall` and the extended-protocol messages start a turn if the client
+//!   has none. Their SQL is inspected ([`super::sql`]) for parameter changes and for what
+//!   pins the client.
+//! - `Parse` of a named statement is sent under its global name, or answered by the router
+//!   when the server already has it; `Bind` and `Describe` of one the server lacks are
+//!   preceded by the router's own `Parse`; `Close` of one is answered by the router (the
+//!   statement stays prepared for others).
+//! - `Sync` with no turn in progress is answered `ReadyForQuery` idle without a server;
+//!   `Flush` and copy messages with none are ignored, as the server itself ignores stray ones.
+
+use std::sync::Arc;
+
+use super::codec::{self, Malformed};
+use super::expect::Entry;
+use super::prepared::StatementDef;
+use super::relay::{Held, TxEnd, TxRelay, HIGH};
+use super::sql::{self, Effects};
+use crate::frame::{self, HEADER_LEN};
+use crate::message;
+
+fn malformed(e: Malformed) -> TxEnd {
+    TxEnd::ClientViolation(e.to_string())
+}
+
+impl TxRelay<'_> {
+    /// Handle the whole messages the client sent, as long as the server keeps up.
+    pub async fn client_messages(&mut self) -> Result<(), TxEnd> {
+        loop {
+            if self
+                .held
+                .as_ref()
+                .is_some_and(|h| h.to_server.len() >= HIGH)
+            {
+                return Ok(());
+            }
+            let Some((tag, len)) = codec::peek(&mut self.cbuf, frame::frontend_limit)
+                .map_err(|e| TxEnd::ClientViolation(e.to_string()))?
+            else {
+                return Ok(());
+            };
+            let msg = self.cbuf.split_to(HEADER_LEN + len);
+            self.on_client(tag, &msg).await?;
+            self.drain_synthetic();
+        }
+    }
+
+    async fn on_client(&mut self, tag: u8, msg: &[u8]) -> Result<(), TxEnd> {
+        let body = &msg[HEADER_LEN..];
+        match tag {
+            b'X' => return Err(TxEnd::Terminated),
+            b'Q' => {
+                let fx = sql::inspect(codec::query(body).map_err(malformed)?);
+                self.hold().await?;
+                self.note(&fx);
+                self.send(msg, Entry::Simple);
+            }
+            b'F' => {
+                self.hold().await?;
+                self.send(msg, Entry::Simple);
+            }
+            b'S' => match self.held.as_mut() {
+                None => message::ready_for_query(&mut self.to_client, b'I'),
+                Some(h) => {
+                    h.mid_batch = false;
+                    h.to_server.extend_from_slice(msg);
+                    h.expect.push(Entry::Sync);
+                }
+            },
+            b'H' | b'd' => {
+                if let Some(h) = self.held.as_mut() {
+                    h.to_server.extend_from_slice(msg);
+                }
+            }
+            b'c' | b'f' => {
+                if let Some(h) = self.held.as_mut() {
+                    h.to_server.extend_from_slice(msg);
+                    h.expect.push(Entry::CopyEnd);
+                }
+            }
+            b'P' => self.on_parse(msg).await?,
+            b'B' => self.on_bind(msg).await?,
+            b'D' => self.on_describe(msg).await?,
+            b'C' => self.on_close(msg).await?,
+            b'E' => {
+                self.hold().await?;
+                self.send(msg, Entry::Execute);
+            }
+            _ => return Err(malformed(Malformed(tag))),
+        }
+        Ok(())
+    }
+
+    /// Pass `msg` on as it is and expect `answer` to it.
+    fn send(&mut self, msg: &[u8], answer: Entry) {
+        if let Some(h) = self.held.as_mut() {
+            if !matches!(answer, Entry::Simple) {
+                h.mid_batch = true;
+            }
+            h.to_server.extend_from_slice(msg);
+            h.expect.push(answer);
+        }
+    }
+
+    /// Record what the client's SQL does to its session (in the turn it runs in).
+    fn note(&mut self, fx: &Effects) {
+        if let Some(h) = self.held.as_mut() {
+            h.ops.extend(fx.ops.iter().cloned());
+        }
+        if let (Some(why), None) = (fx.pin, self.pinned) {
+            self.pinned = Some(why);
+            tracing::debug!(cluster = %self.up.cluster, reason = why, "client pinned to its server connection for the rest of its session");
+            self.metrics.pin(&self.up.pool.tx, why);
+        }
+    }
+
+    async fn on_parse(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
+        let (name, query, types) = codec::parse(&msg[HEADER_LEN..]).map_err(malformed)?;
+        let def = (!name.is_empty()).then(|| self.up.pool.statements.get(query, types));
+        if let (Some(def), None) = (&def, &self.held) {
+            if def.accepted() {
+                // Known good and nothing in flight: no server needed (see `prepared`).
+                self.me.statements.insert(name, def.clone());
+                codec::put(&mut self.to_client, b'1', &[]);
+                return Ok(());
+            }
+        }
+        self.hold().await?;
+        match &def {
+            Some(d) => self.note(&d.effects),
+            None => self.note(&sql::inspect(query)),
+        }
+        let Some(h) = self.held.as_mut() else {
+            return Ok(());
+        };
+        h.mid_batch = true;
+        let Some(def) = def.filter(|_| !h.expect.skipping()) else {
+            // Unnamed, or the server skips it anyway.
+            h.to_server.extend_from_slice(msg);
+            h.expect.push(Entry::Parse {
+                swallow: false,
+                stmt: None,
+                client: None,
+            });
+            return Ok(());
+        };
+        self.me.statements.insert(name, def.clone());
+        if has(h, &def) {
+            h.expect.push(Entry::Synthetic(b'1'));
+        } else {
+            codec::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
+            h.expect.push(Entry::Parse {
+                swallow: false,
+                stmt: Some(def.clone()),
+                client: Some(name.into()),
+            });
+        }
+        Ok(())
+    }
+
+    async fn on_bind(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
+        let (portal, stmt, rest) = codec::bind(&msg[HEADER_LEN..]).map_err(malformed)?;
+        self.hold().await?;
+        let def = self.me.statements.get(stmt).cloned();
+        if let Some(d) = &def {
+            self.note(&d.effects);
+        }
+        match (def, self.held.as_mut()) {
+            (Some(def), Some(h)) if !h.expect.skipping() => {
+                self.prepare(&def);
+                if let Some(h) = self.held.as_mut() {
+                    codec::put_bind(&mut h.to_server, portal, &def.name, rest);
+                    h.mid_batch = true;
+                    h.expect.push(Entry::Bind);
+                }
+            }
+            _ => self.send(msg, Entry::Bind),
+        }
+        Ok(())
+    }
+
+    async fn on_describe(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
+        let (kind, name) = codec::target(b'D', &msg[HEADER_LEN..]).map_err(malformed)?;
+        self.hold().await?;
+        let def = match kind {
+            b'S' => self.me.statements.get(name).cloned(),
+            _ => None,
+        };
+        match (def, self.held.as_mut()) {
+            (Some(def), Some(h)) if !h.expect.skipping() => {
+                self.prepare(&def);
+                if let Some(h) = self.held.as_mut() {
+                    codec::put_target(&mut h.to_server, b'D', b'S', &def.name);
+                    h.mid_batch = true;
+                    h.expect.push(Entry::Describe);
+                }
+            }
+            _ => self.send(msg, Entry::Describe),
+        }
+        Ok(())
+    }
+
+    async fn on_close(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
+        let (kind, name) = codec::target(b'C', &msg[HEADER_LEN..]).map_err(malformed)?;
+        if kind == b'S' && self.me.statements.get(name).is_some() {
+            // Other clients may use the statement: it stays prepared on the servers.
+            match self.held.as_mut() {
+                None => {
+                    self.me.statements.remove(name);
+                    codec::put(&mut self.to_client, b'3', &[]);
+                }
+                Some(h) => {
+                    h.mid_batch = true;
+                    if h.expect.push(Entry::Synthetic(b'3')) {
+                        self.me.statements.remove(name);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        self.hold().await?;
+        self.send(msg, Entry::Close { swallow: false });
+        Ok(())
+    }
+
+    /// Prepare `def` on the held server connection first if it lacks it.
+    fn prepare(&mut self, def: &Arc<StatementDef>) {
+        let Some(h) = self.held.as_mut() else { return };
+        if has(h, def) {
+            return;
+        }
+        codec::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
+        h.expect.push(Entry::Parse {
+            swallow: true,
+            stmt: Some(def.clone()),
+            client: None,
+        });
+        self.metrics.injection(&self.up.pool.tx);
+    }
+
+    /// Answers the router makes up that are due now.
+    pub fn drain_synthetic(&mut self) {
+        if let Some(h) = self.held.as_mut() {
+            while let Some(tag) = h.expect.take_synthetic() {
+                codec::put(&mut self.to_client, tag, &[]);
+            }
+        }
+    }
+}
+
+/// Whether the held server has `def` prepared, or is preparing it.
+fn has(h: &Held, def: &StatementDef) -> bool {
+    h.conn.conn.state.prepared.contains(&def.id) || h.expect.preparing(def.id)
+}

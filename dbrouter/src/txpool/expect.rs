@@ -1,0 +1,312 @@
+//! What the router expects back from a server connection, message by message, in the order
+//! it sent them ([`Expect`]).
+//!
+//! The server answers every request in order, so a queue of what each one will produce tells
+//! which of its answers are the client's and which are the router's own: the `ParseComplete`
+//! of a `Parse` the router injected, the answers to a parameter replay, a `ReadyForQuery`
+//! the client never asked for. It also tells the router when a client's turn is over: the
+//! queue is empty, the last `ReadyForQuery` said idle, and the client is not mid-batch.
+//!
+//! The server's own rules are mirrored here:
+//! - After an error in an extended-protocol message the server discards everything up to the
+//!   next `Sync`; so does the queue ([`Expect::on_error`]), and requests sent while it does
+//!   so expect nothing.
+//! - In copy-in mode the server ignores `Sync` and `Flush` (tokio-postgres sends a `Sync`
+//!   right after the `Execute` of a `COPY … FROM STDIN`); so does the queue, up to the
+//!   client's `CopyDone` or `CopyFail` (`on_copy_in`).
+//! - Answers the router makes up (a `CloseComplete` for a statement that stays prepared, a
+//!   `ParseComplete` for one the server already has) wait their turn in the queue
+//!   ([`Entry::Synthetic`]), so they reach the client where the server's would have.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::params::Verify;
+use super::prepared::StatementDef;
+
+/// One request's expected answer.
+#[derive(Debug)]
+pub enum Entry {
+    /// `ParseComplete`. `stmt`: the global statement being prepared; `client`: the client's
+    /// name for it (forgotten if the `Parse` fails or is skipped); `swallow`: injected.
+    Parse {
+        swallow: bool,
+        stmt: Option<Arc<StatementDef>>,
+        client: Option<Box<[u8]>>,
+    },
+    /// `BindComplete`.
+    Bind,
+    /// (`ParameterDescription`), then `RowDescription` or `NoData`.
+    Describe,
+    /// Rows or copy data, then `CommandComplete`, `EmptyQueryResponse` or `PortalSuspended`.
+    Execute,
+    /// `CloseComplete`; `swallow`: injected.
+    Close { swallow: bool },
+    /// A message the router answers itself, when its turn comes.
+    Synthetic(u8),
+    /// `ReadyForQuery`.
+    Sync,
+    /// A simple `Query` or `FunctionCall`: anything, up to `ReadyForQuery`.
+    Simple,
+    /// Where the client's `CopyDone`/`CopyFail` went: no answer.
+    CopyEnd,
+    /// The router's own query: everything up to `ReadyForQuery` is swallowed.
+    Internal(Internal),
+}
+
+/// The router's own queries.
+#[derive(Debug)]
+pub enum Internal {
+    /// Parameter replay before a client's turn.
+    Replay,
+    /// Asking for parameter values after a client's turn.
+    Verify(Verify),
+}
+
+/// Where a server message belongs.
+#[derive(Debug)]
+pub enum Seen {
+    /// The client's: pass it on.
+    Forward,
+    /// An answer to the router's injected request.
+    Swallow,
+    /// Part of the answer to the router's own query at the front.
+    Internal,
+    /// A `ParseComplete`: `stmt` is now prepared on the server.
+    Prepared {
+        stmt: Option<Arc<StatementDef>>,
+        swallow: bool,
+    },
+}
+
+/// The server sent something the queue says it cannot have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected message '{}' from the server (expected the answer to {expected})", *.tag as char)]
+pub struct Desync {
+    pub tag: u8,
+    pub expected: &'static str,
+}
+
+/// The answers a server connection owes, in order.
+#[derive(Debug, Default)]
+pub struct Expect {
+    q: VecDeque<Entry>,
+    /// An extended-protocol error was seen and its `Sync` is not queued yet.
+    skipping: bool,
+    /// The server is in copy-in mode and the client's `CopyDone`/`CopyFail` is not queued.
+    copy_in: bool,
+    /// Global statements with a `Parse` in the queue, and how many.
+    pending: HashMap<u64, u32>,
+}
+
+impl Expect {
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// Whether the server is skipping messages until a `Sync`.
+    pub fn skipping(&self) -> bool {
+        self.skipping
+    }
+
+    /// Whether the server waits for the client's copy data.
+    pub fn copy_in(&self) -> bool {
+        self.copy_in
+    }
+
+    /// Whether the server is answering the router's own query.
+    pub fn internal_front(&self) -> bool {
+        matches!(self.q.front(), Some(Entry::Internal(_)))
+    }
+
+    /// Whether the server is answering a parameter verification.
+    pub fn verify_front(&self) -> bool {
+        matches!(self.q.front(), Some(Entry::Internal(Internal::Verify(_))))
+    }
+
+    /// Whether a `Parse` of `stmt` is on its way to the server.
+    pub fn preparing(&self, stmt: u64) -> bool {
+        self.pending.contains_key(&stmt)
+    }
+
+    /// Queue the answer to a request just sent. `false`: the server will ignore the request
+    /// (it is skipping to a `Sync`, or it is in copy-in mode and this is a `Sync`).
+    pub fn push(&mut self, e: Entry) -> bool {
+        match e {
+            Entry::Sync if self.copy_in => return false,
+            Entry::Sync => self.skipping = false,
+            Entry::CopyEnd if self.copy_in => {
+                self.copy_in = false;
+                return false;
+            }
+            _ if self.skipping => return false,
+            Entry::Parse {
+                stmt: Some(ref def),
+                ..
+            } => *self.pending.entry(def.id).or_default() += 1,
+            _ => {}
+        }
+        self.q.push_back(e);
+        true
+    }
+
+    fn forget(&mut self, e: &Entry) {
+        if let Entry::Parse {
+            stmt: Some(def), ..
+        } = e
+        {
+            if let Some(n) = self.pending.get_mut(&def.id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending.remove(&def.id);
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<Entry> {
+        let e = self.q.pop_front()?;
+        self.forget(&e);
+        Some(e)
+    }
+
+    /// The router's own answer due now, if one is at the front (markers with no answer are
+    /// dropped on the way).
+    pub fn take_synthetic(&mut self) -> Option<u8> {
+        loop {
+            match self.q.front() {
+                Some(Entry::CopyEnd) => {
+                    self.q.pop_front();
+                }
+                Some(Entry::Synthetic(tag)) => {
+                    let tag = *tag;
+                    self.q.pop_front();
+                    return Some(tag);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A message other than `ReadyForQuery`, `ErrorResponse` and the asynchronous ones.
+    pub fn on_message(&mut self, tag: u8) -> Result<Seen, Desync> {
+        let desync = |expected| Err(Desync { tag, expected });
+        let seen = match self.q.front() {
+            None | Some(Entry::Simple) | Some(Entry::Sync) => Seen::Forward,
+            Some(Entry::Internal(_)) => Seen::Internal,
+            Some(Entry::Parse { .. }) if tag == b'1' => match self.pop() {
+                Some(Entry::Parse { stmt, swallow, .. }) => Seen::Prepared { stmt, swallow },
+                _ => Seen::Forward,
+            },
+            Some(Entry::Parse { .. }) => return desync("Parse"),
+            Some(Entry::Bind) if tag == b'2' => {
+                self.pop();
+                Seen::Forward
+            }
+            Some(Entry::Bind) => return desync("Bind"),
+            Some(Entry::Describe) => match tag {
+                b't' => Seen::Forward,
+                b'T' | b'n' => {
+                    self.pop();
+                    Seen::Forward
+                }
+                _ => return desync("Describe"),
+            },
+            Some(Entry::Execute) => {
+                if matches!(tag, b'C' | b'I' | b's') {
+                    self.pop();
+                }
+                Seen::Forward
+            }
+            Some(Entry::Close { swallow }) if tag == b'3' => {
+                let swallow = *swallow;
+                self.pop();
+                if swallow {
+                    Seen::Swallow
+                } else {
+                    Seen::Forward
+                }
+            }
+            Some(Entry::Close { .. }) => return desync("Close"),
+            Some(Entry::Synthetic(_)) | Some(Entry::CopyEnd) => return desync("nothing"),
+        };
+        if matches!(tag, b'G' | b'W') {
+            self.on_copy_in();
+        }
+        Ok(seen)
+    }
+
+    /// The server entered copy-in mode: it will ignore the `Sync`s sent before the client's
+    /// `CopyDone`/`CopyFail`.
+    fn on_copy_in(&mut self) {
+        let mut i = 1;
+        while i < self.q.len() {
+            match self.q.get(i) {
+                Some(Entry::Sync) => {
+                    self.q.remove(i);
+                }
+                Some(Entry::CopyEnd) => {
+                    self.q.remove(i);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = true;
+    }
+
+    /// An `ErrorResponse`. After an extended-protocol message the server skips to the next
+    /// `Sync`: the answers it will not send are dropped, and the client names of `Parse`s
+    /// that will not happen are returned, to forget; the flag says the error belongs to the
+    /// router's own query.
+    pub fn on_error(&mut self) -> (Vec<Box<[u8]>>, bool) {
+        self.copy_in = false;
+        let extended = match self.q.front() {
+            None | Some(Entry::Simple) | Some(Entry::Sync) => false,
+            Some(Entry::Internal(_)) => return (Vec::new(), true),
+            Some(_) => true,
+        };
+        let mut forget = Vec::new();
+        if extended {
+            while let Some(e) = self.q.front() {
+                if matches!(e, Entry::Sync) {
+                    return (forget, false);
+                }
+                if let Some(Entry::Parse {
+                    client: Some(name), ..
+                }) = self.pop()
+                {
+                    forget.push(name);
+                }
+            }
+            self.skipping = true;
+        }
+        (forget, false)
+    }
+
+    /// A `ReadyForQuery`: the request it ends leaves the queue. `Some` if it was the router's
+    /// own query.
+    pub fn on_ready(&mut self) -> Result<Option<Internal>, Desync> {
+        while let Some(e) = self.pop() {
+            match e {
+                Entry::Sync | Entry::Simple => return Ok(None),
+                Entry::Internal(i) => return Ok(Some(i)),
+                Entry::CopyEnd => {}
+                _ => {
+                    return Err(Desync {
+                        tag: b'Z',
+                        expected: "an extended-protocol message",
+                    })
+                }
+            }
+        }
+        Err(Desync {
+            tag: b'Z',
+            expected: "nothing",
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "expect_tests.rs"]
+mod tests;

@@ -1,0 +1,324 @@
+//! The transaction-pooling relay: one loop per client that reads whole messages from the
+//! client and, while it holds one, from its server connection, handles them
+//! ([`super::client`], [`super::server`]) and writes what it can as the sockets allow.
+//!
+//! All state lives in the loop, and every socket operation is a readiness wait followed by
+//! a non-blocking read or write, so nothing is ever half done when the loop decides: a
+//! server connection goes back to the pool only between two whole messages in each
+//! direction, with nothing owed either way ([`TxRelay::end_turn`]). Backpressure: the client
+//! is not read while more than [`HIGH`] bytes wait for the server, the server is not read
+//! while more than that wait for the client.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+
+use super::codec;
+use super::expect::{Entry, Expect, Internal};
+use super::params::{replay_sql, Verify};
+use super::report::TxMetrics;
+use super::sql::ParamOp;
+use super::ClientState;
+use crate::backend::ClientErrorOrFrame;
+use crate::cancel::CancelKey;
+use crate::checkout::Upstream;
+use crate::pool::PooledConn;
+
+/// Bytes waiting for one side above which the other side is not read.
+pub(super) const HIGH: usize = 256 * 1024;
+
+/// Read size.
+const CHUNK: usize = 16 * 1024;
+
+/// How a transaction-pooled session ended.
+#[derive(Debug)]
+pub(super) enum TxEnd {
+    /// The client sent `Terminate`.
+    Terminated,
+    /// The client closed its connection; `between_messages`: not in the middle of one.
+    ClientClosed {
+        between_messages: bool,
+    },
+    ClientIo(io::Error),
+    /// The server closed the connection the client was holding.
+    ServerClosed,
+    ServerIo(io::Error),
+    /// The server sent what the protocol (or what it owes) does not allow.
+    ServerViolation(String),
+    /// The client broke the protocol.
+    ClientViolation(String),
+    /// No server connection could be had, or the client's parameters could not be
+    /// restored on one.
+    Refused(ClientErrorOrFrame),
+}
+
+/// A server connection a client holds for its turn, and what is in flight on it.
+#[derive(Debug)]
+pub(super) struct Held {
+    pub conn: PooledConn,
+    /// Read from the server, not yet handled (at most a partial message).
+    pub sbuf: BytesMut,
+    pub to_server: BytesMut,
+    pub expect: Expect,
+    /// The client sent extended-protocol messages after its last `Sync`.
+    pub mid_batch: bool,
+    /// What the client did to its parameters during this turn.
+    pub ops: Vec<ParamOp>,
+    /// Rows of a parameter verification in progress.
+    pub rows: Vec<(String, Option<String>, Option<String>)>,
+    /// The error of the router's own query in progress.
+    pub internal_error: Option<String>,
+    /// Why the connection must not be reused, if it must not.
+    pub dirty: Option<&'static str>,
+}
+
+impl Held {
+    fn new(conn: PooledConn) -> Self {
+        Held {
+            conn,
+            sbuf: BytesMut::new(),
+            to_server: BytesMut::new(),
+            expect: Expect::default(),
+            mid_batch: false,
+            ops: Vec::new(),
+            rows: Vec::new(),
+            internal_error: None,
+            dirty: None,
+        }
+    }
+
+    /// Idle between whole messages with nothing owed either way: the turn may end.
+    pub fn idle(&self) -> bool {
+        self.conn.conn.status == b'I' && self.quiet()
+    }
+
+    /// Nothing in flight (whatever the transaction status).
+    pub fn quiet(&self) -> bool {
+        self.expect.is_empty()
+            && !self.mid_batch
+            && self.to_server.is_empty()
+            && self.sbuf.is_empty()
+    }
+}
+
+/// One transaction-pooled client.
+pub(super) struct TxRelay<'a> {
+    pub up: &'a Upstream<'a>,
+    /// Pool key and startup parameters of its server connections.
+    pub key: &'a str,
+    pub server_params: &'a [(&'a str, &'a str)],
+    pub cancel: &'a CancelKey,
+    pub metrics: TxMetrics,
+    pub client: &'a TcpStream,
+    /// Read from the client, not yet handled.
+    pub cbuf: BytesMut,
+    pub to_client: BytesMut,
+    pub held: Option<Held>,
+    pub me: ClientState,
+    /// Why the client keeps its server connection to the end, if it does.
+    pub pinned: Option<&'static str>,
+}
+
+enum Event {
+    ClientRead,
+    ServerRead,
+    Wrote,
+}
+
+impl TxRelay<'_> {
+    /// Relay until the session ends.
+    pub async fn run(&mut self) -> TxEnd {
+        loop {
+            if let Err(end) = self.client_messages().await {
+                return end;
+            }
+            self.end_turn();
+            if let Err(end) = self.io().await {
+                return end;
+            }
+        }
+    }
+
+    /// The server connection for the client's current turn, got now if it has none.
+    pub async fn hold(&mut self) -> Result<(), TxEnd> {
+        if self.held.is_some() {
+            return Ok(());
+        }
+        // Notices of a new server login are not the client's business mid-session.
+        let mut notices = BytesMut::new();
+        let conn = self
+            .up
+            .checkout(self.key, self.server_params, &mut notices)
+            .await
+            .map_err(TxEnd::Refused)?;
+        self.cancel.set_server(Some(conn.conn.key));
+        let mut held = Held::new(conn);
+        if let Some(sql) = replay_sql(&self.me.params, &held.conn.conn.state.params) {
+            codec::put_query(&mut held.to_server, &sql);
+            held.expect.push(Entry::Internal(Internal::Replay));
+            held.conn.conn.state.params = self.me.params.clone();
+            self.metrics.replay(&self.up.pool.tx);
+        }
+        self.held = Some(held);
+        Ok(())
+    }
+
+    /// End the turn if it is over: check the parameters it changed first, then give the
+    /// server connection back (or close it if it must not be reused).
+    pub fn end_turn(&mut self) {
+        let Some(h) = self.held.as_mut() else { return };
+        if self.pinned.is_some() {
+            // Its parameters live on its own connection until DISCARD ALL: nothing to track.
+            h.ops.clear();
+            return;
+        }
+        if !h.idle() {
+            return;
+        }
+        if !h.ops.is_empty() {
+            let ops = std::mem::take(&mut h.ops);
+            if let Some(v) = Verify::plan(&ops, &self.me.params, &h.conn.conn.state.params) {
+                codec::put_query(&mut h.to_server, &v.sql());
+                h.rows.clear();
+                h.internal_error = None;
+                h.expect.push(Entry::Internal(Internal::Verify(v)));
+                return;
+            }
+        }
+        let Some(h) = self.held.take() else { return };
+        self.cancel.set_server(None);
+        self.metrics.transaction(&self.up.pool.tx);
+        match h.dirty {
+            Some(why) => {
+                tracing::debug!(cluster = %self.up.cluster, why, "server connection not reused");
+                tokio::spawn(h.conn.close());
+            }
+            None => self
+                .up
+                .pool
+                .put_back(self.key.to_string(), h.conn, &self.up.settings()),
+        }
+    }
+
+    /// The client is gone: let what it left in flight finish, its answers going nowhere,
+    /// and read back the parameters its last turn changed, so that the connection can be
+    /// judged for reuse. Nothing is sent on its behalf: a batch it left without its `Sync`
+    /// (which would commit) or a `COPY` it left half sent stays as it is, and the connection
+    /// is closed. Whatever is still in flight when `within` runs out is too.
+    pub async fn settle(&mut self, within: Duration) {
+        let _ = tokio::time::timeout(within, async {
+            loop {
+                let pinned = self.pinned.is_some();
+                let Some(h) = self.held.as_mut() else { return };
+                if h.quiet() {
+                    if h.conn.conn.status != b'I' || h.ops.is_empty() || pinned {
+                        return;
+                    }
+                    self.end_turn();
+                    continue;
+                }
+                if h.mid_batch || h.expect.copy_in() {
+                    return;
+                }
+                let stream = &mut h.conn.conn.stream;
+                if !h.to_server.is_empty() {
+                    if stream.write_all(&h.to_server).await.is_err() {
+                        return;
+                    }
+                    h.to_server.clear();
+                }
+                h.sbuf.reserve(CHUNK);
+                match stream.read_buf(&mut h.sbuf).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                }
+                if self.server_messages().is_err() {
+                    return;
+                }
+                self.to_client.clear();
+            }
+        })
+        .await;
+    }
+
+    /// Write what the sockets take now, without waiting.
+    fn flush_now(&mut self) -> Result<(), TxEnd> {
+        if let Some(h) = self.held.as_mut() {
+            write_some(&h.conn.conn.stream, &mut h.to_server).map_err(TxEnd::ServerIo)?;
+        }
+        write_some(self.client, &mut self.to_client).map_err(TxEnd::ClientIo)
+    }
+
+    /// Wait for one socket to be ready and do what it is ready for.
+    async fn io(&mut self) -> Result<(), TxEnd> {
+        self.flush_now()?;
+        let server = self.held.as_ref().map(|h| &h.conn.conn.stream);
+        let (server_read, server_write, read_client) = match &self.held {
+            Some(h) => (
+                self.to_client.len() < HIGH,
+                !h.to_server.is_empty(),
+                h.to_server.len() < HIGH,
+            ),
+            None => (false, false, true),
+        };
+        let client_write = !self.to_client.is_empty();
+        let event = tokio::select! {
+            biased;
+            r = ready(server, Interest::READABLE), if server_read => r.map(|_| Event::ServerRead).map_err(TxEnd::ServerIo),
+            r = ready(server, Interest::WRITABLE), if server_write => r.map(|_| Event::Wrote).map_err(TxEnd::ServerIo),
+            r = self.client.writable(), if client_write => r.map(|_| Event::Wrote).map_err(TxEnd::ClientIo),
+            r = self.client.readable(), if read_client => r.map(|_| Event::ClientRead).map_err(TxEnd::ClientIo),
+            else => Err(TxEnd::ServerViolation("the relay has nothing to wait for".into())),
+        }?;
+        match event {
+            Event::Wrote => self.flush_now(),
+            Event::ClientRead => {
+                self.cbuf.reserve(CHUNK);
+                match self.client.try_read_buf(&mut self.cbuf) {
+                    Ok(0) => Err(TxEnd::ClientClosed {
+                        between_messages: self.cbuf.is_empty(),
+                    }),
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    Err(e) => Err(TxEnd::ClientIo(e)),
+                }
+            }
+            Event::ServerRead => {
+                let Some(h) = self.held.as_mut() else {
+                    return Ok(());
+                };
+                h.sbuf.reserve(CHUNK);
+                match h.conn.conn.stream.try_read_buf(&mut h.sbuf) {
+                    Ok(0) => Err(TxEnd::ServerClosed),
+                    Ok(_) => self.server_messages(),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    Err(e) => Err(TxEnd::ServerIo(e)),
+                }
+            }
+        }
+    }
+}
+
+/// Wait until `stream` is ready for `interest` (forever when there is none).
+async fn ready(stream: Option<&TcpStream>, interest: Interest) -> io::Result<()> {
+    match stream {
+        Some(s) => s.ready(interest).await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+/// Write as much of `buf` as `stream` takes without blocking.
+fn write_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<()> {
+    while !buf.is_empty() {
+        match stream.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
