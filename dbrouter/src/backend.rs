@@ -65,19 +65,20 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// What the client is told. Server addresses stay in the log.
-    pub fn to_client(&self, cluster: &str) -> ClientErrorOrFrame {
+    /// What the client is told; `role` names the node ("the primary", "a replica"). Server
+    /// addresses stay in the log.
+    pub fn to_client(&self, cluster: &str, role: &str) -> ClientErrorOrFrame {
         match self {
             BackendError::Refused { frame, .. } => ClientErrorOrFrame::Frame(frame.clone()),
             BackendError::Connect { .. } | BackendError::Io { .. } => {
                 ClientErrorOrFrame::Error(ClientError::fatal(
                     SqlState::CONNECTION_FAILURE,
-                    format!("could not connect to the primary of cluster \"{cluster}\""),
+                    format!("could not connect to {role} of cluster \"{cluster}\""),
                 ))
             }
             BackendError::Login { message, .. } => ClientErrorOrFrame::Error(ClientError::fatal(
                 SqlState::CONNECTION_FAILURE,
-                format!("could not log in to the primary of cluster \"{cluster}\": {message}"),
+                format!("could not log in to {role} of cluster \"{cluster}\": {message}"),
             )),
         }
     }

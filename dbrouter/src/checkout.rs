@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use switchyard_config::PoolSettings;
+use switchyard_config::{Address, PoolSettings};
 
 use crate::backend::{self, ClientErrorOrFrame};
 use crate::message::{ClientError, SqlState};
@@ -78,9 +78,28 @@ impl<'a> Upstream<'a> {
         params: &[(&str, &str)],
         notices: &mut BytesMut,
     ) -> Result<PooledConn, ClientErrorOrFrame> {
+        self.checkout_at(&self.rt.primary, &self.pool, key, params, notices)
+            .await
+    }
+
+    /// [`Upstream::checkout`] from `node` of the cluster (a replica, for a read) and its
+    /// `pool`.
+    pub async fn checkout_at(
+        &self,
+        node: &Address,
+        pool: &Arc<NodePool>,
+        key: &str,
+        params: &[(&str, &str)],
+        notices: &mut BytesMut,
+    ) -> Result<PooledConn, ClientErrorOrFrame> {
         let settings = self.settings();
         let timeout = settings.checkout_timeout;
-        let node = &self.rt.primary;
+        let node_name = node.to_string();
+        let role = if *node == self.rt.primary {
+            "the primary"
+        } else {
+            "a replica"
+        };
         let connect = move || async move {
             let login = backend::connect(
                 node,
@@ -91,30 +110,29 @@ impl<'a> Upstream<'a> {
             );
             match tokio::time::timeout(timeout, login).await {
                 Ok(Ok(server)) => {
-                    self.pool.remember_login(key, &server.parameter_status);
+                    pool.remember_login(key, &server.parameter_status);
                     Ok(server)
                 }
                 Ok(Err(e)) => Err(Some(e)),
                 Err(_elapsed) => Err(None),
             }
         };
-        let checked_out = self
-            .pool
-            .checkout(key, &settings, || self.stats.server(&self.node), connect)
+        let checked_out = pool
+            .checkout(key, &settings, || self.stats.server(&node_name), connect)
             .await
             .map_err(ClientErrorOrFrame::Error)?;
         match checked_out {
             Ok(server) => Ok(server),
             Err(Some(e)) => {
-                tracing::warn!(cluster = %self.cluster, node = %self.node, error = %e, "server login failed");
-                Err(e.to_client(self.cluster))
+                tracing::warn!(cluster = %self.cluster, node = %node_name, error = %e, "server login failed");
+                Err(e.to_client(self.cluster, role))
             }
             Err(None) => {
-                tracing::warn!(cluster = %self.cluster, node = %self.node, "server login timed out");
+                tracing::warn!(cluster = %self.cluster, node = %node_name, "server login timed out");
                 Err(ClientErrorOrFrame::Error(ClientError::fatal(
                     SqlState::CONNECTION_FAILURE,
                     format!(
-                        "timed out connecting to the primary of cluster \"{}\"",
+                        "timed out connecting to {role} of cluster \"{}\"",
                         self.cluster
                     ),
                 )))

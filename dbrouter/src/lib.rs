@@ -8,7 +8,7 @@
 //! SCRAM keys, pools, per-cluster counters) lives in the plane, keyed by name, not in the
 //! runtime.
 //!
-//! # What works (session and transaction pooling, to the primary)
+//! # What works (session and transaction pooling; read/write split in transaction pooling)
 //! - Startup: `SSLRequest` and `GSSENCRequest` are answered `N`; a `CancelRequest` is
 //!   mapped from the key Switchyard issued (secret compared in constant time) to the server
 //!   connection in use and sent to that server as a real `CancelRequest`; a
@@ -63,7 +63,24 @@
 //!   [`DbPlane::choose_replica`] (load = the node pool's connections in use) pick a healthy
 //!   replica within `max_replica_lag_bytes`/`max_replica_lag`, least loaded first, ties
 //!   round robin, optionally past a read-your-writes [`Lsn`]; else the primary or an error
-//!   per `routing.fallback`. Nothing calls it yet: sessions still go to the primary.
+//!   per `routing.fallback`.
+//! - Read/write split (`routing.read_write_split = true`, transaction pooling only): each
+//!   cluster runtime holds one [`classify::Classifier`] (rebuilt with the runtime on reload;
+//!   a session keeps the one of its login). A turn is routed as a whole by its first
+//!   statement (the `Query` text, or the `Parse` text of a batch's first statement, or of a
+//!   named statement at its `Bind`/`Describe`): a read goes where
+//!   [`DbPlane::choose_replica`] says (that node's pool), anything else, a `BEGIN` (its
+//!   transaction stays there until `ReadyForQuery` idle), a `FunctionCall` or an unknown
+//!   statement to the primary; `BEGIN READ ONLY` may go to a replica. With
+//!   `fallback = "error"` and no fit replica the client gets an `ErrorResponse` (08006, the
+//!   reason) and stays usable (an extended batch is skipped to its `Sync`). Comment
+//!   overrides come from the classifier; `SET switchyard.route = primary | replica | auto`
+//!   (simple protocol, outside a transaction) is answered by the router and forces the
+//!   session's turns. Prepared statement ids are unique per process, so a replica's server
+//!   connections share the primary pool's registry safely. Prometheus
+//!   `switchyard_postgres_queries_routed_total{cluster,target,reason}` counts routed turns
+//!   (`target` primary, replica or error; `reason` the classifier's [`classify::Reason::label`],
+//!   or `session_override`, `unknown_statement`). Session pooling stays on the primary.
 //! - `/v1/status`: per cluster, listen and bound address, serving, client and server
 //!   connection counts, auth failures, cancels; `restart_required` for listener changes; per
 //!   node, configured and observed role, reachable, down, consecutive failures, last error
@@ -82,8 +99,11 @@
 //!   the next are not supported; the first login of a user and database waits for a
 //!   connection; a replayed parameter the server refuses ends the session; large messages
 //!   (`CopyData`, `Bind`) are buffered whole.
-//! - Read/write split on `pg_query` with a statement cache and overrides by comment and
-//!   `SET switchyard.route`, sending reads where [`DbPlane::choose_replica`] says;
+//! - Read/write split: session pooling (stays on the primary); the per-node transaction
+//!   counters and `transactions_total` metrics are still booked to the primary; a chosen
+//!   replica that cannot be connected to (down, not yet seen by the monitor) ends the
+//!   client's session instead of retrying elsewhere; `SET switchyard.route` in the extended
+//!   protocol is not intercepted;
 //!   read-your-writes: after a commit, the session's `min_lsn` from
 //!   [`NodeMonitor::wal_position_since`] (or `pg_current_wal_lsn()` on its connection).
 //!   The pool's `waiting` count for status.

@@ -11,7 +11,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use switchyard_config::{Address, ClientAuth, Config, NodeRole, PoolMode, PoolSettings, Secret};
+use switchyard_config::{
+    Address, ClientAuth, Cluster, Config, NodeRole, PoolMode, PoolSettings, Secret,
+};
+
+use crate::classify::Classifier;
 
 use crate::BuildError;
 
@@ -37,6 +41,11 @@ pub struct ClusterRuntime {
     /// Users by name.
     pub users: HashMap<String, Arc<UserRuntime>>,
     pub pool: PoolSettings,
+    /// The cluster as configured (routing settings, nodes), for replica selection.
+    pub config: Cluster,
+    /// Read/write classification of this cluster's statements, when
+    /// `routing.read_write_split` is on (rebuilt with the runtime on every reload).
+    pub classifier: Option<Arc<Classifier>>,
 }
 
 /// A user: how clients prove they are it, and what Switchyard logs in to servers with.
@@ -120,6 +129,11 @@ pub fn build(config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
                 replicas,
                 users,
                 pool: c.pool.clone(),
+                config: c.clone(),
+                classifier: c
+                    .routing
+                    .read_write_split
+                    .then(|| Arc::new(Classifier::new(&c.routing))),
             }),
         );
     }

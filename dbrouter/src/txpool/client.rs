@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::codec::{self, Malformed};
 use super::expect::Entry;
 use super::prepared::StatementDef;
-use super::relay::{Held, TxEnd, TxRelay, HIGH};
+use super::relay::{Held, RouteOverride, TxEnd, TxRelay, HIGH};
 use super::sql::{self, Effects};
 use crate::frame::{self, HEADER_LEN};
 use crate::message;
@@ -50,16 +50,42 @@ impl TxRelay<'_> {
 
     async fn on_client(&mut self, tag: u8, msg: &[u8]) -> Result<(), TxEnd> {
         let body = &msg[HEADER_LEN..];
+        if self.skip_to_sync && self.held.is_none() {
+            match tag {
+                b'X' => return Err(TxEnd::Terminated),
+                b'S' => {
+                    self.skip_to_sync = false;
+                    message::ready_for_query(&mut self.to_client, b'I');
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
         match tag {
             b'X' => return Err(TxEnd::Terminated),
             b'Q' => {
-                let fx = sql::inspect(codec::query(body).map_err(malformed)?);
-                self.hold().await?;
+                let text = codec::query(body).map_err(malformed)?;
+                if self.held.is_none() {
+                    if let Some(route) = route_setting(text) {
+                        self.route_override = route;
+                        codec::put(&mut self.to_client, b'C', &[b"SET\0"]);
+                        message::ready_for_query(&mut self.to_client, b'I');
+                        return Ok(());
+                    }
+                }
+                let fx = sql::inspect(text);
+                if !self.hold(Some(text)).await? {
+                    message::ready_for_query(&mut self.to_client, b'I');
+                    return Ok(());
+                }
                 self.note(&fx);
                 self.send(msg, Entry::Simple);
             }
             b'F' => {
-                self.hold().await?;
+                if !self.hold(None).await? {
+                    message::ready_for_query(&mut self.to_client, b'I');
+                    return Ok(());
+                }
                 self.send(msg, Entry::Simple);
             }
             b'S' => match self.held.as_mut() {
@@ -86,12 +112,23 @@ impl TxRelay<'_> {
             b'D' => self.on_describe(msg).await?,
             b'C' => self.on_close(msg).await?,
             b'E' => {
-                self.hold().await?;
-                self.send(msg, Entry::Execute);
+                if self.hold_batch(None).await? {
+                    self.send(msg, Entry::Execute);
+                }
             }
             _ => return Err(malformed(Malformed(tag))),
         }
         Ok(())
+    }
+
+    /// [`TxRelay::hold`] for an extended-protocol message: when routing refuses the turn,
+    /// the rest of the batch is dropped up to its `Sync`.
+    async fn hold_batch(&mut self, sql: Option<&[u8]>) -> Result<bool, TxEnd> {
+        let held = self.hold(sql).await?;
+        if !held {
+            self.skip_to_sync = true;
+        }
+        Ok(held)
     }
 
     /// Pass `msg` on as it is and expect `answer` to it.
@@ -128,7 +165,9 @@ impl TxRelay<'_> {
                 return Ok(());
             }
         }
-        self.hold().await?;
+        if !self.hold_batch(Some(query)).await? {
+            return Ok(());
+        }
         match &def {
             Some(d) => self.note(&d.effects),
             None => self.note(&sql::inspect(query)),
@@ -163,8 +202,10 @@ impl TxRelay<'_> {
 
     async fn on_bind(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
         let (portal, stmt, rest) = codec::bind(&msg[HEADER_LEN..]).map_err(malformed)?;
-        self.hold().await?;
         let def = self.me.statements.get(stmt).cloned();
+        if !self.hold_batch(def.as_ref().map(|d| &d.query[..])).await? {
+            return Ok(());
+        }
         if let Some(d) = &def {
             self.note(&d.effects);
         }
@@ -184,11 +225,13 @@ impl TxRelay<'_> {
 
     async fn on_describe(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
         let (kind, name) = codec::target(b'D', &msg[HEADER_LEN..]).map_err(malformed)?;
-        self.hold().await?;
         let def = match kind {
             b'S' => self.me.statements.get(name).cloned(),
             _ => None,
         };
+        if !self.hold_batch(def.as_ref().map(|d| &d.query[..])).await? {
+            return Ok(());
+        }
         match (def, self.held.as_mut()) {
             (Some(def), Some(h)) if !h.expect.skipping() => {
                 self.prepare(&def);
@@ -221,8 +264,9 @@ impl TxRelay<'_> {
             }
             return Ok(());
         }
-        self.hold().await?;
-        self.send(msg, Entry::Close { swallow: false });
+        if self.hold_batch(None).await? {
+            self.send(msg, Entry::Close { swallow: false });
+        }
         Ok(())
     }
 
@@ -251,7 +295,56 @@ impl TxRelay<'_> {
     }
 }
 
+/// `SET switchyard.route = primary | replica | auto` (or `TO`, quoted or not, with an
+/// optional `;`): `Some(override)` (`Some(None)` for `auto`), `None` for any other text.
+fn route_setting(text: &[u8]) -> Option<Option<RouteOverride>> {
+    let text = std::str::from_utf8(text).ok()?.trim().trim_end_matches(';');
+    let lower = text.trim_end().to_ascii_lowercase();
+    let mut words = lower.split_whitespace();
+    if words.next()? != "set" {
+        return None;
+    }
+    let rest: String = words.collect::<Vec<_>>().join(" ");
+    let rest = rest
+        .strip_prefix("session ")
+        .unwrap_or(&rest)
+        .strip_prefix("switchyard.route")?
+        .trim_start();
+    let value = rest
+        .strip_prefix('=')
+        .or_else(|| rest.strip_prefix("to "))?
+        .trim()
+        .trim_matches(|c| c == '\'' || c == '"');
+    match value {
+        "primary" => Some(Some(RouteOverride::Primary)),
+        "replica" => Some(Some(RouteOverride::Replica)),
+        "auto" | "default" => Some(None),
+        _ => None,
+    }
+}
+
 /// Whether the held server has `def` prepared, or is preparing it.
 fn has(h: &Held, def: &StatementDef) -> bool {
     h.conn.conn.state.prepared.contains(&def.id) || h.expect.preparing(def.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_setting_is_recognised_in_its_spellings() {
+        let p = Some(Some(RouteOverride::Primary));
+        assert_eq!(route_setting(b"SET switchyard.route = primary"), p);
+        assert_eq!(route_setting(b"set switchyard.route to 'primary';"), p);
+        assert_eq!(route_setting(b"  SET SESSION switchyard.route=primary "), p);
+        assert_eq!(
+            route_setting(b"set switchyard.route = replica"),
+            Some(Some(RouteOverride::Replica))
+        );
+        assert_eq!(route_setting(b"set switchyard.route = auto"), Some(None));
+        assert_eq!(route_setting(b"set switchyard.route = elsewhere"), None);
+        assert_eq!(route_setting(b"set search_path = primary"), None);
+        assert_eq!(route_setting(b"select 1"), None);
+    }
 }

@@ -15,6 +15,9 @@
 //!   *pins* the client: it keeps its server connection to the end, as in session mode, and
 //!   the connection is reset with `DISCARD ALL` before reuse.
 //!
+//! With `routing.read_write_split`, each turn is routed as a whole by its first statement
+//! (see `TxRelay::hold`): a read to a replica's pool, anything else to the primary's.
+//!
 //! The relay (`relay`) reads whole messages both ways on one task, follows what the server
 //! owes ([`expect`]) and writes as the sockets allow, so neither direction blocks the other.
 //!
@@ -139,6 +142,8 @@ pub async fn serve(
         held: None,
         me,
         pinned: None,
+        skip_to_sync: false,
+        route_override: None,
     };
     let end = relay.run().await;
     if matches!(
@@ -288,9 +293,9 @@ async fn give_back(up: &Upstream<'_>, key: String, mut h: Held, pinned: bool) {
     if pinned || !h.ops.is_empty() {
         // Session state the router does not know (it pinned, or changed parameters that
         // were not read back yet) must not reach the next client: DISCARD ALL.
-        up.pool.release(key, h.conn, &settings).await;
+        h.pool.clone().release(key, h.conn, &settings).await;
     } else {
-        up.pool.put_back(key, h.conn, &settings);
+        h.pool.put_back(key, h.conn, &settings);
     }
 }
 

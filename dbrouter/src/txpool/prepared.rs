@@ -54,10 +54,14 @@ impl StatementDef {
     }
 }
 
+/// Statement ids are unique in the process, not per registry: with read/write split a
+/// server connection of a replica gets statements registered with the primary's pool, and
+/// a reload may change which node that is.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 /// Global statement names by text and parameter types, for one node.
 #[derive(Debug, Default)]
 pub struct StatementRegistry {
-    next: AtomicU64,
     by_text: Mutex<HashMap<Box<[u8]>, Arc<StatementDef>>>,
 }
 
@@ -72,7 +76,7 @@ impl StatementRegistry {
         if let Some(def) = map.get(&key[..]) {
             return def.clone();
         }
-        let id = self.next.fetch_add(1, Relaxed) + 1;
+        let id = NEXT_ID.fetch_add(1, Relaxed) + 1;
         let def = Arc::new(StatementDef {
             id,
             name: format!("sy_{id}").into_bytes().into(),

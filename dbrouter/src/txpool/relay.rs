@@ -10,9 +10,11 @@
 //! while more than that wait for the client.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use switchyard_config::Address;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
@@ -25,7 +27,17 @@ use super::ClientState;
 use crate::backend::ClientErrorOrFrame;
 use crate::cancel::CancelKey;
 use crate::checkout::Upstream;
-use crate::pool::PooledConn;
+use crate::classify::Target;
+use crate::message::{self, SqlState};
+use crate::pool::{NodePool, PooledConn};
+use crate::replicas::Choice;
+
+/// A session's `SET switchyard.route`: where its turns go whatever their statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RouteOverride {
+    Primary,
+    Replica,
+}
 
 /// Bytes waiting for one side above which the other side is not read.
 pub(super) const HIGH: usize = 256 * 1024;
@@ -59,6 +71,8 @@ pub(super) enum TxEnd {
 #[derive(Debug)]
 pub(super) struct Held {
     pub conn: PooledConn,
+    /// The pool of the node it came from (and goes back to).
+    pub pool: Arc<NodePool>,
     /// Read from the server, not yet handled (at most a partial message).
     pub sbuf: BytesMut,
     pub to_server: BytesMut,
@@ -76,9 +90,10 @@ pub(super) struct Held {
 }
 
 impl Held {
-    fn new(conn: PooledConn) -> Self {
+    fn new(conn: PooledConn, pool: Arc<NodePool>) -> Self {
         Held {
             conn,
+            pool,
             sbuf: BytesMut::new(),
             to_server: BytesMut::new(),
             expect: Expect::default(),
@@ -120,6 +135,11 @@ pub(super) struct TxRelay<'a> {
     pub me: ClientState,
     /// Why the client keeps its server connection to the end, if it does.
     pub pinned: Option<&'static str>,
+    /// A turn was refused by routing in the middle of an extended-protocol batch: the
+    /// client's messages are dropped up to its `Sync`, answered `ReadyForQuery` idle.
+    pub skip_to_sync: bool,
+    /// `SET switchyard.route` of this session (`None`: by statement).
+    pub route_override: Option<RouteOverride>,
 }
 
 enum Event {
@@ -142,20 +162,39 @@ impl TxRelay<'_> {
         }
     }
 
-    /// The server connection for the client's current turn, got now if it has none.
-    pub async fn hold(&mut self) -> Result<(), TxEnd> {
+    /// The server connection for the client's current turn, got now if it has none. A new
+    /// turn goes where its first statement, `sql`, may run (the primary when it is not
+    /// known). `Ok(false)`: routing refused the turn and the client has been sent an
+    /// `ErrorResponse`; the message must not be passed on.
+    pub async fn hold(&mut self, sql: Option<&[u8]>) -> Result<bool, TxEnd> {
         if self.held.is_some() {
-            return Ok(());
+            return Ok(true);
         }
+        let (node, pool) = match self.route(sql) {
+            Ok(Some(replica)) => {
+                let pool = self.up.plane.pool(self.up.cluster, &replica.to_string());
+                (replica, pool)
+            }
+            Ok(None) => (self.up.rt.primary.clone(), self.up.pool.clone()),
+            Err(message) => {
+                message::error_response(
+                    &mut self.to_client,
+                    "ERROR",
+                    SqlState::CONNECTION_FAILURE,
+                    &message,
+                );
+                return Ok(false);
+            }
+        };
         // Notices of a new server login are not the client's business mid-session.
         let mut notices = BytesMut::new();
         let conn = self
             .up
-            .checkout(self.key, self.server_params, &mut notices)
+            .checkout_at(&node, &pool, self.key, self.server_params, &mut notices)
             .await
             .map_err(TxEnd::Refused)?;
         self.cancel.set_server(Some(conn.conn.key));
-        let mut held = Held::new(conn);
+        let mut held = Held::new(conn, pool);
         if let Some(sql) = replay_sql(&self.me.params, &held.conn.conn.state.params) {
             codec::put_query(&mut held.to_server, &sql);
             held.expect.push(Entry::Internal(Internal::Replay));
@@ -163,7 +202,52 @@ impl TxRelay<'_> {
             self.metrics.replay(&self.up.pool.tx);
         }
         self.held = Some(held);
-        Ok(())
+        Ok(true)
+    }
+
+    /// Where a turn starting with `sql` goes: `Ok(None)` the primary, `Ok(Some(replica))`,
+    /// or `Err(message)` when it is a read and no replica may serve it
+    /// (`routing.fallback = "error"`).
+    fn route(&mut self, sql: Option<&[u8]>) -> Result<Option<Address>, String> {
+        let Some(classifier) = self.up.rt.classifier.as_ref() else {
+            return Ok(None);
+        };
+        let forced = self.route_override;
+        let text = sql.and_then(|s| std::str::from_utf8(s).ok());
+        let (target, reason) = match (forced, text) {
+            (Some(RouteOverride::Primary), _) => (Target::Primary, "session_override"),
+            (Some(RouteOverride::Replica), _) => (Target::Replica, "session_override"),
+            (None, None) => (Target::Primary, "unknown_statement"),
+            (None, Some(text)) => {
+                let d = classifier.classify(text);
+                (d.target, d.reason.label())
+            }
+        };
+        let cluster = self.up.cluster.to_string();
+        let count = |target: &'static str| {
+            metrics::counter!("switchyard_postgres_queries_routed_total", "cluster" => cluster.clone(), "target" => target, "reason" => reason).increment(1);
+        };
+        if target == Target::Primary {
+            count("primary");
+            return Ok(None);
+        }
+        match self.up.plane.choose_replica(&self.up.rt.config, None) {
+            Choice::Replica(addr) => {
+                count("replica");
+                Ok(Some(addr))
+            }
+            Choice::Primary(_) => {
+                count("primary");
+                Ok(None)
+            }
+            Choice::Error(why) => {
+                count("error");
+                Err(format!(
+                    "no replica of cluster \"{}\" can serve this read: {why}",
+                    self.up.cluster
+                ))
+            }
+        }
     }
 
     /// End the turn if it is over: check the parameters it changed first, then give the
@@ -196,8 +280,7 @@ impl TxRelay<'_> {
                 tracing::debug!(cluster = %self.up.cluster, why, "server connection not reused");
                 tokio::spawn(h.conn.close());
             }
-            None => self
-                .up
+            None => h
                 .pool
                 .put_back(self.key.to_string(), h.conn, &self.up.settings()),
         }
