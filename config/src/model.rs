@@ -275,6 +275,42 @@ pub struct Cluster {
     pub pool: PoolSettings,
     pub routing: RoutingSettings,
     pub failover: FailoverSettings,
+    /// TLS offered to clients (`SSLRequest`); `None`: answered `N`.
+    pub tls: Option<ClientTls>,
+    /// TLS to the servers.
+    pub server_tls: ServerTlsMode,
+    /// CA certificates (PEM) that server certificates must chain to; `None`: not verified.
+    pub server_tls_ca: Option<PathBuf>,
+    /// Client connections served at once; the next one is refused with 53300.
+    pub max_client_conn: u32,
+}
+
+/// TLS for the clients of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientTls {
+    pub files: TlsFiles,
+    pub mode: ClientTlsMode,
+}
+
+/// Whether clients may stay in the clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientTlsMode {
+    /// TLS for clients that ask (`SSLRequest`), the clear for the others.
+    Optional,
+    /// A client that does not do TLS is refused (28000).
+    Required,
+}
+
+/// TLS to the servers, as libpq's `sslmode` (`disable`, `prefer`, `require`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerTlsMode {
+    Disable,
+    /// TLS when the server offers it, the clear when it does not.
+    Prefer,
+    /// TLS or no connection.
+    Require,
 }
 
 /// Role of a Postgres node as the config knows it.

@@ -141,6 +141,18 @@ pub struct RawCluster {
     pub pool: Option<RawPoolSettings>,
     pub routing: Option<RawRouting>,
     pub failover: Option<RawFailover>,
+    pub tls: Option<RawPgTls>,
+    pub server_tls: Option<String>,
+    pub server_tls_ca: Option<String>,
+    pub max_client_conn: Option<i64>,
+}
+
+/// `[postgres.clusters.tls]`: TLS offered to clients.
+#[derive(Debug, Deserialize)]
+pub struct RawPgTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

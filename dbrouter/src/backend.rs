@@ -3,10 +3,12 @@
 //! `postgres-protocol`'s client, md5, or none), then collect what the client must be told
 //! (`ParameterStatus`, notices) and the server's own cancel key.
 //!
-//! A cleartext password is never sent: the link to the server is not encrypted (TLS to
-//! servers is a TODO), so a server that asks for one is refused with a message saying so.
-//! SCRAM's server signature is checked, so a server that does not know the password cannot
-//! pretend to be the database.
+//! TLS first, per the cluster's `server_tls` ([`crate::tls`]): an `SSLRequest`, then a
+//! handshake when the server answers `S`; `prefer` goes on in the clear on `N`, `require`
+//! gives up. A cleartext password is sent only over TLS whose certificate was verified
+//! (`server_tls_ca`); otherwise a server that asks for one is refused with a message saying
+//! so. SCRAM's server signature is checked, so a server that does not know the password
+//! cannot pretend to be the database.
 
 use std::net::SocketAddr;
 
@@ -15,19 +17,21 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
-use switchyard_config::Address;
-use tokio::io::AsyncWriteExt;
+use switchyard_config::{Address, ServerTlsMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cancel::ServerKey;
 use crate::frame::{self, Frame, ReadError};
 use crate::message::{ClientError, SqlState};
+use crate::startup::SSL_REQUEST_CODE;
+use crate::tls::{PgStream, ServerTls};
 use crate::txpool::ServerState;
 
 /// A logged-in server connection, idle and ready for a query.
 #[derive(Debug)]
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: PgStream,
     /// The server's own cancel key and address.
     pub key: ServerKey,
     /// The server's `ParameterStatus` messages, the latest of each parameter (from login,
@@ -92,7 +96,9 @@ pub enum ClientErrorOrFrame {
 }
 
 /// Connect to `node` and log in as `user` with `params` (the client's startup parameters,
-/// `user` among them). Notices the server sends while logging in are appended to `notices`.
+/// `user` among them), with the server TLS of the session running this task
+/// ([`crate::tls::current`]). Notices the server sends while logging in are appended to
+/// `notices`.
 pub async fn connect(
     node: &Address,
     params: &[(&str, &str)],
@@ -100,15 +106,28 @@ pub async fn connect(
     password: Option<&str>,
     notices: &mut BytesMut,
 ) -> Result<ServerConn, BackendError> {
+    let tls = crate::tls::current();
+    connect_with(node, params, user, password, notices, &tls).await
+}
+
+/// [`connect`] with `tls` to the server.
+pub async fn connect_with(
+    node: &Address,
+    params: &[(&str, &str)],
+    user: &str,
+    password: Option<&str>,
+    notices: &mut BytesMut,
+    tls: &ServerTls,
+) -> Result<ServerConn, BackendError> {
     let name = node.to_string();
-    let mut stream = TcpStream::connect((node.host.as_str(), node.port))
+    let tcp = TcpStream::connect((node.host.as_str(), node.port))
         .await
         .map_err(|source| BackendError::Connect {
             node: name.clone(),
             source,
         })?;
-    let _ = stream.set_nodelay(true);
-    let addr: SocketAddr = stream.peer_addr().map_err(|source| BackendError::Connect {
+    let _ = tcp.set_nodelay(true);
+    let addr: SocketAddr = tcp.peer_addr().map_err(|source| BackendError::Connect {
         node: name.clone(),
         source,
     })?;
@@ -120,6 +139,14 @@ pub async fn connect(
         node: name.clone(),
         message,
     };
+    let mut stream = PgStream::plain(tcp);
+    start_tls(&mut stream, node, tls)
+        .await
+        .map_err(|e| match e {
+            TlsStart::Io(e) => io(e),
+            TlsStart::Refused(m) => login(m),
+        })?;
+    let verified_tls = stream.is_tls() && tls.verified;
 
     let mut out = BytesMut::new();
     frontend::startup_message(params.iter().copied(), &mut out).map_err(io)?;
@@ -193,10 +220,15 @@ pub async fn connect(
                 s.finish(body.data())
                     .map_err(|e| login(format!("SCRAM: the server's signature is wrong ({e})")))?;
             }
+            Some(Message::AuthenticationCleartextPassword) if verified_tls => {
+                let pw = password.ok_or_else(|| login("no password configured".into()))?;
+                frontend::password_message(pw.as_bytes(), &mut out).map_err(io)?;
+            }
             Some(Message::AuthenticationCleartextPassword) => {
                 return Err(login(
                     "the server asks for a cleartext password, which Switchyard does not send \
-                     over an unencrypted connection; use scram-sha-256 or md5 in pg_hba.conf"
+                     but over TLS verified with server_tls_ca; use scram-sha-256 or md5 in \
+                     pg_hba.conf"
                         .into(),
                 ));
             }
@@ -242,7 +274,39 @@ pub async fn connect(
         }
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(io)?;
+            stream.flush().await.map_err(io)?;
         }
+    }
+}
+
+enum TlsStart {
+    Io(std::io::Error),
+    Refused(String),
+}
+
+/// Ask the server for TLS as `tls` says, and do the handshake if it agrees.
+async fn start_tls(stream: &mut PgStream, node: &Address, tls: &ServerTls) -> Result<(), TlsStart> {
+    let Some(conn) = tls.connection(&node.host).map_err(TlsStart::Io)? else {
+        return Ok(());
+    };
+    let mut request = 8u32.to_be_bytes().to_vec();
+    request.extend_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+    stream.write_all(&request).await.map_err(TlsStart::Io)?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await.map_err(TlsStart::Io)?;
+    match (answer[0], tls.mode) {
+        (b'S', _) => stream
+            .start_tls(conn)
+            .await
+            .map_err(|e| TlsStart::Refused(format!("TLS handshake with the server failed: {e}"))),
+        (b'N', ServerTlsMode::Require) => Err(TlsStart::Refused(
+            "the server does not offer TLS and server_tls = \"require\"".into(),
+        )),
+        (b'N', _) => Ok(()),
+        (other, _) => Err(TlsStart::Refused(format!(
+            "unexpected answer {:?} to SSLRequest",
+            other as char
+        ))),
     }
 }
 
@@ -261,6 +325,7 @@ impl ServerConn {
         let mut out = BytesMut::new();
         frontend::terminate(&mut out);
         let _ = self.stream.write_all(&out).await;
+        let _ = self.stream.flush().await;
         let _ = self.stream.shutdown().await;
     }
 }

@@ -115,6 +115,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod auth;
 pub mod backend;
 pub mod cancel;
@@ -132,6 +133,7 @@ pub mod scram;
 pub mod session;
 pub mod startup;
 mod status;
+pub mod tls;
 pub mod txpool;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,6 +175,8 @@ pub struct DbPlane {
     serving: Mutex<Vec<Serving>>,
     /// Whether [`listener::start`] ran (so clusters added later need a restart).
     started: AtomicBool,
+    /// Clients admitted under each cluster's `max_client_conn`.
+    pub admission: admission::Admission,
 }
 
 impl DbPlane {
@@ -236,6 +240,18 @@ impl DbPlane {
                 None => entry.value().clear(),
             }
         }
+        // pool.min_size: pre-open connections in the background (pool::warm).
+        let Some(rt) = rt else { return };
+        for c in rt.clusters.values().filter(|c| c.pool.min_size > 0) {
+            let stats = self.stats(&c.name);
+            for node in std::iter::once(&c.primary).chain(&c.replicas) {
+                let addr = node.to_string();
+                if self.monitor.view(&addr).is_some_and(|v| v.down) {
+                    continue;
+                }
+                self.pool(&c.name, &addr).fill_to_min(c, node, &stats);
+            }
+        }
     }
 
     /// `(open, idle)` server connections of `node` in `cluster`.
@@ -268,6 +284,7 @@ impl DbPlane {
     pub fn status(&self) -> serde_json::Value {
         let mut doc = status::status(self);
         txpool::report::augment(self, &mut doc);
+        admission::augment(self, &mut doc);
         doc
     }
 }

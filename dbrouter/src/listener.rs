@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use crate::status::Serving;
 use crate::DbPlane;
 
-/// How often idle server connections are checked for expiry.
+/// How often idle server connections are checked for expiry (and pools filled to
+/// `pool.min_size`).
 const REAP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why the listeners could not be started.
@@ -126,8 +127,9 @@ pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>
                 let reaper = plane.clone();
                 tokio::spawn(async move {
                     loop {
-                        tokio::time::sleep(REAP_INTERVAL).await;
+                        // At once too: pool.min_size connections open at start.
                         reaper.reap_idle();
+                        tokio::time::sleep(REAP_INTERVAL).await;
                     }
                 });
                 for l in accept_loops {

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::backend::ServerConn;
 use crate::frame::{self, FrameError, Scanner};
+use crate::tls::PgStream;
 
 /// Read buffer size per direction.
 const CHUNK: usize = 16 * 1024;
@@ -56,7 +56,7 @@ fn reserve(buf: &mut BytesMut) {
 /// stream from the server stopped between messages (nothing of a message half read or half
 /// passed on); `server.status` is then the server's last transaction status.
 pub async fn relay(
-    client: &mut TcpStream,
+    client: &mut PgStream,
     pending: BytesMut,
     server: &mut ServerConn,
 ) -> (RelayEnd, bool) {

@@ -46,6 +46,10 @@ pub struct ClusterRuntime {
     /// Read/write classification of this cluster's statements, when
     /// `routing.read_write_split` is on (rebuilt with the runtime on every reload).
     pub classifier: Option<Arc<Classifier>>,
+    /// TLS offered to clients (files read at build), if configured.
+    pub tls: Option<Arc<crate::tls::ClientTls>>,
+    /// TLS to this cluster's servers.
+    pub server_tls: Arc<crate::tls::ServerTls>,
 }
 
 /// A user: how clients prove they are it, and what Switchyard logs in to servers with.
@@ -119,6 +123,7 @@ pub fn build(config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
             .filter(|n| n.role == NodeRole::Replica)
             .map(|n| n.addr.clone())
             .collect();
+        let (tls, server_tls) = crate::tls::for_cluster(c, i)?;
         clusters.insert(
             c.name.clone(),
             Arc::new(ClusterRuntime {
@@ -134,6 +139,8 @@ pub fn build(config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
                     .routing
                     .read_write_split
                     .then(|| Arc::new(Classifier::new(&c.routing))),
+                tls,
+                server_tls,
             }),
         );
     }

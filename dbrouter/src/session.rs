@@ -1,9 +1,14 @@
-//! One client connection from accept to close: negotiation (`SSLRequest` and
-//! `GSSENCRequest` answered `N`), a `CancelRequest` forwarded to the right server, or a
-//! `StartupMessage`; then client authentication, and the client served in its cluster's
-//! pool mode: session mode here (a server connection to the primary for the whole session,
-//! the client's own `BackendKeyData`, the byte relay of [`crate::relay`]), transaction mode
-//! in [`crate::txpool`].
+//! One client connection from accept to close: negotiation (`SSLRequest` answered `S` and a
+//! TLS handshake when the cluster has `tls`, else `N`; `GSSENCRequest` answered `N`), a
+//! `CancelRequest` forwarded to the right server, or a `StartupMessage`; then client
+//! authentication, and the client served in its cluster's pool mode: session mode here (a
+//! server connection to the primary for the whole session, the client's own
+//! `BackendKeyData`, the byte relay of [`crate::relay`]), transaction mode in
+//! [`crate::txpool`].
+//!
+//! A client past the cluster's `max_client_conn` ([`crate::admission`]) is still
+//! negotiated with (so that it can read the error, over TLS if it asked), then told 53300
+//! and closed, as PostgreSQL does with `max_connections`; its cancel requests still work.
 //!
 //! Every refusal is a [`ClientError`] written to that client alone before its connection is
 //! closed; nothing here can end the listener or touch another client. Startup and
@@ -29,6 +34,7 @@ use crate::pool;
 use crate::relay::{self, RelayEnd};
 use crate::startup::{self, Packet, StartupError, StartupParams};
 use crate::status::ClusterStats;
+use crate::tls::{ClientTls, PgStream};
 use crate::txpool;
 use crate::DbPlane;
 
@@ -40,11 +46,27 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_NEGOTIATIONS: usize = 2;
 
 /// Serve one client of `cluster` to the end.
-pub async fn run(plane: Arc<DbPlane>, cluster: Arc<str>, mut client: TcpStream, peer: SocketAddr) {
+pub async fn run(plane: Arc<DbPlane>, cluster: Arc<str>, tcp: TcpStream, peer: SocketAddr) {
     let stats = plane.stats(&cluster);
     let _counted = stats.client();
-    let _ = client.set_nodelay(true);
-    let outcome = serve(&plane, &cluster, &stats, &mut client).await;
+    let _ = tcp.set_nodelay(true);
+    let mut client = PgStream::plain(tcp);
+    let rt = plane
+        .runtime()
+        .and_then(|rt| rt.clusters.get(&*cluster).cloned());
+    let max = rt.as_ref().map(|c| c.config.max_client_conn);
+    let admitted = plane.admission.admit(&cluster, max);
+    let tls = rt.and_then(|c| c.tls.clone());
+    let outcome = serve(
+        &plane,
+        &cluster,
+        &stats,
+        &mut client,
+        tls.as_deref(),
+        admitted.is_some(),
+    )
+    .await;
+    drop(admitted);
     match outcome {
         Ok(end) => tracing::debug!(cluster = %cluster, client = %peer, end, "client session ended"),
         Err(e) => {
@@ -56,6 +78,7 @@ pub async fn run(plane: Arc<DbPlane>, cluster: Arc<str>, mut client: TcpStream, 
             let mut out = BytesMut::new();
             e.write(&mut out);
             let _ = client.write_all(&out).await;
+            let _ = client.flush().await;
             let _ = client.shutdown().await;
         }
     }
@@ -68,11 +91,13 @@ async fn serve(
     plane: &DbPlane,
     cluster: &Arc<str>,
     stats: &Arc<ClusterStats>,
-    client: &mut TcpStream,
+    client: &mut PgStream,
+    tls: Option<&ClientTls>,
+    admitted: bool,
 ) -> Result<End, ClientError> {
     let mut pending = BytesMut::new();
     let login = async {
-        let params = match negotiate(client).await {
+        let params = match negotiate(client, tls).await {
             Ok(Some(params)) => params,
             Ok(None) => return Ok(None),
             Err(Negotiation::Cancel { pid, secret }) => {
@@ -80,7 +105,16 @@ async fn serve(
                 return Ok(None);
             }
             Err(Negotiation::Failed(e)) => return e.to_client().map_or(Ok(None), Err),
+            Err(Negotiation::Refused(e)) => return Err(e),
         };
+        if !admitted {
+            return Err(ClientError::fatal(
+                SqlState::TOO_MANY_CONNECTIONS,
+                format!(
+                    "sorry, too many clients already (max_client_conn of cluster \"{cluster}\")"
+                ),
+            ));
+        }
         login(plane, cluster, client, &mut pending, params).await
     };
     let (cluster_rt, user, params, mut out) =
@@ -100,18 +134,23 @@ async fn serve(
     message::auth_ok(&mut out);
     let key = plane.cancel.issue(cluster.clone());
     let mode = cluster_rt.pool_mode;
+    // The server logins of this session use its cluster's server TLS.
+    let server_tls = cluster_rt.server_tls.clone();
     let up = Upstream::primary(plane, cluster, cluster_rt, user, stats.clone());
-    match mode {
-        PoolMode::Transaction => txpool::serve(&up, client, pending, &params, out, &key).await,
-        PoolMode::Session => session_mode(&up, client, pending, &params, out, &key).await,
-    }
+    let session = async {
+        match mode {
+            PoolMode::Transaction => txpool::serve(&up, client, pending, &params, out, &key).await,
+            PoolMode::Session => session_mode(&up, client, pending, &params, out, &key).await,
+        }
+    };
+    crate::tls::scope(server_tls, session).await
 }
 
 /// Session pooling: one server connection for the whole session, given back reset when the
 /// client leaves cleanly and idle.
 async fn session_mode(
     up: &Upstream<'_>,
-    client: &mut TcpStream,
+    client: &mut PgStream,
     pending: BytesMut,
     params: &StartupParams,
     mut out: BytesMut,
@@ -131,6 +170,7 @@ async fn session_mode(
         Err(ClientErrorOrFrame::Frame(frame)) => {
             out.extend_from_slice(&frame.to_wire());
             let _ = client.write_all(&out).await;
+            let _ = client.flush().await;
             return Ok("the server refused the login");
         }
     };
@@ -142,6 +182,7 @@ async fn session_mode(
     message::backend_key_data(&mut out, key.pid, key.secret);
     message::ready_for_query(&mut out, server.conn.status);
     client.write_all(&out).await.map_err(|_| closed())?;
+    client.flush().await.map_err(|_| closed())?;
     drop(out);
 
     let (end, server_between_messages) = relay::relay(client, pending, &mut server.conn).await;
@@ -190,20 +231,53 @@ fn closed() -> ClientError {
 enum Negotiation {
     Cancel { pid: u32, secret: u32 },
     Failed(StartupError),
+    Refused(ClientError),
 }
 
-/// Answer encryption requests until the `StartupMessage` (`None`: the client left).
-async fn negotiate(client: &mut TcpStream) -> Result<Option<StartupParams>, Negotiation> {
+/// Answer encryption requests until the `StartupMessage` (`None`: the client left). With
+/// `tls`, an `SSLRequest` is answered `S` and the handshake done on `client`.
+async fn negotiate(
+    client: &mut PgStream,
+    tls: Option<&ClientTls>,
+) -> Result<Option<StartupParams>, Negotiation> {
     for _ in 0..=MAX_NEGOTIATIONS {
         match startup::read(client).await {
-            Ok(Packet::SslRequest) | Ok(Packet::GssEncRequest) => {
-                // TLS and GSSAPI encryption are not offered (yet): "N", then the client goes on
-                // in the clear or gives up.
+            Ok(Packet::SslRequest) if client.is_tls() => {
+                return Err(Negotiation::Failed(StartupError::Layout(
+                    "SSLRequest over an encrypted connection",
+                )))
+            }
+            Ok(Packet::SslRequest) => {
+                let Some(tls) = tls else {
+                    // No TLS configured: "N", then the client goes on in the clear or gives up.
+                    if client.write_all(b"N").await.is_err() {
+                        return Ok(None);
+                    }
+                    continue;
+                };
+                // Nothing the client sent after its SSLRequest was read: the handshake
+                // starts at the next byte (no plaintext can be slipped in before it).
+                if client.write_all(b"S").await.is_err() {
+                    return Ok(None);
+                }
+                if let Err(e) = client.accept_tls(tls).await {
+                    tracing::debug!(error = %e, "client TLS handshake failed");
+                    return Ok(None);
+                }
+            }
+            Ok(Packet::GssEncRequest) => {
+                // GSSAPI encryption is not offered.
                 if client.write_all(b"N").await.is_err() {
                     return Ok(None);
                 }
             }
             Ok(Packet::Cancel { pid, secret }) => return Err(Negotiation::Cancel { pid, secret }),
+            Ok(Packet::Startup(_)) if tls.is_some_and(|t| t.required()) && !client.is_tls() => {
+                return Err(Negotiation::Refused(ClientError::fatal(
+                    SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+                    "SSL required: this cluster accepts only TLS connections",
+                )))
+            }
             Ok(Packet::Startup(params)) => return Ok(Some(params)),
             Err(StartupError::Closed) | Err(StartupError::Io(_)) => return Ok(None),
             Err(e) => return Err(Negotiation::Failed(e)),
@@ -226,7 +300,7 @@ type LoggedIn = (
 async fn login(
     plane: &DbPlane,
     cluster: &str,
-    client: &mut TcpStream,
+    client: &mut PgStream,
     pending: &mut BytesMut,
     params: StartupParams,
 ) -> Result<Option<LoggedIn>, ClientError> {

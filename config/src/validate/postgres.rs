@@ -1,15 +1,19 @@
 //! Validation of the `[postgres]` section: clusters, nodes, users, pool, routing and failover.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::fields::Ctx;
 use crate::error::KeyPath;
 use crate::model::{
-    ClientAuth, Cluster, FailoverSettings, Node as PgNode, NodeRole, PgUser, PoolMode,
-    PoolSettings, PostgresConfig, ReplicaFallback, RoutingSettings, Secret,
+    ClientAuth, ClientTls, ClientTlsMode, Cluster, FailoverSettings, Node as PgNode, NodeRole,
+    PgUser, PoolMode, PoolSettings, PostgresConfig, ReplicaFallback, RoutingSettings, Secret,
+    ServerTlsMode, TlsFiles,
 };
-use crate::raw::{RawCluster, RawFailover, RawNode, RawPoolSettings, RawRouting, RawUser};
+use crate::raw::{
+    RawCluster, RawFailover, RawNode, RawPgTls, RawPoolSettings, RawRouting, RawUser,
+};
 use crate::source::Node;
 
 pub(super) fn validate(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<PostgresConfig> {
@@ -90,6 +94,39 @@ fn cluster(
     let pool = pool(cx, raw.pool.unwrap_or_default(), &path.key("pool"));
     let routing = routing(cx, raw.routing.unwrap_or_default(), &path.key("routing"));
     let failover = failover(cx, raw.failover.unwrap_or_default(), &path.key("failover"));
+    let tls = match raw.tls {
+        Some(t) => client_tls(cx, t, &path.key("tls")).map(Some),
+        None => Some(None),
+    };
+    let server_tls = cx.choice(
+        raw.server_tls,
+        &path.key("server_tls"),
+        Some(ServerTlsMode::Prefer),
+        &[
+            ("disable", ServerTlsMode::Disable),
+            ("prefer", ServerTlsMode::Prefer),
+            ("require", ServerTlsMode::Require),
+        ],
+    );
+    let server_tls_ca = match raw.server_tls_ca {
+        Some(ca) => cx
+            .required(Some(ca), &path.key("server_tls_ca"))
+            .map(|ca| Some(PathBuf::from(ca))),
+        None => Some(None),
+    };
+    if server_tls == Some(ServerTlsMode::Disable) && matches!(server_tls_ca, Some(Some(_))) {
+        cx.err(
+            &path.key("server_tls_ca"),
+            "server_tls = \"disable\": a CA to verify servers with makes no sense",
+        );
+    }
+    let max_client_conn = cx.int(
+        raw.max_client_conn,
+        &path.key("max_client_conn"),
+        1000,
+        1,
+        1_000_000,
+    );
     Some(Cluster {
         name: name?,
         listen: listen?,
@@ -99,6 +136,33 @@ fn cluster(
         pool: pool?,
         routing: routing?,
         failover: failover?,
+        tls: tls?,
+        server_tls: server_tls?,
+        server_tls_ca: server_tls_ca?,
+        max_client_conn: max_client_conn?,
+    })
+}
+
+/// `tls = { cert, key, mode }`: certificate and key files (read when the config is applied)
+/// and whether clients must use TLS (`optional` by default).
+fn client_tls(cx: &mut Ctx<'_, '_>, raw: RawPgTls, path: &KeyPath) -> Option<ClientTls> {
+    let cert = cx.required(raw.cert, &path.key("cert"));
+    let key = cx.required(raw.key, &path.key("key"));
+    let mode = cx.choice(
+        raw.mode,
+        &path.key("mode"),
+        Some(ClientTlsMode::Optional),
+        &[
+            ("optional", ClientTlsMode::Optional),
+            ("required", ClientTlsMode::Required),
+        ],
+    );
+    Some(ClientTls {
+        files: TlsFiles {
+            cert: PathBuf::from(cert?),
+            key: PathBuf::from(key?),
+        },
+        mode: mode?,
     })
 }
 

@@ -128,6 +128,5 @@ fn usable(i: &Idle, settings: &PoolSettings) -> bool {
 /// Whether the server has neither closed the connection nor sent anything (an idle server
 /// sends nothing; a `FATAL` before closing counts as dead).
 pub(super) fn alive(conn: &ServerConn) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(conn.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    conn.stream.is_quiet()
 }

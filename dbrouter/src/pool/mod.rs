@@ -21,10 +21,10 @@
 //! - Pools are kept by `(cluster, node)` in the plane, so a reload that changes the settings
 //!   keeps their connections; the settings are read from the live runtime at each use.
 //!
-//! TODO: `min_size` (pre-opened connections need startup parameters nobody has sent yet).
+//! - `pool.min_size` connections are pre-opened in the background ([`warm`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,7 @@ use crate::txpool::report::TxCounters;
 use crate::txpool::ServerState;
 
 mod idle;
+pub mod warm;
 
 use idle::{alive, Idle, Queued, Waiter};
 
@@ -65,6 +66,10 @@ pub struct NodePool {
     /// The `ParameterStatus` messages of the latest fresh login, by pool key: what a
     /// transaction-pooled client is told at its login when no connection is free.
     login_status: Mutex<HashMap<String, Vec<Frame>>>,
+    /// The pool key `min_size` connections are pre-opened for ([`warm`]).
+    warm_key: Mutex<Option<String>>,
+    /// A `min_size` fill is running.
+    filling: AtomicBool,
 }
 
 /// What a checkout found.
@@ -213,6 +218,7 @@ impl NodePool {
     /// Remember the `ParameterStatus` messages of a fresh login for `key`.
     pub fn remember_login(&self, key: &str, status: &[Frame]) {
         lock(&self.login_status).insert(key.to_string(), status.to_vec());
+        self.note_warm_key(key);
     }
 
     /// The `ParameterStatus` messages of the latest fresh login for `key`.
@@ -308,7 +314,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         ServerConn {
-            stream,
+            stream: crate::tls::PgStream::plain(stream),
             key: ServerKey {
                 addr,
                 pid: 1,

@@ -48,7 +48,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use self::params::{replay_sql, Params, REPLAYED_STARTUP};
 use self::relay::{Held, TxEnd, TxRelay};
@@ -60,6 +59,7 @@ use crate::frame;
 use crate::message::{self, ClientError, SqlState};
 use crate::pool;
 use crate::startup::StartupParams;
+use crate::tls::PgStream;
 
 /// What transaction pooling knows of a server connection's session.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -95,7 +95,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// (`AuthenticationOk`); `pending`, what it sent past its login.
 pub async fn serve(
     up: &Upstream<'_>,
-    client: &mut TcpStream,
+    client: &mut PgStream,
     pending: BytesMut,
     params: &StartupParams,
     mut out: BytesMut,

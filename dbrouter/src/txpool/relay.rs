@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use switchyard_config::Address;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
 
 use super::codec;
 use super::expect::{Entry, Expect, Internal};
@@ -31,6 +30,7 @@ use crate::classify::Target;
 use crate::message::{self, SqlState};
 use crate::pool::{NodePool, PooledConn};
 use crate::replicas::Choice;
+use crate::tls::PgStream;
 
 /// A session's `SET switchyard.route`: where its turns go whatever their statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub(super) struct TxRelay<'a> {
     pub server_params: &'a [(&'a str, &'a str)],
     pub cancel: &'a CancelKey,
     pub metrics: TxMetrics,
-    pub client: &'a TcpStream,
+    pub client: &'a PgStream,
     /// Read from the client, not yet handled.
     pub cbuf: BytesMut,
     pub to_client: BytesMut,
@@ -342,12 +342,12 @@ impl TxRelay<'_> {
         let (server_read, server_write, read_client) = match &self.held {
             Some(h) => (
                 self.to_client.len() < HIGH,
-                !h.to_server.is_empty(),
+                !h.to_server.is_empty() || h.conn.conn.stream.wants_write(),
                 h.to_server.len() < HIGH,
             ),
             None => (false, false, true),
         };
-        let client_write = !self.to_client.is_empty();
+        let client_write = !self.to_client.is_empty() || self.client.wants_write();
         let event = tokio::select! {
             biased;
             r = ready(server, Interest::READABLE), if server_read => r.map(|_| Event::ServerRead).map_err(TxEnd::ServerIo),
@@ -386,15 +386,16 @@ impl TxRelay<'_> {
 }
 
 /// Wait until `stream` is ready for `interest` (forever when there is none).
-async fn ready(stream: Option<&TcpStream>, interest: Interest) -> io::Result<()> {
+async fn ready(stream: Option<&PgStream>, interest: Interest) -> io::Result<()> {
     match stream {
         Some(s) => s.ready(interest).await.map(|_| ()),
         None => std::future::pending().await,
     }
 }
 
-/// Write as much of `buf` as `stream` takes without blocking.
-fn write_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<()> {
+/// Write as much of `buf` (and of TLS ciphertext queued before) as `stream` takes without
+/// blocking.
+fn write_some(stream: &PgStream, buf: &mut BytesMut) -> io::Result<()> {
     while !buf.is_empty() {
         match stream.try_write(buf) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -403,5 +404,8 @@ fn write_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    match stream.try_flush() {
+        Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+        _ => Ok(()),
+    }
 }
