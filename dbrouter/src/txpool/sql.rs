@@ -107,6 +107,16 @@ fn statement_effects(toks: &[Tok<'_>], fx: &mut Effects) {
             }
         }
     }
+    if (is(0, "create")
+        || toks
+            .iter()
+            .any(|t| matches!(t, Tok::Word(w) if w.eq_ignore_ascii_case(b"into"))))
+        && qualifies_pg_temp(toks)
+    {
+        // `CREATE TABLE pg_temp.t`, `CREATE DOMAIN pg_temp.d`, `SELECT … INTO pg_temp.t`:
+        // an object in the session's temporary schema, without the word TEMP.
+        pin = pin.or(Some("a temporary table"));
+    }
     for (i, t) in toks.iter().enumerate() {
         let Tok::Word(w) = t else { continue };
         if ADVISORY.iter().any(|a| w.eq_ignore_ascii_case(a)) {
@@ -162,6 +172,24 @@ fn statement_effects(toks: &[Tok<'_>], fx: &mut Effects) {
         }
     } else if is(0, "discard") && is(1, "all") {
         fx.ops.push(ParamOp::ResetAll);
+    }
+}
+
+/// Whether a name in `toks` is qualified by the temporary schema (`pg_temp.x`,
+/// `"pg_temp".x`, or a backend's own `pg_temp_3.x`).
+fn qualifies_pg_temp(toks: &[Tok<'_>]) -> bool {
+    toks.windows(2).any(|w| match w {
+        [Tok::Word(s), Tok::Punct(b'.')] => is_pg_temp(&s.to_ascii_lowercase()),
+        [Tok::Quoted(s), Tok::Punct(b'.')] => is_pg_temp(s),
+        _ => false,
+    })
+}
+
+fn is_pg_temp(schema: &[u8]) -> bool {
+    match schema.strip_prefix(b"pg_temp") {
+        Some([]) => true,
+        Some([b'_', n @ ..]) => !n.is_empty() && n.iter().all(u8::is_ascii_digit),
+        _ => false,
     }
 }
 

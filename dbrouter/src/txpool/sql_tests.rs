@@ -104,6 +104,16 @@ fn session_state_pins() {
         Some("a temporary table")
     );
     assert_eq!(pin("select 1 into temp t"), Some("a temporary table"));
+    // The temporary schema named instead of TEMP (tokio-postgres's `types::domain` test).
+    for sql in [
+        "CREATE DOMAIN pg_temp.session_id AS bytea; CREATE TABLE pg_temp.foo (id int)",
+        "create table \"pg_temp\".t (x int)",
+        "CREATE TABLE PG_TEMP.t (x int)",
+        "create view pg_temp_3.v as select 1",
+        "select 1 into pg_temp.t",
+    ] {
+        assert_eq!(pin(sql), Some("a temporary table"), "{sql}");
+    }
     assert_eq!(
         pin("DECLARE c CURSOR WITH HOLD FOR SELECT 1"),
         Some("a cursor WITH HOLD")
@@ -130,6 +140,9 @@ fn look_alikes_do_not_pin() {
         "UNLISTEN *",
         "select $1::text",
         "update t set hold = 1",
+        "select * from pg_temp.t",
+        "create table pg_temporary.t (x int)",
+        "create table t as select 'pg_temp.x'",
     ] {
         assert_eq!(pin(sql), None, "{sql}");
     }

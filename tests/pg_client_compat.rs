@@ -1,0 +1,90 @@
+//! What real clients' own test suites found (`scripts/client-suites.sh`, results in
+//! `docs/CLIENT_SUITES.md`), each as the smallest end-to-end reproduction through the router
+//! in transaction pooling, with tokio-postgres.
+//!
+//! Skips (with a message) only when no PostgreSQL server binaries are installed.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::pg::client::{self as pg, Router};
+use support::pg::PgCluster;
+use tokio_postgres::error::SqlState;
+
+const USERS: &[&str] = &[r#"{ name = "app", password = "app-pw" }"#];
+
+fn setup(pool: &str) -> anyhow::Result<Option<(PgCluster, Router)>> {
+    let Some(pg) = PgCluster::start(0)? else {
+        return Ok(None);
+    };
+    pg.psql(
+        0,
+        "create role app login password 'app-pw'; grant create on schema public to app;",
+    )?;
+    let settings = format!("pool_mode = \"transaction\"\npool = {pool}");
+    let router = Router::start(&pg, &settings, USERS)?;
+    Ok(Some((pg, router)))
+}
+
+/// tokio-postgres `types::domain` (and, through the temporary table it leaked into the pool,
+/// `types::test_bpchar_params`): objects created in the temporary schema by name
+/// (`pg_temp.x`, without the word `TEMP`) are session state: their client must keep its
+/// server connection, and no other client may see them.
+#[tokio::test]
+async fn objects_created_in_pg_temp_pin_their_client() -> anyhow::Result<()> {
+    let Some((_pg, router)) = setup(r#"{ max_size = 2, checkout_timeout = "5s" }"#)? else {
+        return Ok(());
+    };
+    let config = router.config("app", "app-pw");
+    let a = pg::connect(&config).await?;
+    a.batch_execute(
+        "CREATE DOMAIN pg_temp.session_id AS bytea CHECK (octet_length(VALUE) = 16);
+         CREATE TABLE pg_temp.foo (id pg_temp.session_id);",
+    )
+    .await?;
+
+    // The only idle server connection is the one `a` created its objects on, unless `a`
+    // kept it: a transaction of `b` takes it.
+    let b = pg::connect(&config).await?;
+    b.batch_execute("BEGIN").await?;
+    match b.query("SELECT count(*) FROM pg_temp.foo", &[]).await {
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {}
+        other => anyhow::bail!("another client saw a's temporary table: {other:?}"),
+    }
+    b.batch_execute("ROLLBACK").await?;
+
+    // `a` still has them, in later turns, with prepared statements too.
+    let insert = a
+        .prepare("INSERT INTO pg_temp.foo (id) VALUES ($1::bytea)")
+        .await?;
+    a.execute(&insert, &[&b"0123456789abcdef".to_vec()]).await?;
+    let rows = a.query("SELECT id::bytea FROM pg_temp.foo", &[]).await?;
+    assert_eq!(rows.len(), 1);
+    let id: Vec<u8> = rows[0].get(0);
+    assert_eq!(id, b"0123456789abcdef");
+
+    // When `a` leaves, its connection is reset (DISCARD ALL drops the table) before anyone
+    // else gets it.
+    drop(a);
+    let c = pg::connect(&config).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_class WHERE relname = 'foo' AND relpersistence = 't'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "a's temporary table outlived its session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
