@@ -88,3 +88,37 @@ async fn objects_created_in_pg_temp_pin_their_client() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// asyncpg `test_cache_invalidation` (`test_prepare_cache_invalidation_silent` and others):
+/// after a column changes type, a statement prepared before fails with 0A000 ("cached plan
+/// must not change result type"), and the client prepares the same text again. On a server
+/// of its own that new statement is planned afresh; through the router it must not be
+/// answered from the stale copy the server connection already has.
+#[tokio::test]
+async fn a_statement_prepared_again_after_ddl_is_planned_afresh() -> anyhow::Result<()> {
+    // One server connection, so the new statement meets the stale copy.
+    let Some((_pg, router)) = setup(r#"{ max_size = 1, checkout_timeout = "5s" }"#)? else {
+        return Ok(());
+    };
+    let a = pg::connect(&router.config("app", "app-pw")).await?;
+    a.batch_execute("CREATE TABLE tab1 (a int, b int); INSERT INTO tab1 VALUES (1, 2)")
+        .await?;
+    let before = a.prepare("SELECT * FROM tab1").await?;
+    let row = a.query_one(&before, &[]).await?;
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (1, 2));
+
+    a.batch_execute("ALTER TABLE tab1 ALTER COLUMN b SET DATA TYPE text")
+        .await?;
+    match a.query_one(&before, &[]).await {
+        Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {}
+        other => anyhow::bail!("expected 0A000 from the statement prepared before: {other:?}"),
+    }
+
+    let after = a.prepare("SELECT * FROM tab1").await?;
+    let row = a.query_one(&after, &[]).await?;
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, String>(1)),
+        (1, "2".to_string())
+    );
+    Ok(())
+}

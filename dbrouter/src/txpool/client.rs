@@ -215,10 +215,10 @@ impl TxRelay<'_> {
                 if let Some(h) = self.held.as_mut() {
                     codec::put_bind(&mut h.to_server, portal, &def.name, rest);
                     h.mid_batch = true;
-                    h.expect.push(Entry::Bind);
+                    h.expect.push(Entry::Bind(Some(def)));
                 }
             }
-            _ => self.send(msg, Entry::Bind),
+            _ => self.send(msg, Entry::Bind(None)),
         }
         Ok(())
     }
@@ -238,10 +238,10 @@ impl TxRelay<'_> {
                 if let Some(h) = self.held.as_mut() {
                     codec::put_target(&mut h.to_server, b'D', b'S', &def.name);
                     h.mid_batch = true;
-                    h.expect.push(Entry::Describe);
+                    h.expect.push(Entry::Describe(Some(def)));
                 }
             }
-            _ => self.send(msg, Entry::Describe),
+            _ => self.send(msg, Entry::Describe(None)),
         }
         Ok(())
     }

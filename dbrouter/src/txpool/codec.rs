@@ -150,6 +150,18 @@ pub fn error_message(body: &[u8]) -> String {
     "(no message)".into()
 }
 
+/// The SQLSTATE of an `ErrorResponse` body (empty if it has none).
+pub fn error_code(body: &[u8]) -> String {
+    let mut r = Reader::new(b'E', body);
+    while let Ok(field) = r.byte() {
+        let Ok(value) = r.cstr() else { break };
+        if field == b'C' {
+            return String::from_utf8_lossy(value).into_owned();
+        }
+    }
+    String::new()
+}
+
 /// Append one message: `tag`, length, then `parts` one after the other.
 pub fn put(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 4;

@@ -34,10 +34,11 @@ pub enum Entry {
         stmt: Option<Arc<StatementDef>>,
         client: Option<Box<[u8]>>,
     },
-    /// `BindComplete`.
-    Bind,
-    /// (`ParameterDescription`), then `RowDescription` or `NoData`.
-    Describe,
+    /// `BindComplete`. `stmt`: the global statement bound, when the client named one.
+    Bind(Option<Arc<StatementDef>>),
+    /// (`ParameterDescription`), then `RowDescription` or `NoData`. `stmt`: the global
+    /// statement described, when the client named one.
+    Describe(Option<Arc<StatementDef>>),
     /// Rows or copy data, then `CommandComplete`, `EmptyQueryResponse` or `PortalSuspended`.
     Execute,
     /// `CloseComplete`; `swallow`: injected.
@@ -199,12 +200,12 @@ impl Expect {
                 _ => Seen::Forward,
             },
             Some(Entry::Parse { .. }) => return desync("Parse"),
-            Some(Entry::Bind) if tag == b'2' => {
+            Some(Entry::Bind(_)) if tag == b'2' => {
                 self.pop();
                 Seen::Forward
             }
-            Some(Entry::Bind) => return desync("Bind"),
-            Some(Entry::Describe) => match tag {
+            Some(Entry::Bind(_)) => return desync("Bind"),
+            Some(Entry::Describe(_)) => match tag {
                 b't' => Seen::Forward,
                 b'T' | b'n' => {
                     self.pop();
@@ -253,6 +254,15 @@ impl Expect {
             }
         }
         self.copy_in = true;
+    }
+
+    /// The global statement whose `Bind` or `Describe` the server is answering, if any: an
+    /// error now may mean the server's copy of it went stale (see [`super::prepared`]).
+    pub fn statement_at_front(&self) -> Option<&Arc<StatementDef>> {
+        match self.q.front() {
+            Some(Entry::Bind(stmt) | Entry::Describe(stmt)) => stmt.as_ref(),
+            _ => None,
+        }
     }
 
     /// An `ErrorResponse`. After an extended-protocol message the server skips to the next

@@ -38,7 +38,7 @@ fn an_injected_parse_is_swallowed_and_the_batch_ends_at_sync() {
     let s7 = stmt("select 7");
     assert!(e.push(parse(true, &s7, None)));
     assert!(e.preparing(s7.id));
-    e.push(Entry::Bind);
+    e.push(Entry::Bind(None));
     e.push(Entry::Execute);
     e.push(Entry::Sync);
     let seen = feed(&mut e, b"12DDCZ");
@@ -53,7 +53,7 @@ fn an_injected_parse_is_swallowed_and_the_batch_ends_at_sync() {
 #[test]
 fn synthetic_answers_wait_their_turn() {
     let mut e = Expect::default();
-    e.push(Entry::Bind);
+    e.push(Entry::Bind(None));
     e.push(Entry::Synthetic(b'3'));
     e.push(Entry::Sync);
     assert_eq!(e.take_synthetic(), None, "the BindComplete comes first");
@@ -66,7 +66,7 @@ fn synthetic_answers_wait_their_turn() {
 #[test]
 fn an_extended_error_skips_to_sync_and_forgets_client_statements() {
     let mut e = Expect::default();
-    e.push(Entry::Bind);
+    e.push(Entry::Bind(None));
     let s3 = stmt("select 3");
     e.push(parse(false, &s3, Some(b"s1")));
     e.push(Entry::Execute);
@@ -83,7 +83,7 @@ fn an_extended_error_skips_to_sync_and_forgets_client_statements() {
     e.push(Entry::Execute);
     e.on_error();
     assert!(e.skipping());
-    assert!(!e.push(Entry::Bind));
+    assert!(!e.push(Entry::Bind(None)));
     assert!(!e.push(Entry::Synthetic(b'1')));
     assert!(e.push(Entry::Sync));
     assert!(!e.skipping());
@@ -95,7 +95,7 @@ fn an_extended_error_skips_to_sync_and_forgets_client_statements() {
 fn a_simple_query_error_does_not_skip() {
     let mut e = Expect::default();
     e.push(Entry::Simple);
-    e.push(Entry::Bind);
+    e.push(Entry::Bind(None));
     e.push(Entry::Sync);
     assert_eq!(feed(&mut e, b"TDEZ2Z").len(), 6);
     assert!(e.is_empty());
@@ -105,7 +105,7 @@ fn a_simple_query_error_does_not_skip() {
 fn syncs_sent_into_copy_in_get_no_answer() {
     // tokio-postgres: Bind, Execute, Sync, CopyData…, CopyDone, Sync.
     let mut e = Expect::default();
-    e.push(Entry::Bind);
+    e.push(Entry::Bind(None));
     e.push(Entry::Execute);
     e.push(Entry::Sync);
     feed(&mut e, b"2G");
@@ -115,7 +115,7 @@ fn syncs_sent_into_copy_in_get_no_answer() {
     assert!(e.is_empty());
 
     // The same with the CopyDone already sent when the CopyInResponse arrives.
-    e.push(Entry::Bind);
+    e.push(Entry::Bind(None));
     e.push(Entry::Execute);
     e.push(Entry::Sync);
     e.push(Entry::CopyEnd);
@@ -134,7 +134,7 @@ fn syncs_sent_into_copy_in_get_no_answer() {
 #[test]
 fn a_failed_copy_leaves_the_client_sync_answered() {
     let mut e = Expect::default();
-    e.push(Entry::Bind);
+    e.push(Entry::Bind(None));
     e.push(Entry::Execute);
     e.push(Entry::Sync);
     feed(&mut e, b"2G");
@@ -157,7 +157,7 @@ fn internal_queries_are_recognised_and_mismatches_reported() {
     assert!(matches!(e.on_ready(), Ok(None)));
     assert!(e.on_ready().is_err(), "a ReadyForQuery nobody asked for");
 
-    e.push(Entry::Bind);
+    e.push(Entry::Bind(None));
     assert!(e.on_message(b'1').is_err());
     e.push(Entry::Close { swallow: true });
     assert!(e.on_message(b'2').is_ok());

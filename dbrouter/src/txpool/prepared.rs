@@ -18,6 +18,14 @@
 //! `Parse` would wait for a connection forever. (The price: a statement that no longer
 //! parses, because a table was dropped since, fails at its `Bind` instead.)
 //!
+//! A server's copy can go stale where a client's own statement would not: a client that
+//! prepares a text again after DDL expects it planned afresh, but gets the copy prepared
+//! before. When a `Bind` or `Describe` of a shared statement fails because the copy no longer
+//! fits the catalog ([`is_stale`]), the registry forgets it, so the next `Parse` of that text
+//! is prepared anew (asyncpg re-prepares after `0A000` by itself). Parameter types that
+//! were inferred from a table since dropped and created again with other column types stay
+//! as they were without any error: a known limit of sharing statements by text.
+//!
 //! TODO: bound the registry and each server's set (PgBouncer's `max_prepared_statements`
 //! closes the least recently used one); today both grow with the distinct statement texts.
 
@@ -68,10 +76,7 @@ pub struct StatementRegistry {
 impl StatementRegistry {
     /// The statement for `query` with `types`, registered on first sight.
     pub fn get(&self, query: &[u8], types: &[u8]) -> Arc<StatementDef> {
-        let mut key = Vec::with_capacity(query.len() + 1 + types.len());
-        key.extend_from_slice(query);
-        key.push(0);
-        key.extend_from_slice(types);
+        let key = registry_key(query, types);
         let mut map = self.by_text.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(def) = map.get(&key[..]) {
             return def.clone();
@@ -89,6 +94,18 @@ impl StatementRegistry {
         def
     }
 
+    /// The servers' copies of `def` went stale (see [`is_stale`]): the next `Parse` of its
+    /// text and types gets a new global statement, prepared afresh where it is used.
+    /// Clients that hold `def` keep it, and get the server's error again if they use it, as
+    /// they would from their own statement on a server.
+    pub fn forget(&self, def: &StatementDef) {
+        let key = registry_key(&def.query, &def.types);
+        let mut map = self.by_text.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&key[..]).is_some_and(|d| d.id == def.id) {
+            map.remove(&key[..]);
+        }
+    }
+
     /// Statements registered.
     pub fn len(&self) -> usize {
         self.by_text.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -97,6 +114,25 @@ impl StatementRegistry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn registry_key(query: &[u8], types: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(query.len() + 1 + types.len());
+    key.extend_from_slice(query);
+    key.push(0);
+    key.extend_from_slice(types);
+    key
+}
+
+/// Whether an error the server sent in answer to a `Bind` or `Describe` of a shared statement
+/// says the server's prepared copy no longer fits the catalog: a table it reads changed the
+/// type of a column (`0A000`, "cached plan must not change result type"), or a type its
+/// parameters were inferred as was dropped (`XX000`, "cache lookup failed for type …").
+/// A client's own `Parse` on a server would have planned afresh; here it was answered
+/// from a copy prepared earlier, perhaps for another client.
+pub fn is_stale(code: &str, message: &str) -> bool {
+    (code == "0A000" && message.starts_with("cached plan must not change result type"))
+        || (code == "XX000" && message.starts_with("cache lookup failed for"))
 }
 
 /// One client's named statements: its names for them, and what they are.
@@ -154,6 +190,22 @@ mod tests {
         assert_ne!(a.id, d.id);
         assert_eq!(&*a.name, format!("sy_{}", a.id).as_bytes());
         assert_eq!(reg.len(), 3);
+    }
+
+    #[test]
+    fn a_forgotten_statement_is_registered_anew() {
+        let reg = StatementRegistry::default();
+        let old = reg.get(b"select * from t", &[0, 0]);
+        reg.forget(&old);
+        let new = reg.get(b"select * from t", &[0, 0]);
+        assert_ne!(old.id, new.id);
+        // Forgetting the old one again leaves the new one alone.
+        reg.forget(&old);
+        assert_eq!(reg.get(b"select * from t", &[0, 0]).id, new.id);
+        assert!(is_stale("0A000", "cached plan must not change result type"));
+        assert!(is_stale("XX000", "cache lookup failed for type 30866"));
+        assert!(!is_stale("0A000", "cannot insert into view"));
+        assert!(!is_stale("22P02", "invalid input syntax for type integer"));
     }
 
     #[test]

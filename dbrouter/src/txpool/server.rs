@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use super::codec;
 use super::expect::{Desync, Internal, Seen};
 use super::params;
+use super::prepared;
 use super::relay::{TxEnd, TxRelay};
 use super::sql::ParamOp;
 use crate::backend::ClientErrorOrFrame;
@@ -67,6 +68,15 @@ impl TxRelay<'_> {
                 });
             }
             b'E' => {
+                if let Some(def) = h.expect.statement_at_front() {
+                    let (code, text) = (codec::error_code(body), codec::error_message(body));
+                    if prepared::is_stale(&code, &text) {
+                        // The next `Parse` of its text prepares it afresh (asyncpg's retry
+                        // after 0A000 then succeeds, as on a server of its own).
+                        tracing::debug!(cluster = %self.up.cluster, statement = %String::from_utf8_lossy(&def.name), code, "shared prepared statement went stale; forgetting it");
+                        self.up.pool.statements.forget(def);
+                    }
+                }
                 let (forget, internal) = h.expect.on_error();
                 for name in forget {
                     self.me.statements.remove(&name);
