@@ -9,7 +9,9 @@
 //! runtime.
 //!
 //! # What works (session and transaction pooling; read/write split in transaction pooling)
-//! - Startup: `SSLRequest` and `GSSENCRequest` are answered `N`; a `CancelRequest` is
+//! - Startup: `SSLRequest` is answered `S` and a rustls handshake when the cluster has `tls`
+//!   (`mode = "required"` refuses clients in the clear with 28000), else `N`;
+//!   `GSSENCRequest` is answered `N`; a `CancelRequest` is
 //!   mapped from the key Switchyard issued (secret compared in constant time) to the server
 //!   connection in use and sent to that server as a real `CancelRequest`; a
 //!   `StartupMessage` (protocol 3.0; newer minors and `_pq_.` options are negotiated down
@@ -20,7 +22,11 @@
 //!   checked against the RFC 5802 and RFC 7677 vectors), md5, trust; unknown users run a
 //!   mock SCRAM exchange and fail like a wrong password (28P01) ([`auth`]).
 //! - Server login with the configured credentials, SCRAM (server signature verified), md5
-//!   or trust as the server asks; cleartext is refused ([`backend`]).
+//!   or trust as the server asks; cleartext only over TLS verified with `server_tls_ca`
+//!   ([`backend`]). TLS to servers per `server_tls` (`disable`, `prefer`, `require`) ([`tls`]).
+//! - `max_client_conn` per cluster: the client past it is told 53300 and closed
+//!   ([`admission`]); `pool.min_size` connections are pre-opened by the reaper
+//!   ([`pool::warm`]).
 //! - The client gets the server's `ParameterStatus`, our own `BackendKeyData`, then a relay
 //!   both ways in which every client message header is checked, `Terminate` is handled by the
 //!   router and the transaction status is followed ([`relay`]). In session mode, one server
@@ -90,8 +96,7 @@
 //!   monitor_checks_total, node_up, replica_lag_bytes, replica_lag_seconds}`.
 //!
 //! # TODO (issue 4, then 5)
-//! - Pools: `min_size` (pre-opened connections), moving idle
-//!   connections on hot reload; a `max_client_conn`-style cap on client connections.
+//! - Pools: moving idle connections on hot reload.
 //! - Transaction pooling: statements are inspected by a lexer (a `SET` or an advisory lock
 //!   inside a function body is not seen; switch to the `classify` parser); no bound yet on
 //!   the prepared statements per server connection or in the registry; `DEALLOCATE name` of
@@ -107,7 +112,8 @@
 //!   read-your-writes: after a commit, the session's `min_lsn` from
 //!   [`NodeMonitor::wal_position_since`] (or `pg_current_wal_lsn()` on its connection).
 //!   The pool's `waiting` count for status.
-//! - TLS: `SSLRequest` → `S` with rustls (and `SCRAM-SHA-256-PLUS`), TLS to servers.
+//! - TLS: `SCRAM-SHA-256-PLUS` (channel binding) both ways, client certificates; the node
+//!   monitor's own connections do not use `server_tls` yet.
 //! - Hot reload of pools (move idle connections, retire old pools); listener changes need a
 //!   restart today.
 //! - Failover (issue 5): the monitor detects and reports a failed primary; still to do are

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Side-by-side Postgres pooler benchmark on loopback: Switchyard vs PgBouncer vs direct.
+#
+# One PostgreSQL primary (initdb in a temporary directory, as the `postgres` user, fsync off,
+# SCRAM logins over TCP), `pgbench -i` at scale $SCALE, and two poolers in front of it, both
+# in transaction pooling with the same server pool size ($POOL) and SCRAM client auth:
+#   switchyard  release build, one cluster, pool_mode = "transaction", pool.max_size = $POOL,
+#               routing.read_write_split = false (there are no replicas: nothing to split,
+#               and PgBouncer does not classify statements either)
+#   pgbouncer   Debian package, pool_mode = transaction, default_pool_size = $POOL,
+#               max_prepared_statements = 100 for -M prepared (PgBouncer >= 1.21; older
+#               ones, like Debian 12's 1.18, do not support -M prepared in transaction mode
+#               and that row says so)
+#   direct      pgbench straight at PostgreSQL, as the ceiling
+# pgbench runs the select-only script (-S) and the default TPC-B-like script, with
+# -M simple, extended and prepared, at each client count in $CLIENTS; for each row the three
+# targets run one after the other (order rotated per row) and the table prints tps and
+# average latency of each and the ratio Switchyard / PgBouncer.
+#
+# Everything listens on 127.0.0.1 ports picked free by the script, every run is bounded by
+# `timeout`, and everything started is stopped on exit. The machine's cores are shared by
+# pgbench, the pooler under test and PostgreSQL: the figures compare poolers under the same
+# squeeze, not any pooler's capacity on dedicated cores.
+#
+# Knobs (environment): DURATION (5, seconds per run), CLIENTS ("1 10 50"), MODES ("simple
+# extended prepared"), SCRIPTS ("select tpcb"), SCALE (10), POOL (20), OUT
+# (target/bench-pg/<time>: pgbench outputs, configs and logs are kept there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+duration=${DURATION:-5}
+clients_list=${CLIENTS:-"1 10 50"}
+modes=${MODES:-"simple extended prepared"}
+scripts=${SCRIPTS:-"select tpcb"}
+scale=${SCALE:-10}
+pool=${POOL:-20}
+out=${OUT:-target/bench-pg/$(date -u +%Y%m%dT%H%M%SZ)}
+
+# --- tools --------------------------------------------------------------------------------
+pgbin=${SWITCHYARD_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+[ -x "$pgbin/initdb" ] || { echo "bench: no PostgreSQL server binaries (apt-get install postgresql)" >&2; exit 1; }
+need=()
+[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need+=(pgbouncer)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  # Debian starts packaged daemons on install unless told not to; we start our own.
+  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+PATH=$PATH:/usr/sbin
+cargo build --release --bin switchyard
+pgbench=$pgbin/pgbench
+[ -x "$pgbench" ] || pgbench=pgbench
+
+# --- directories, users, ports, cleanup ---------------------------------------------------
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d /tmp/switchyard-pgbench-XXXXXX)
+# PostgreSQL and PgBouncer refuse to run as root: they run as `postgres` when we are root.
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres: "$work"
+  as_pg=(runuser -u postgres --)
+fi
+
+read -r p_pg p_switchyard p_control p_bouncer < <(python3 - <<'PY'
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+PY
+)
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+  [ -f "$work/data/postmaster.pid" ] && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+password=bench-pw-$RANDOM$RANDOM
+echo "$password" >"$work/pwfile"
+chmod 644 "$work/pwfile"
+"${as_pg[@]}" "$pgbin/initdb" -D "$work/data" -U postgres --no-sync --no-locale -E UTF8 \
+  --auth-local=trust --auth-host=scram-sha-256 --pwfile="$work/pwfile" >"$out/initdb.log"
+cat >>"$work/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $p_pg
+unix_socket_directories = '$work'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+shared_buffers = '128MB'
+password_encryption = 'scram-sha-256'
+CONF
+"${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w start >/dev/null
+psql_pg() { "${as_pg[@]}" "$pgbin/psql" -h "$work" -p "$p_pg" -U postgres -XAtq -v ON_ERROR_STOP=1 "$@"; }
+psql_pg -c "create role bench login password '$password'" postgres
+psql_pg -c "create database bench owner bench" postgres
+PGPASSWORD=$password "$pgbench" -h 127.0.0.1 -p "$p_pg" -U bench -i -s "$scale" -q bench \
+  >"$out/pgbench-init.log" 2>&1
+
+# --- Switchyard ---------------------------------------------------------------------------
+cat >"$out/switchyard.toml" <<CONF
+[control]
+listen = "127.0.0.1:$p_control"
+audit_log = "audit.jsonl"
+
+[[postgres.clusters]]
+name = "bench"
+listen = "127.0.0.1:$p_switchyard"
+pool_mode = "transaction"
+nodes = [{ addr = "127.0.0.1:$p_pg", role = "primary" }]
+users = [{ name = "bench", password_env = "BENCH_PG_PASSWORD" }]
+pool = { max_size = $pool }
+routing = { read_write_split = false }
+CONF
+(cd "$out" && BENCH_PG_PASSWORD=$password RUST_LOG=warn exec "$repo/target/release/switchyard" \
+  run --config "$out/switchyard.toml" >"$out/switchyard.log" 2>&1) &
+pids+=($!)
+
+# --- PgBouncer ----------------------------------------------------------------------------
+bouncer_version=$(pgbouncer --version | head -1 | awk '{ print $2 }')
+cat >"$work/userlist.txt" <<CONF
+"bench" "$password"
+CONF
+prepared_line=""
+if printf '%s\n1.20.99\n' "$bouncer_version" | sort -V -C 2>/dev/null; then :; else
+  prepared_line="max_prepared_statements = 100"
+fi
+cat >"$work/pgbouncer.ini" <<CONF
+[databases]
+bench = host=127.0.0.1 port=$p_pg dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $p_bouncer
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = $pool
+max_client_conn = 1000
+server_tls_sslmode = prefer
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+$prepared_line
+CONF
+[ "$(id -u)" -eq 0 ] && chown postgres: "$work/userlist.txt" "$work/pgbouncer.ini"
+"${as_pg[@]}" pgbouncer "$work/pgbouncer.ini" >"$out/pgbouncer.stdout" 2>&1 &
+pids+=($!)
+cp "$work/pgbouncer.ini" "$out/"
+
+wait_pg() {
+  local deadline=$((SECONDS + 30))
+  until PGPASSWORD=$password PGCONNECT_TIMEOUT=2 "$pgbin/psql" -h 127.0.0.1 -p "$2" -U bench -XAtq -c 'select 1' bench >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "bench: $1 on :$2 does not answer; logs are in $out and $work" >&2
+      cat "$out/switchyard.log" "$work/pgbouncer.log" 2>/dev/null | tail -20 >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+wait_pg direct "$p_pg"
+wait_pg switchyard "$p_switchyard"
+wait_pg pgbouncer "$p_bouncer"
+
+declare -A port=([direct]=$p_pg [switchyard]=$p_switchyard [pgbouncer]=$p_bouncer)
+targets=(switchyard pgbouncer direct)
+
+# One run; prints "tps latency_ms" or "- -" when pgbench failed.
+run() {
+  local target=$1 script=$2 mode=$3 clients=$4 log=$5 flags=()
+  [ "$script" = select ] && flags+=(-S)
+  local jobs=$((clients < 2 ? clients : 2))
+  if PGPASSWORD=$password timeout $((duration + 60)) "$pgbench" -h 127.0.0.1 -p "${port[$target]}" -U bench \
+      -n "${flags[@]}" -M "$mode" -c "$clients" -j "$jobs" -T "$duration" bench >"$log" 2>&1; then
+    awk '/^tps = / { tps = $3 } /^latency average = / { lat = $4 } END { printf "%.0f %.3f\n", tps, lat }' "$log"
+  else
+    echo "- -"
+  fi
+}
+
+cpus=$(nproc)
+echo "PostgreSQL $("$pgbin/postgres" --version | awk '{ print $3 }'), PgBouncer $bouncer_version, switchyard $(git rev-parse --short HEAD); $cpus cores; scale $scale, pool $pool, ${duration}s per run"
+printf '%-7s %-9s %4s | %9s %8s | %9s %8s | %9s %8s | %6s\n' \
+  script mode clients switchyard ms pgbouncer ms direct ms sy/pgb
+printf '%s\n' "---------------------------------------------------------------------------------------------"
+row=0
+for script in $scripts; do
+  for mode in $modes; do
+    for clients in $clients_list; do
+      declare -A tps=() lat=()
+      # Rotate the order per row, so no target always runs first (or right after a vacuum).
+      for i in 0 1 2; do
+        t=${targets[$(((i + row) % 3))]}
+        read -r tps[$t] lat[$t] < <(run "$t" "$script" "$mode" "$clients" "$out/$script-$mode-$clients-$t.log")
+      done
+      row=$((row + 1))
+      ratio=$(python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}' if a!='-' and b!='-' and float(b)>0 else '-')" "${tps[switchyard]}" "${tps[pgbouncer]}")
+      printf '%-7s %-9s %4s | %9s %8s | %9s %8s | %9s %8s | %6s\n' "$script" "$mode" "$clients" \
+        "${tps[switchyard]}" "${lat[switchyard]}" "${tps[pgbouncer]}" "${lat[pgbouncer]}" \
+        "${tps[direct]}" "${lat[direct]}" "$ratio" | tee -a "$out/summary.txt"
+      unset tps lat
+    done
+  done
+done
+echo "pgbench outputs, configs and logs: $out"
