@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod pgops;
 pub mod planes;
 
 use std::sync::Arc;

@@ -19,6 +19,11 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     let planes = Planes::new();
     let applier = Applier::start(&config_path, planes.list())?;
+    // Failovers record their role changes through the single writer.
+    planes
+        .postgres
+        .failover
+        .set_sink(Arc::new(switchyard::pgops::ConfigWriter(applier.clone())));
     let config = applier.current().snapshot.config.clone();
     let control_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -51,6 +56,9 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
         started: Instant::now(),
         traffic: Some(planes.traffic()),
         ops: Default::default(),
+        clusters: Some(Arc::new(switchyard::pgops::ClusterOpsAdapter(
+            planes.postgres.clone(),
+        ))),
     });
     // The watcher installs its file watch and SIGHUP handler now, inside the control runtime,
     // so both are in place before the API answers.

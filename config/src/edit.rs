@@ -1,5 +1,5 @@
 //! Targeted edits of the config *text* for runtime operations: set pool weights, drain or
-//! re-enable a backend.
+//! re-enable a backend, and change Postgres node roles ([`postgres`]).
 //!
 //! A runtime operation through the control API changes the config like any other change,
 //! so it is versioned, kept in the history and written back to the file. Writing back means
@@ -12,6 +12,8 @@
 //! Pools may be written as `[http.upstreams.api.pools.blue]` tables, dotted keys
 //! (`pools.blue.weight = 100`) or inline tables; backends as `"host:port"` strings, inline
 //! tables `{ addr = "host:port", state = "drain" }` or `[[...backends]]` tables.
+
+pub mod postgres;
 
 use toml_edit::{DocumentMut, InlineTable, Item, TableLike, Value};
 
@@ -36,6 +38,8 @@ pub enum EditError {
     },
     #[error("invalid backend address {addr:?}: {reason}")]
     BadAddress { addr: String, reason: &'static str },
+    #[error("no Postgres cluster named {cluster:?}")]
+    UnknownCluster { cluster: String },
     #[error("upstream {upstream:?} has no backend {addr}")]
     UnknownBackend { upstream: String, addr: String },
     /// The request itself makes no sense (no pools given, …).
@@ -62,7 +66,9 @@ impl EditError {
     /// How an API should answer this error.
     pub fn kind(&self) -> EditErrorKind {
         match self {
-            EditError::UnknownUpstream { .. } => EditErrorKind::NotFound,
+            EditError::UnknownUpstream { .. } | EditError::UnknownCluster { .. } => {
+                EditErrorKind::NotFound
+            }
             EditError::UnknownPool { .. }
             | EditError::BadAddress { .. }
             | EditError::UnknownBackend { .. }

@@ -44,3 +44,49 @@ pub trait TrafficStats: Send + Sync + 'static {
     /// Counters of `pool` in `upstream`; `None` if the plane has no such pool.
     fn pool_counts(&self, upstream: &str, pool: &str) -> Option<PoolCounts>;
 }
+
+/// A Postgres operation the control API passes to the router: promote, switchover, rejoin.
+/// The binary plugs the router in; `control` does not depend on it.
+pub trait ClusterOps: Send + Sync + 'static {
+    /// Run `op` on cluster `cluster` for `actor` (a token name). The answer is a JSON
+    /// document, or an HTTP status with the reason.
+    fn run(
+        &self,
+        cluster: &str,
+        op: ClusterOp,
+        actor: &str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<serde_json::Value, OpError>> + Send + 'static>,
+    >;
+}
+
+/// What to do to a Postgres cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterOp {
+    /// Promote this replica now; the old primary is fenced.
+    Promote { node: String },
+    /// Planned switchover to this replica.
+    Switchover { to: String },
+    /// Lift the fence of this node (rebuilt as a replica).
+    Rejoin { node: String },
+}
+
+impl ClusterOp {
+    /// The audit action.
+    pub fn action(&self) -> &'static str {
+        match self {
+            ClusterOp::Promote { .. } => "postgres.promote",
+            ClusterOp::Switchover { .. } => "postgres.switchover",
+            ClusterOp::Rejoin { .. } => "postgres.rejoin",
+        }
+    }
+}
+
+/// Why a cluster operation was refused or failed: an HTTP status and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    pub status: u16,
+    pub message: String,
+    /// What was done before it failed (a history record), if anything.
+    pub detail: Option<serde_json::Value>,
+}

@@ -3,9 +3,9 @@
 //! `pool.checkout_timeout`, with every failure mapped to what that client is told.
 //!
 //! Session pooling does this once per client, transaction pooling once per transaction;
-//! both go through [`Upstream`], which also knows the pool settings in force *now* (a
-//! reload that resizes the pool applies to the next checkout of a running session, as long
-//! as the cluster still sends its writes to the same node).
+//! both go through [`Upstream`], which also knows the cluster as it is *now*
+//! ([`Upstream::live`]: a reload that resizes the pool applies to the next checkout of a
+//! running session, and a promoted primary gets the next write turn).
 
 use std::sync::Arc;
 
@@ -63,10 +63,18 @@ impl<'a> Upstream<'a> {
             .filter(|c| c.primary == self.rt.primary)
     }
 
-    /// Pool settings in force now (those of the login when the cluster moved or left).
+    /// The cluster as it is now (as of the login when it has left the config): transaction
+    /// pooling routes every turn by it, so a promoted primary takes writes at once.
+    pub fn live(&self) -> Arc<ClusterRuntime> {
+        self.plane
+            .runtime()
+            .and_then(|rt| rt.clusters.get(self.cluster).cloned())
+            .unwrap_or_else(|| self.rt.clone())
+    }
+
+    /// Pool settings in force now (those of the login when the cluster left the config).
     pub fn settings(&self) -> PoolSettings {
-        self.current()
-            .map_or_else(|| self.rt.pool.clone(), |c| c.pool.clone())
+        self.live().pool.clone()
     }
 
     /// A server connection for pool `key`, logging in with `params` (the startup parameters
@@ -95,7 +103,7 @@ impl<'a> Upstream<'a> {
         let settings = self.settings();
         let timeout = settings.checkout_timeout;
         let node_name = node.to_string();
-        let role = if *node == self.rt.primary {
+        let role = if *node == self.live().primary {
             "the primary"
         } else {
             "a replica"

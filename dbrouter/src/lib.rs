@@ -127,6 +127,7 @@ pub mod backend;
 pub mod cancel;
 pub mod checkout;
 pub mod classify;
+pub mod failover;
 pub mod frame;
 pub mod listener;
 pub mod message;
@@ -147,7 +148,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
-use switchyard_config::Config;
+use switchyard_config::{Config, NodeRole};
 
 pub use listener::{start, PgListeners, StartError};
 pub use monitor::{Lsn, NodeMonitor};
@@ -175,6 +176,8 @@ pub struct DbPlane {
     stats: DashMap<String, Arc<ClusterStats>>,
     /// What the node monitor knows about each node, by address ([`monitor`]).
     pub monitor: monitor::NodeMonitor,
+    /// Failover state by cluster, and the nodes this process fenced ([`failover`]).
+    pub failover: failover::Failovers,
     /// Server connection pools by cluster and node address.
     pools: DashMap<(String, String), Arc<pool::NodePool>>,
     /// The listeners bound at start-up.
@@ -192,14 +195,64 @@ impl DbPlane {
 
     /// Build a runtime for `config`. No side effects. Password environment variables must be
     /// set: a cluster that could not log in to its servers is refused now, not at first use.
+    ///
+    /// A node this process fenced (after a failover or switchover) must stay fenced until it
+    /// is rejoined: a config that makes it the primary again, or drops its `fenced` mark, is
+    /// refused (an operator's stale file must not undo a failover).
     pub fn build(&self, config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
+        for (i, c) in config.postgres.clusters.iter().enumerate() {
+            for (j, n) in c.nodes.iter().enumerate() {
+                let addr = n.addr.to_string();
+                let Some(fence) = self.failover.fenced(&addr) else {
+                    continue;
+                };
+                if n.role == NodeRole::Primary || n.fenced.is_none() {
+                    return Err(BuildError::Invalid {
+                        path: format!("postgres.clusters[{i}].nodes[{j}]"),
+                        message: format!(
+                            "node {addr} was fenced ({}); it gets no traffic until an operator rejoins it (POST /v1/clusters/{}/nodes/{addr}/rejoin)",
+                            fence.reason, c.name
+                        ),
+                    });
+                }
+            }
+        }
         runtime::build(config)
     }
 
-    /// Make `runtime` the live one. Sessions already running keep the cluster they started
-    /// with; new ones get the new one.
+    /// Make `runtime` the live one. Sessions pick the cluster up again at their next turn
+    /// (transaction pooling) or keep the one they started with (session pooling). Nodes the
+    /// config marks fenced are remembered as fenced (see [`DbPlane::build`]).
     pub fn swap(&self, runtime: DbRuntime) {
+        for c in &runtime.config.postgres.clusters {
+            for n in &c.nodes {
+                if let Some(reason) = &n.fenced {
+                    let addr = n.addr.to_string();
+                    if self.failover.fenced(&addr).is_none() {
+                        self.failover.fence(&addr, reason);
+                    }
+                }
+            }
+        }
         self.runtime.store(Some(Arc::new(runtime)));
+    }
+
+    /// Apply a role change to the running runtime at once, before (and whether or not) the
+    /// control plane records it in the config: after a promotion, writes must go to the new
+    /// primary without waiting for the writer.
+    pub fn apply_roles(&self, change: &failover::RoleChange) -> Result<(), String> {
+        let rt = self.runtime().ok_or("no config applied yet")?;
+        let mut config = (*rt.config).clone();
+        let cluster = config
+            .postgres
+            .clusters
+            .iter_mut()
+            .find(|c| c.name == change.cluster)
+            .ok_or_else(|| format!("no cluster named {:?}", change.cluster))?;
+        failover::change_roles(cluster, change);
+        let built = runtime::build(&Arc::new(config)).map_err(|e| e.to_string())?;
+        self.swap(built);
+        Ok(())
     }
 
     /// The live runtime, once a config has been applied.

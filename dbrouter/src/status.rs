@@ -160,6 +160,7 @@ pub fn status(plane: &DbPlane) -> Value {
                 "auth_failures_total": stats.auth_failures_total.load(Relaxed),
                 "cancel_requests_total": stats.cancel_requests_total.load(Relaxed),
                 "nodes": nodes,
+                "failover": plane.failover.status_of(&c.name),
             })
         })
         .collect();
@@ -174,7 +175,6 @@ pub fn status(plane: &DbPlane) -> Value {
     json!({
         "serving": !serving.is_empty(),
         "restart_required": restart_required,
-        "note": "session pooling to the primary only: a client holds one server connection for its whole session; transaction pooling and read/write split are not implemented yet; nodes are monitored, failover is not implemented yet",
         "clusters": clusters,
     })
 }
@@ -187,7 +187,8 @@ fn node(plane: &DbPlane, cluster: &Cluster, n: &Node, now: Instant) -> Value {
     let pool = json!({ "open": open, "in_use": open.saturating_sub(idle), "idle": idle });
     let Some(view) = plane.monitor.view(&addr) else {
         return json!({
-            "addr": n.addr, "role": n.role, "fenced": n.fenced, "checked": false,
+            "addr": n.addr, "role": n.role, "fenced": n.fenced, "fence": plane.failover.fenced(&addr),
+            "checked": false,
             "observed_role": null, "reachable": null, "down": false, "consecutive_failures": 0,
             "last_error": null, "lag_bytes": null, "lag_seconds": null, "streaming": null,
             "pool": pool,
@@ -200,6 +201,7 @@ fn node(plane: &DbPlane, cluster: &Cluster, n: &Node, now: Instant) -> Value {
         "addr": n.addr,
         "role": n.role,
         "fenced": n.fenced,
+        "fence": plane.failover.fenced(&addr),
         "checked": true,
         "observed_role": observed.map(|o| if o.in_recovery { "replica" } else { "primary" }),
         "reachable": view.reachable,

@@ -159,7 +159,10 @@ impl Switchyard {
             .arg("--config")
             .arg(&self.config_path)
             .current_dir(self.tmp.path())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SWITCHYARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("SWITCHYARD_CONFIG")
             .env_remove("SWITCHYARD_LOG_FORMAT")
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -32,6 +32,7 @@ use super::free_port;
 use client::{client_config, connect};
 
 pub mod client;
+pub mod ha;
 
 /// The superuser every node has, and its password (TCP logins need it).
 pub const SUPERUSER: &str = "postgres";
@@ -359,6 +360,12 @@ impl PgCluster {
         self.nodes[i].stop();
     }
 
+    /// Crash node `i`: SIGKILL its postmaster and every process it started, as when its host
+    /// dies. [`PgCluster::restart`] starts it again (crash recovery).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
     /// Start node `i` again after [`PgCluster::stop`], on its port and data directory, and
     /// wait until it answers queries (a replica then resumes streaming by itself).
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
@@ -388,6 +395,41 @@ impl PgCluster {
 }
 
 impl PgNode {
+    /// SIGKILL the postmaster and its children (their PIDs are read before it dies, since
+    /// they are orphaned after).
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().to_string();
+        let children = Command::new("pgrep")
+            .args(["-P", &pid])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let _ = child.kill();
+        let _ = child.wait();
+        for c in children.split_whitespace() {
+            let _ = Command::new("kill")
+                .args(["-KILL", c])
+                .stderr(Stdio::null())
+                .status();
+        }
+        // Their shared memory is gone only once every child has exited.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // A zombie (state Z) is dead already, whoever reaps it.
+        let running = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+            })
+        };
+        while Instant::now() < deadline && children.split_whitespace().any(running) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Immediate shutdown (SIGQUIT), then SIGKILL if the postmaster is still there.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

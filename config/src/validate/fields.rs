@@ -210,8 +210,8 @@ impl<'s, 't> Ctx<'s, 't> {
     }
 }
 
-/// Parse `host:port` (IPv6 in brackets).
-pub(crate) fn parse_address(s: &str) -> Result<Address, &'static str> {
+/// Parse `host:port` (IPv6 in brackets), as the config does.
+pub fn parse_address(s: &str) -> Result<Address, &'static str> {
     if let Ok(sa) = s.parse::<SocketAddr>() {
         if sa.port() == 0 {
             return Err("port must be 1 to 65535");

@@ -14,7 +14,7 @@ use crate::model::{Config, ControlConfig, Role, TlsFiles, TokenConfig, TokenCred
 use crate::raw::{RawControl, RawTls};
 use crate::source::{Node, Source};
 
-pub(crate) use fields::parse_address;
+pub use fields::parse_address;
 use fields::Ctx;
 
 /// Largest config text accepted (a config with 10,000 backends is about 600 KB).

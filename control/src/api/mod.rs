@@ -6,12 +6,15 @@
 //! - `PUT /v1/config`, `POST /v1/config/rollback`: admin.
 //! - `POST /v1/upstreams/{name}/weights`, `…/flip`, `…/backends/{addr}/drain|enable`:
 //!   operator; `GET /v1/upstreams/{name}/flip`: viewer (see `upstreams.rs`).
+//! - `POST /v1/clusters/{name}/promote`, `…/switchover`, `…/nodes/{addr}/rejoin`: operator
+//!   (see `clusters.rs`).
 
 // Handlers return `Err(Response)` for early answers (401, 413, …); boxing them would only
 // move the allocation, the response is sent either way.
 #![allow(clippy::result_large_err)]
 
 mod auth;
+mod clusters;
 mod config;
 mod response;
 mod status;
@@ -49,6 +52,8 @@ pub struct ApiState {
     pub traffic: Option<Arc<dyn crate::plane::TrafficStats>>,
     /// Runtime operations' state (flips being verified); `Ops::default()`.
     pub ops: crate::ops::Ops,
+    /// The Postgres router's operations (promote, switchover, rejoin), when it runs.
+    pub clusters: Option<Arc<dyn crate::plane::ClusterOps>>,
 }
 
 impl ApiState {
@@ -66,6 +71,7 @@ impl ApiState {
             started: Instant::now(),
             traffic,
             ops: crate::ops::Ops::default(),
+            clusters: None,
         }
     }
 }
@@ -171,6 +177,7 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
             Err(resp) => denied(state, &req, remote, "config.rollback", resp),
         },
         (_, p) if p.starts_with("/v1/upstreams/") => upstreams::route(state, remote, req).await,
+        (_, p) if p.starts_with("/v1/clusters/") => clusters::route(state, remote, req).await,
         (_, "/health" | "/v1/status" | "/metrics" | "/v1/config/history") => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: use GET",

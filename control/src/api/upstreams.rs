@@ -195,7 +195,7 @@ fn flip_response(started: ops::FlipStarted) -> Response<Body> {
 }
 
 /// Percent-decode one path segment; 400 if it is not UTF-8 after decoding.
-fn decode(segment: &str) -> Result<String, Response<Body>> {
+pub(super) fn decode(segment: &str) -> Result<String, Response<Body>> {
     let bad = || {
         error(
             StatusCode::BAD_REQUEST,

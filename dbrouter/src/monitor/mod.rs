@@ -62,6 +62,8 @@ pub struct NodeView {
     /// Why the latest failed check failed (kept after recovery, for status).
     pub last_error: Option<CheckError>,
     pub consecutive_failures: u32,
+    /// When the first check of the current streak of failures started.
+    pub failing_since: Option<Instant>,
     /// `failure_threshold` checks in a row failed; cleared by one success.
     pub down: bool,
     /// What the latest successful check saw.
@@ -193,12 +195,14 @@ impl NodeMonitor {
                 }
                 view.reachable = true;
                 view.consecutive_failures = 0;
+                view.failing_since = None;
                 view.down = false;
                 view.observed = Some(observed);
                 view.checks_ok += 1;
             }
             Err(e) => {
                 view.reachable = false;
+                view.failing_since = view.failing_since.or(Some(started));
                 view.consecutive_failures = view.consecutive_failures.saturating_add(1);
                 view.down = view.down || view.consecutive_failures >= failure_threshold.max(1);
                 view.last_error = Some(e);

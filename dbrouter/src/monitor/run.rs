@@ -29,7 +29,15 @@ use crate::DbPlane;
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
 
 /// Monitor every node of the running config until the task is dropped.
+/// The failover watcher ([`crate::failover::run`]) runs beside it and stops with it.
 pub async fn run(plane: Arc<DbPlane>) {
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _failover = AbortOnDrop(tokio::spawn(crate::failover::run(plane.clone())));
     let mut loops: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
         let desired: HashSet<String> = plane
@@ -184,7 +192,7 @@ fn publish(plane: &DbPlane, addr: &str, result: &'static str, transition: Option
             (Some(Transition::Down), NodeRole::Primary) => tracing::error!(
                 cluster = %cluster, node = %addr, kind, error = message,
                 failures = view.consecutive_failures,
-                "postgres primary is down (automatic failover is not implemented yet)"
+                "postgres primary is down"
             ),
             (Some(Transition::Down), NodeRole::Replica) => tracing::warn!(
                 cluster = %cluster, node = %addr, kind, error = message,

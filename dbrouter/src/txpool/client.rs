@@ -20,7 +20,7 @@ use super::prepared::StatementDef;
 use super::relay::{Held, RouteOverride, TxEnd, TxRelay, HIGH};
 use super::sql::{self, Effects};
 use crate::frame::{self, HEADER_LEN};
-use crate::message;
+use crate::message::{self, SqlState};
 
 fn malformed(e: Malformed) -> TxEnd {
     TxEnd::ClientViolation(e.to_string())
@@ -60,6 +60,22 @@ impl TxRelay<'_> {
                 _ => {}
             }
             return Ok(());
+        }
+        if self.held.is_none() && matches!(tag, b'Q' | b'F' | b'P' | b'B' | b'D' | b'E' | b'S') {
+            if let Some(text) = self.lost.take() {
+                // Its transaction died with its server connection: this fails instead.
+                message::error_response(
+                    &mut self.to_client,
+                    "ERROR",
+                    SqlState::CONNECTION_FAILURE,
+                    &text,
+                );
+                match tag {
+                    b'Q' | b'F' | b'S' => message::ready_for_query(&mut self.to_client, b'I'),
+                    _ => self.skip_to_sync = true,
+                }
+                return Ok(());
+            }
         }
         match tag {
             b'X' => return Err(TxEnd::Terminated),

@@ -294,6 +294,26 @@ impl Expect {
         (forget, false)
     }
 
+    /// The server connection is gone: empty the queue. Returns the client names of `Parse`s
+    /// that will never complete (to forget) and how many `ReadyForQuery` the client is still
+    /// owed (one per `Query` or `Sync` of its own in flight).
+    pub fn abandon(&mut self) -> (Vec<Box<[u8]>>, usize) {
+        let mut forget = Vec::new();
+        let mut owed = 0;
+        while let Some(e) = self.pop() {
+            match e {
+                Entry::Parse {
+                    client: Some(name), ..
+                } => forget.push(name),
+                Entry::Sync | Entry::Simple => owed += 1,
+                _ => {}
+            }
+        }
+        self.skipping = false;
+        self.copy_in = false;
+        (forget, owed)
+    }
+
     /// A `ReadyForQuery`: the request it ends leaves the queue. `Some` if it was the router's
     /// own query.
     pub fn on_ready(&mut self) -> Result<Option<Internal>, Desync> {

@@ -144,6 +144,7 @@ pub async fn serve(
         pinned: None,
         skip_to_sync: false,
         route_override: None,
+        lost: None,
     };
     let end = relay.run().await;
     if matches!(

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use switchyard_config::Address;
@@ -27,9 +27,10 @@ use crate::backend::ClientErrorOrFrame;
 use crate::cancel::CancelKey;
 use crate::checkout::Upstream;
 use crate::classify::Target;
-use crate::message::{self, SqlState};
+use crate::message::{self, ClientError, SqlState};
 use crate::pool::{NodePool, PooledConn};
 use crate::replicas::Choice;
+use crate::runtime::ClusterRuntime;
 use crate::tls::PgStream;
 
 /// A session's `SET switchyard.route`: where its turns go whatever their statements.
@@ -44,6 +45,37 @@ pub(super) const HIGH: usize = 256 * 1024;
 
 /// Read size.
 const CHUNK: usize = 16 * 1024;
+
+/// How often a write turn waiting for a failover looks again.
+const WAIT_STEP: Duration = Duration::from_millis(20);
+
+/// Whether a checkout failed because the server could not be reached (as opposed to a
+/// refused login): worth waiting for a failover.
+fn unreachable(e: &ClientErrorOrFrame) -> bool {
+    match e {
+        ClientErrorOrFrame::Error(e) => e.code.0.starts_with("08"),
+        ClientErrorOrFrame::Frame(f) => {
+            let code = error_fields(&f.body).0;
+            code.starts_with("57P") || code.starts_with("08")
+        }
+    }
+}
+
+/// SQLSTATE and message of an `ErrorResponse` body.
+fn error_fields(body: &[u8]) -> (String, String) {
+    let (mut code, mut text) = (String::from("08006"), String::from("server error"));
+    for field in body.split(|b| *b == 0) {
+        if let Some((&t, v)) = field.split_first() {
+            let v = String::from_utf8_lossy(v).into_owned();
+            match t {
+                b'C' => code = v,
+                b'M' => text = v,
+                _ => {}
+            }
+        }
+    }
+    (code, text)
+}
 
 /// How a transaction-pooled session ended.
 #[derive(Debug)]
@@ -73,6 +105,8 @@ pub(super) struct Held {
     pub conn: PooledConn,
     /// The pool of the node it came from (and goes back to).
     pub pool: Arc<NodePool>,
+    /// That node's address.
+    pub node: String,
     /// Read from the server, not yet handled (at most a partial message).
     pub sbuf: BytesMut,
     pub to_server: BytesMut,
@@ -90,10 +124,11 @@ pub(super) struct Held {
 }
 
 impl Held {
-    fn new(conn: PooledConn, pool: Arc<NodePool>) -> Self {
+    fn new(conn: PooledConn, pool: Arc<NodePool>, node: String) -> Self {
         Held {
             conn,
             pool,
+            node,
             sbuf: BytesMut::new(),
             to_server: BytesMut::new(),
             expect: Expect::default(),
@@ -140,6 +175,9 @@ pub(super) struct TxRelay<'a> {
     pub skip_to_sync: bool,
     /// `SET switchyard.route` of this session (`None`: by statement).
     pub route_override: Option<RouteOverride>,
+    /// Its server connection was lost while it was idle in a transaction: the error its
+    /// next message gets instead of running.
+    pub lost: Option<String>,
 }
 
 enum Event {
@@ -149,52 +187,144 @@ enum Event {
 }
 
 impl TxRelay<'_> {
-    /// Relay until the session ends.
+    /// Relay until the session ends. A server connection lost in the middle of a turn (its
+    /// server crashed or was shut down, a failover) ends the turn, not the session: the
+    /// client is told with an 08006 error and its next transaction gets a new connection.
     pub async fn run(&mut self) -> TxEnd {
         loop {
-            if let Err(end) = self.client_messages().await {
-                return end;
+            let step = match self.client_messages().await {
+                Ok(()) => {
+                    self.end_turn();
+                    self.io().await
+                }
+                Err(end) => Err(end),
+            };
+            match step {
+                Ok(()) => {}
+                Err(TxEnd::ServerClosed | TxEnd::ServerIo(_)) if self.pinned.is_none() => {
+                    self.server_lost()
+                }
+                Err(end) => return end,
             }
-            self.end_turn();
-            if let Err(end) = self.io().await {
-                return end;
+        }
+    }
+
+    /// The server connection of the current turn is gone: forget it, and tell the client
+    /// now if it waits for an answer, else at its next message (`lost`).
+    fn server_lost(&mut self) {
+        let Some(mut h) = self.held.take() else {
+            return;
+        };
+        self.cancel.set_server(None);
+        tracing::debug!(expect = ?h.expect, mid_batch = h.mid_batch, status = h.conn.conn.status, unsent = self.to_client.len(), "server lost");
+        let (forget, owed) = h.expect.abandon();
+        for name in forget {
+            self.me.statements.remove(&name);
+        }
+        let node = h.node.clone();
+        let live = self.up.live();
+        let why = if self.up.plane.failover.running(self.up.cluster)
+            || self
+                .up
+                .plane
+                .monitor
+                .view(&node)
+                .is_some_and(|v| !v.reachable)
+        {
+            "the server is down; a failover is under way if it was the primary"
+        } else {
+            "the server closed it"
+        };
+        let role = if live.primary.to_string() == node {
+            "the primary"
+        } else {
+            "a replica"
+        };
+        let text = format!(
+            "the connection to {role} ({node}) of cluster \"{}\" was lost ({why}): the transaction was rolled back unless its COMMIT had already reached the server; the session stays usable",
+            self.up.cluster
+        );
+        let in_transaction = h.conn.conn.status != b'I';
+        tracing::warn!(cluster = %self.up.cluster, node = %node, in_transaction, "server connection lost in the middle of a turn");
+        tokio::spawn(h.conn.close());
+        if owed == 0 && !h.mid_batch {
+            // Idle in a transaction: its next statement fails instead.
+            if in_transaction {
+                self.lost = Some(text);
             }
+            return;
+        }
+        // Each request the client is owed an answer for fails: an error, then its
+        // `ReadyForQuery` (a pipelining client matches answers to requests one by one).
+        for _ in 0..owed {
+            message::error_response(
+                &mut self.to_client,
+                "ERROR",
+                SqlState::CONNECTION_FAILURE,
+                &text,
+            );
+            message::ready_for_query(&mut self.to_client, b'I');
+        }
+        if h.mid_batch {
+            message::error_response(
+                &mut self.to_client,
+                "ERROR",
+                SqlState::CONNECTION_FAILURE,
+                &text,
+            );
+            self.skip_to_sync = true;
         }
     }
 
     /// The server connection for the client's current turn, got now if it has none. A new
     /// turn goes where its first statement, `sql`, may run (the primary when it is not
-    /// known). `Ok(false)`: routing refused the turn and the client has been sent an
-    /// `ErrorResponse`; the message must not be passed on.
+    /// known), by the cluster as it is now. `Ok(false)`: the turn was refused and the client
+    /// has been sent an `ErrorResponse`; the message must not be passed on.
     pub async fn hold(&mut self, sql: Option<&[u8]>) -> Result<bool, TxEnd> {
         if self.held.is_some() {
             return Ok(true);
         }
-        let (node, pool) = match self.route(sql) {
-            Ok(Some(replica)) => {
-                let pool = self.up.plane.pool(self.up.cluster, &replica.to_string());
-                (replica, pool)
-            }
-            Ok(None) => (self.up.rt.primary.clone(), self.up.pool.clone()),
+        let live = self.up.live();
+        let target = match self.route(&live, sql) {
+            Ok(t) => t,
             Err(message) => {
-                message::error_response(
-                    &mut self.to_client,
-                    "ERROR",
-                    SqlState::CONNECTION_FAILURE,
-                    &message,
-                );
+                self.refuse_turn(ClientErrorOrFrame::Error(ClientError {
+                    code: SqlState::CONNECTION_FAILURE,
+                    message,
+                    fatal: false,
+                }));
                 return Ok(false);
             }
         };
         // Notices of a new server login are not the client's business mid-session.
         let mut notices = BytesMut::new();
-        let conn = self
-            .up
-            .checkout_at(&node, &pool, self.key, self.server_params, &mut notices)
-            .await
-            .map_err(TxEnd::Refused)?;
+        let got = match target {
+            Some(replica) => {
+                let pool = self.up.plane.pool(self.up.cluster, &replica.to_string());
+                match self
+                    .up
+                    .checkout_at(&replica, &pool, self.key, self.server_params, &mut notices)
+                    .await
+                {
+                    Ok(conn) => Ok((conn, pool, replica.to_string())),
+                    Err(e) => {
+                        // Down before the monitor noticed: the read goes to the primary.
+                        tracing::warn!(cluster = %self.up.cluster, node = %replica, error = ?e, "replica unavailable; the read goes to the primary");
+                        self.primary_conn(&mut notices).await
+                    }
+                }
+            }
+            None => self.primary_conn(&mut notices).await,
+        };
+        let (conn, pool, node) = match got {
+            Ok(got) => got,
+            Err(e) => {
+                self.refuse_turn(e);
+                return Ok(false);
+            }
+        };
         self.cancel.set_server(Some(conn.conn.key));
-        let mut held = Held::new(conn, pool);
+        let mut held = Held::new(conn, pool, node);
         if let Some(sql) = replay_sql(&self.me.params, &held.conn.conn.state.params) {
             codec::put_query(&mut held.to_server, &sql);
             held.expect.push(Entry::Internal(Internal::Replay));
@@ -205,11 +335,89 @@ impl TxRelay<'_> {
         Ok(true)
     }
 
+    /// A connection to the primary. While a failover runs, it waits for it; when the primary
+    /// cannot be reached and `failover.auto_promote` is on, it waits for the failover that
+    /// follows, and connects to the new primary. Both waits together last at most
+    /// `failover.write_pause_timeout`.
+    async fn primary_conn(
+        &mut self,
+        notices: &mut BytesMut,
+    ) -> Result<(PooledConn, Arc<NodePool>, String), ClientErrorOrFrame> {
+        let (plane, cluster) = (self.up.plane, self.up.cluster);
+        let mut live = self.up.live();
+        let settings = live.config.failover.clone();
+        let deadline = Instant::now() + settings.write_pause_timeout;
+        if plane.failover.running(cluster) {
+            plane
+                .failover
+                .wait_idle(cluster, settings.write_pause_timeout)
+                .await;
+            live = self.up.live();
+        }
+        loop {
+            let node = live.primary.clone();
+            let name = node.to_string();
+            let pool = plane.pool(cluster, &name);
+            let e = match self
+                .up
+                .checkout_at(&node, &pool, self.key, self.server_params, notices)
+                .await
+            {
+                Ok(conn) => return Ok((conn, pool, name)),
+                Err(e) => e,
+            };
+            if !settings.auto_promote || !unreachable(&e) {
+                return Err(e);
+            }
+            // Wait for the monitor to call it down and a failover to move the primary, or
+            // for the primary to answer again.
+            loop {
+                if Instant::now() >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(WAIT_STEP.min(settings.check_interval)).await;
+                live = self.up.live();
+                let moved = live.primary != node;
+                let back = plane.monitor.view(&name).is_some_and(|v| v.reachable)
+                    && !plane.failover.running(cluster);
+                if moved || back {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Tell the client its turn could not start: an `ERROR` (never `FATAL`: the session goes
+    /// on) with the reason.
+    fn refuse_turn(&mut self, e: ClientErrorOrFrame) {
+        let (code, text) = match e {
+            ClientErrorOrFrame::Error(e) => (e.code.0.to_string(), e.message),
+            ClientErrorOrFrame::Frame(f) => error_fields(&f.body),
+        };
+        let mut fields = BytesMut::new();
+        for (t, v) in [
+            (b'S', "ERROR"),
+            (b'V', "ERROR"),
+            (b'C', code.as_str()),
+            (b'M', text.as_str()),
+        ] {
+            fields.extend_from_slice(&[t]);
+            fields.extend_from_slice(v.as_bytes());
+            fields.extend_from_slice(&[0]);
+        }
+        fields.extend_from_slice(&[0]);
+        codec::put(&mut self.to_client, b'E', &[&fields]);
+    }
+
     /// Where a turn starting with `sql` goes: `Ok(None)` the primary, `Ok(Some(replica))`,
     /// or `Err(message)` when it is a read and no replica may serve it
     /// (`routing.fallback = "error"`).
-    fn route(&mut self, sql: Option<&[u8]>) -> Result<Option<Address>, String> {
-        let Some(classifier) = self.up.rt.classifier.as_ref() else {
+    fn route(
+        &mut self,
+        live: &ClusterRuntime,
+        sql: Option<&[u8]>,
+    ) -> Result<Option<Address>, String> {
+        let Some(classifier) = live.classifier.as_ref() else {
             return Ok(None);
         };
         let forced = self.route_override;
@@ -231,7 +439,7 @@ impl TxRelay<'_> {
             count("primary");
             return Ok(None);
         }
-        match self.up.plane.choose_replica(&self.up.rt.config, None) {
+        match self.up.plane.choose_replica(&live.config, None) {
             Choice::Replica(addr) => {
                 count("replica");
                 Ok(Some(addr))

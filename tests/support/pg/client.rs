@@ -34,6 +34,11 @@ impl Router {
                 )
             })
             .collect();
+        Self::start_nodes(&nodes, settings, users)
+    }
+
+    /// [`Router::start`] with the cluster's `nodes` written out (TOML inline tables).
+    pub fn start_nodes(nodes: &[String], settings: &str, users: &[&str]) -> anyhow::Result<Router> {
         let cluster = format!(
             "\n[[postgres.clusters]]\nname = \"main\"\nlisten = \"127.0.0.1:0\"\n\
              {settings}\nnodes = [{}]\nusers = [{}]\n",

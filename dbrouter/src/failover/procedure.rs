@@ -1,0 +1,430 @@
+//! The failover, manual promotion and planned switchover procedures, step by step.
+//!
+//! Each claims the cluster first ([`ClusterFailover::begin`], synchronously in [`start`], so
+//! two can never run at once), then: ask the replicas ([`probe::report`]); for an automatic
+//! failover, stop if one still streams from the primary (the second opinion); choose the
+//! most advanced eligible replica; promote it; re-point the others; fence the old primary;
+//! route writes to the new one at once ([`crate::DbPlane::apply_roles`]) and record the
+//! change in the config through the [`super::FailoverSink`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use switchyard_config::{Address, NodeRole};
+use tokio::task::JoinSet;
+
+use super::probe::{self, NodeLogin, ReplicaReport};
+use super::{Attempt, ClusterFailover, Phase, RoleChange};
+use crate::runtime::ClusterRuntime;
+use crate::DbPlane;
+
+/// How long one probe of a node may take during a failover, at least.
+const PROBE_FLOOR: Duration = Duration::from_millis(500);
+
+/// Longest a promotion may take.
+const PROMOTE_LIMIT: Duration = Duration::from_secs(10);
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// The primary failed (the monitor's verdict): `reason` says how.
+    Failover {
+        reason: String,
+        failing_since: Option<SystemTime>,
+    },
+    /// The operator promotes `node`; the old primary is fenced.
+    Promote { node: String, actor: String },
+    /// A planned switchover to `to`: drain, catch up, promote, fence the old primary.
+    Switchover { to: String, actor: String },
+}
+
+impl Request {
+    fn kind(&self) -> &'static str {
+        match self {
+            Request::Failover { .. } => "failover",
+            Request::Promote { .. } => "promote",
+            Request::Switchover { .. } => "switchover",
+        }
+    }
+
+    fn actor(&self) -> String {
+        match self {
+            Request::Failover { .. } => "failover".into(),
+            Request::Promote { actor, .. } | Request::Switchover { actor, .. } => actor.clone(),
+        }
+    }
+}
+
+/// How an attempt ended: the record kept in the history.
+pub type Outcome = Result<Attempt, Attempt>;
+
+/// Claim `cluster` and return the procedure to run. `Err` when the cluster is unknown or
+/// an attempt already runs.
+pub fn start(
+    plane: Arc<DbPlane>,
+    cluster: &str,
+    req: Request,
+) -> Result<impl Future<Output = Outcome> + Send + 'static, String> {
+    let rt = plane
+        .runtime()
+        .and_then(|rt| rt.clusters.get(cluster).cloned())
+        .ok_or_else(|| format!("no cluster named {cluster:?}"))?;
+    let state = plane.failover.cluster(cluster);
+    let first = match req {
+        Request::Switchover { .. } => Phase::Draining,
+        _ => Phase::Confirming,
+    };
+    if !state.begin(first) {
+        return Err(format!(
+            "a failover or switchover of cluster {cluster:?} is already under way"
+        ));
+    }
+    state.clear_hold_back();
+    Ok(async move {
+        let mut attempt = Attempt {
+            kind: req.kind(),
+            actor: req.actor(),
+            started: SystemTime::now(),
+            primary_failing_since: match &req {
+                Request::Failover { failing_since, .. } => *failing_since,
+                _ => None,
+            },
+            old_primary: rt.primary.to_string(),
+            new_primary: None,
+            reason: match &req {
+                Request::Failover { reason, .. } => reason.clone(),
+                Request::Promote { node, .. } => format!("operator promoted {node}"),
+                Request::Switchover { to, .. } => format!("planned switchover to {to}"),
+            },
+            detection_ms: None,
+            promotion_ms: None,
+            duration_ms: 0,
+            outcome: String::new(),
+            lsns: Vec::new(),
+            repointed: Vec::new(),
+            not_repointed: Vec::new(),
+            config_version: None,
+        };
+        attempt.detection_ms = attempt.primary_failing_since.and_then(|since| {
+            attempt
+                .started
+                .duration_since(since)
+                .ok()
+                .map(|d| d.as_millis() as u64)
+        });
+        let began = Instant::now();
+        let result = Procedure {
+            plane: &plane,
+            rt: &rt,
+            state: &state,
+            req: &req,
+            attempt: &mut attempt,
+        }
+        .run()
+        .await;
+        attempt.duration_ms = began.elapsed().as_millis() as u64;
+        let outcome = match result {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e,
+        };
+        attempt.outcome = outcome.clone();
+        let ok = outcome == "ok";
+        let (cluster, kind) = (rt.name.clone(), attempt.kind);
+        let result = if ok { "ok" } else { "failed" };
+        metrics::counter!("switchyard_postgres_failovers_total", "cluster" => cluster.clone(), "kind" => kind, "outcome" => result).increment(1);
+        if ok {
+            metrics::histogram!("switchyard_postgres_failover_duration_seconds", "cluster" => cluster, "kind" => kind)
+                .record(began.elapsed().as_secs_f64());
+            tracing::warn!(cluster = %rt.name, kind = attempt.kind, old = %attempt.old_primary,
+                new = attempt.new_primary.as_deref().unwrap_or(""), duration_ms = attempt.duration_ms,
+                "postgres primary changed");
+        } else {
+            tracing::error!(cluster = %rt.name, kind = attempt.kind, reason = %outcome, "postgres failover did not complete");
+        }
+        state.end(Some(attempt.clone()));
+        if ok {
+            Ok(attempt)
+        } else {
+            Err(attempt)
+        }
+    })
+}
+
+struct Procedure<'a> {
+    plane: &'a Arc<DbPlane>,
+    rt: &'a ClusterRuntime,
+    state: &'a ClusterFailover,
+    req: &'a Request,
+    attempt: &'a mut Attempt,
+}
+
+impl Procedure<'_> {
+    fn limit(&self) -> Duration {
+        self.rt.config.failover.check_timeout.max(PROBE_FLOOR)
+    }
+
+    fn login(&self, addr: &Address) -> Result<NodeLogin, String> {
+        NodeLogin::new(self.rt, addr)
+            .ok_or_else(|| "the cluster has no user to log in to its nodes with".to_string())
+    }
+
+    async fn run(&mut self) -> Result<(), String> {
+        let old = self.rt.primary.clone();
+        let target = match self.req {
+            Request::Promote { node, .. } => Some(self.node(node)?),
+            Request::Switchover { to, .. } => {
+                let to = self.node(to)?;
+                self.drain(&old, &to).await?;
+                self.state.set_phase(Phase::Confirming);
+                Some(to)
+            }
+            Request::Failover { .. } => None,
+        };
+        let reports = self.reports().await;
+        if let Request::Failover { .. } = self.req {
+            self.second_opinion(&old, &reports)?;
+        }
+        let chosen = self.choose(&reports, target.as_ref())?;
+        self.state.set_phase(Phase::Promoting);
+        let t = Instant::now();
+        probe::promote(&self.login(&chosen)?, PROMOTE_LIMIT)
+            .await
+            .map_err(|e| format!("promoting {chosen} failed: {e}"))?;
+        self.attempt.promotion_ms = Some(t.elapsed().as_millis() as u64);
+        self.attempt.new_primary = Some(chosen.to_string());
+        self.state.set_phase(Phase::Reconfiguring);
+        let reason = format!(
+            "{} at {}: {}",
+            self.attempt.kind,
+            humantime::format_rfc3339_seconds(SystemTime::now()),
+            self.attempt.reason
+        );
+        self.plane.failover.fence(&old.to_string(), &reason);
+        let change = RoleChange {
+            cluster: self.rt.name.clone(),
+            primary: Some(chosen.to_string()),
+            fence: vec![(old.to_string(), reason)],
+            demote: Vec::new(),
+            unfence: Vec::new(),
+            action: match self.req {
+                Request::Failover { .. } => "postgres.failover",
+                Request::Promote { .. } => "postgres.promote",
+                Request::Switchover { .. } => "postgres.switchover",
+            },
+            actor: self.attempt.actor.clone(),
+            detail: serde_json::json!({
+                "cluster": self.rt.name,
+                "old_primary": old.to_string(),
+                "new_primary": chosen.to_string(),
+                "reason": self.attempt.reason,
+                "lsns": self.attempt.lsns,
+            }),
+        };
+        // Writes go to the new primary now, whatever the config's writer takes to record it.
+        self.plane.apply_roles(&change)?;
+        self.plane.pool(&self.rt.name, &old.to_string()).clear();
+        self.repoint(&chosen, &reports).await;
+        if let Some(sink) = self.plane.failover.sink() {
+            match sink.apply(change).await {
+                Ok(v) => self.attempt.config_version = Some(v),
+                Err(e) => {
+                    tracing::error!(cluster = %self.rt.name, error = %e, "the failover could not be recorded in the config; the router keeps routing to the new primary");
+                    return Err(format!(
+                        "promoted {chosen}, but recording it in the config failed: {e}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured replica `node` (as written, compared after normalization).
+    fn node(&self, node: &str) -> Result<Address, String> {
+        let wanted = switchyard_config::parse_address(node)
+            .map_err(|why| format!("invalid node address {node:?}: {why}"))?;
+        let found = self
+            .rt
+            .config
+            .nodes
+            .iter()
+            .find(|n| n.addr == wanted)
+            .ok_or_else(|| format!("cluster {:?} has no node {wanted}", self.rt.name))?;
+        if found.role != NodeRole::Replica {
+            return Err(format!("{wanted} is already the primary"));
+        }
+        if let Some(why) = &found.fenced {
+            return Err(format!("{wanted} is fenced ({why}): rejoin it first"));
+        }
+        Ok(wanted)
+    }
+
+    /// Every unfenced replica's report, asked concurrently.
+    async fn reports(&self) -> Vec<(Address, Result<ReplicaReport, String>)> {
+        let mut set = JoinSet::new();
+        let limit = self.limit();
+        for n in &self.rt.config.nodes {
+            if n.role != NodeRole::Replica || n.fenced.is_some() {
+                continue;
+            }
+            if let Some(login) = NodeLogin::new(self.rt, &n.addr) {
+                let addr = n.addr.clone();
+                set.spawn(async move { (addr, probe::report(&login, limit).await) });
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Refuse when the primary came back or a replica still streams from it.
+    fn second_opinion(
+        &self,
+        old: &Address,
+        reports: &[(Address, Result<ReplicaReport, String>)],
+    ) -> Result<(), String> {
+        if self
+            .plane
+            .monitor
+            .view(&old.to_string())
+            .is_some_and(|v| !v.down)
+        {
+            return Err(format!("the primary {old} answers again: no failover"));
+        }
+        if let Some((addr, _)) = reports
+            .iter()
+            .find(|(_, r)| r.as_ref().is_ok_and(|r| r.streaming))
+        {
+            let why = format!(
+                "the primary {old} is unreachable from Switchyard, but replica {addr} still streams from it: not promoting"
+            );
+            self.state.hold_back(why.clone());
+            return Err(why);
+        }
+        Ok(())
+    }
+
+    /// The replica to promote: `target` if given (it must be able to), else the most
+    /// advanced eligible one, ties by priority.
+    fn choose(
+        &mut self,
+        reports: &[(Address, Result<ReplicaReport, String>)],
+        target: Option<&Address>,
+    ) -> Result<Address, String> {
+        let sync = self.state.sync();
+        let mut best: Option<(&Address, &ReplicaReport, u32)> = None;
+        let mut refused = Vec::new();
+        for (addr, report) in reports {
+            let r = match report {
+                Ok(r) => r,
+                Err(e) => {
+                    refused.push(format!("{addr}: {e}"));
+                    continue;
+                }
+            };
+            self.attempt
+                .lsns
+                .push((addr.to_string(), r.position().to_string()));
+            if !r.in_recovery {
+                refused.push(format!("{addr}: not in recovery"));
+                continue;
+            }
+            if target.is_some_and(|t| t != addr) {
+                continue;
+            }
+            if let Some(s) = sync.as_ref().filter(|s| s.synchronous) {
+                if !s.standbys.contains(&r.standby_name) {
+                    refused.push(format!(
+                        "{addr}: was not a synchronous standby ({})",
+                        r.standby_name
+                    ));
+                    continue;
+                }
+            }
+            let priority = self
+                .rt
+                .config
+                .nodes
+                .iter()
+                .find(|n| n.addr == *addr)
+                .map_or(0, |n| n.priority);
+            let better = best.is_none_or(|(_, b, p)| (r.position(), priority) > (b.position(), p));
+            if better {
+                best = Some((addr, r, priority));
+            }
+        }
+        best.map(|(a, _, _)| a.clone()).ok_or_else(|| {
+            let why = format!("no replica can be promoted ({})", refused.join("; "));
+            self.state.hold_back(why.clone());
+            why
+        })
+    }
+
+    /// Point every other reachable replica at the new primary.
+    async fn repoint(
+        &mut self,
+        primary: &Address,
+        reports: &[(Address, Result<ReplicaReport, String>)],
+    ) {
+        let mut set = JoinSet::new();
+        for (addr, _) in reports.iter().filter(|(a, _)| a != primary) {
+            let Ok(login) = self.login(addr) else {
+                continue;
+            };
+            let (addr, primary, limit) = (addr.clone(), primary.clone(), self.limit());
+            set.spawn(async move { (addr, probe::repoint(&login, &primary, limit).await) });
+        }
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok((addr, Ok(()))) => self.attempt.repointed.push(addr.to_string()),
+                Ok((addr, Err(e))) => {
+                    tracing::warn!(node = %addr, error = %e, "could not re-point a replica at the new primary");
+                    self.attempt.not_repointed.push((addr.to_string(), e));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// A switchover's first step: let the old primary's running turns finish (new ones
+    /// wait), end what is left, and wait until `to` has replayed all of its WAL.
+    async fn drain(&mut self, old: &Address, to: &Address) -> Result<(), String> {
+        let pause = self.rt.config.failover.write_pause_timeout;
+        let deadline = Instant::now() + pause / 2;
+        let pool = self.plane.pool(&self.rt.name, &old.to_string());
+        loop {
+            let (open, idle) = pool.counts();
+            if open <= idle || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let old_login = self.login(old)?;
+        probe::end_sessions(&old_login, self.limit())
+            .await
+            .map_err(|e| format!("ending sessions on the old primary {old}: {e}"))?;
+        pool.clear();
+        let lsn = probe::current_lsn(&old_login, self.limit())
+            .await
+            .map_err(|e| format!("reading the old primary's WAL position: {e}"))?;
+        let to_login = self.login(to)?;
+        let catch_up = Instant::now() + pause / 2;
+        loop {
+            let r = probe::report(&to_login, self.limit()).await?;
+            if r.replay_lsn.is_some_and(|l| l >= lsn) {
+                return Ok(());
+            }
+            if Instant::now() >= catch_up {
+                return Err(format!(
+                    "{to} did not replay up to {lsn} within {:?}",
+                    pause / 2
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
