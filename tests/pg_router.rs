@@ -127,7 +127,7 @@ async fn scram_client_runs_queries_a_transaction_and_a_prepared_statement() -> a
         pg.psql(
             0,
             "select string_agg(state, ',') from pg_stat_activity where usename = 'app' \
-             and application_name <> 'switchyard-monitor'"
+             and application_name not like 'switchyard-%'"
         )?,
         "idle"
     );

@@ -42,7 +42,7 @@ fn backends_in(pg: &PgCluster, state: &str) -> anyhow::Result<u64> {
             0,
             &format!(
                 "select count(*) from pg_stat_activity where usename = 'app' and state = '{state}' \
-                 and application_name <> 'switchyard-monitor'"
+                 and application_name not like 'switchyard-%'"
             ),
         )?
         .parse()?)
@@ -108,7 +108,7 @@ async fn twenty_clients_share_two_server_connections() -> anyhow::Result<()> {
         .psql(
             0,
             "select count(*) from pg_stat_activity where usename = 'app' \
-             and application_name <> 'switchyard-monitor'",
+             and application_name not like 'switchyard-%'",
         )?
         .parse()?;
     assert!(backends <= 2, "{backends} backends for user app");
