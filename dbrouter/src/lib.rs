@@ -65,6 +65,10 @@
 //!   fails over yet). Lag in bytes against the highest WAL position known in the cluster,
 //!   in seconds from the primary's WAL history (0 when caught up, so an idle primary is not
 //!   lag). State is kept by address in [`DbPlane::monitor`] across reloads.
+//! - High availability ([`failover`]): detection from the monitor, the replicas' second
+//!   opinion, promotion of the most advanced (or synchronous) replica, re-pointing, fencing
+//!   through the control plane's writer, planned switchover, rejoin; transaction pooling
+//!   waits for a failover and keeps a client whose server died usable (08006).
 //! - Replica selection ([`replicas`]): [`choose_replica`] (pure over monitor state) and
 //!   [`DbPlane::choose_replica`] (load = the node pool's connections in use) pick a healthy
 //!   replica within `max_replica_lag_bytes`/`max_replica_lag`, least loaded first, ties
@@ -116,8 +120,9 @@
 //!   monitor's own connections do not use `server_tls` yet.
 //! - Hot reload of pools (move idle connections, retire old pools); listener changes need a
 //!   restart today.
-//! - Failover (issue 5): the monitor detects and reports a failed primary; still to do are
-//!   the replicas' second opinion, promotion, fencing, switchover.
+//! - Failover ([`failover`]): one Switchyard instance decides; a shared lease (etcd) for
+//!   several instances is not built. Session-mode clients on a failed primary lose their
+//!   session (they reconnect).
 
 #![forbid(unsafe_code)]
 
