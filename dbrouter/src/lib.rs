@@ -72,7 +72,7 @@
 //! - Replica selection ([`replicas`]): [`choose_replica`] (pure over monitor state) and
 //!   [`DbPlane::choose_replica`] (load = the node pool's connections in use) pick a healthy
 //!   replica within `max_replica_lag_bytes`/`max_replica_lag`, least loaded first, ties
-//!   round robin, optionally past a read-your-writes [`Lsn`]; else the primary or an error
+//!   at random, optionally past a read-your-writes [`Lsn`]; else the primary or an error
 //!   per `routing.fallback`.
 //! - Read/write split (`routing.read_write_split = true`, transaction pooling only): each
 //!   cluster runtime holds one [`classify::Classifier`] (rebuilt with the runtime on reload;

@@ -10,7 +10,7 @@
 //!
 //! Among those, the one with the least outstanding work (the caller says how much: the
 //! plane's [`DbPlane::choose_replica`] uses the node pool's connections in use), ties broken
-//! round robin. When none qualifies, the read goes to the primary, or fails, per
+//! at random. When none qualifies, the read goes to the primary, or fails, per
 //! `routing.fallback`; except that a cluster without replicas, and a read-your-writes read
 //! no caught-up replica can serve, always go to the primary (which has every write).
 
@@ -128,9 +128,11 @@ pub fn choose_replica(
         .filter(|&&(_, l)| l == least)
         .map(|&(a, _)| a)
         .collect();
+    // Ties are broken at random, not in turn: a client whose statements take two turns each
+    // (prepare, then execute) would otherwise run every execute on the same replica.
     let pick = match ties.len() {
         1 => ties[0],
-        n => ties[monitor.turn(&cluster.name) % n],
+        n => ties[rand::random_range(0..n)],
     };
     Choice::Replica(pick.clone())
 }

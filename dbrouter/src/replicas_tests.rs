@@ -83,7 +83,7 @@ fn choose(c: &Cluster, m: &NodeMonitor, now: Instant, min_lsn: Option<u64>) -> C
 }
 
 #[test]
-fn the_least_loaded_replica_wins_and_ties_go_round_robin() {
+fn the_least_loaded_replica_wins_and_ties_are_shared_at_random() {
     let c = cluster("", "");
     let t = Instant::now();
     let m = monitor(t, 1000, 1000);
@@ -92,10 +92,9 @@ fn the_least_loaded_replica_wins_and_ties_go_round_robin() {
         let choice = choose_replica(&c, &m, t, None, &load);
         assert_eq!(choice, Choice::Replica(addr(R2)));
     }
-    let picks: Vec<Choice> = (0..4).map(|_| choose(&c, &m, t, None)).collect();
-    assert_ne!(picks[0], picks[1], "ties alternate: {picks:?}");
-    assert_eq!(picks[0], picks[2]);
-    assert_eq!(picks[1], picks[3]);
+    let picks: Vec<Choice> = (0..400).map(|_| choose(&c, &m, t, None)).collect();
+    let r1 = picks.iter().filter(|p| **p == Choice::Replica(addr(R1))).count();
+    assert!((100..=300).contains(&r1), "ties are shared: {r1} of 400 to R1");
 }
 
 #[test]

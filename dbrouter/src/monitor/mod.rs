@@ -20,7 +20,6 @@ mod lsn;
 mod run;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,8 +39,6 @@ const HISTORY_LEN: usize = 1024;
 #[derive(Debug, Default)]
 pub struct NodeMonitor {
     nodes: DashMap<String, Arc<NodeEntry>>,
-    /// Round-robin cursors by cluster name, to break ties between equally loaded replicas.
-    turns: DashMap<String, Arc<AtomicUsize>>,
 }
 
 #[derive(Debug, Default)]
@@ -221,15 +218,6 @@ impl NodeMonitor {
     /// Drop what is known about `addr` (it left the config).
     pub fn forget(&self, addr: &str) {
         self.nodes.remove(addr);
-    }
-
-    /// The next round-robin turn of `cluster`.
-    pub(crate) fn turn(&self, cluster: &str) -> usize {
-        let cursor = match self.turns.get(cluster) {
-            Some(c) => c.clone(),
-            None => self.turns.entry(cluster.to_string()).or_default().clone(),
-        };
-        cursor.fetch_add(1, Relaxed)
     }
 
     fn entry(&self, addr: &str) -> Arc<NodeEntry> {

@@ -62,6 +62,8 @@ pub enum Internal {
     Replay,
     /// Asking for parameter values after a client's turn.
     Verify(Verify),
+    /// Asking the primary for its WAL position after a client's write (read-your-writes).
+    WalPosition,
 }
 
 /// Where a server message belongs.
@@ -123,6 +125,11 @@ impl Expect {
     /// Whether the server is answering a parameter verification.
     pub fn verify_front(&self) -> bool {
         matches!(self.q.front(), Some(Entry::Internal(Internal::Verify(_))))
+    }
+
+    /// Whether the router's WAL position query is being answered.
+    pub fn wal_position_front(&self) -> bool {
+        matches!(self.q.front(), Some(Entry::Internal(Internal::WalPosition)))
     }
 
     /// Whether a `Parse` of `stmt` is on its way to the server.

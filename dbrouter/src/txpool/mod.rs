@@ -145,6 +145,8 @@ pub async fn serve(
         skip_to_sync: false,
         route_override: None,
         lost: None,
+        turn_writes: false,
+        min_lsn: None,
     };
     let end = relay.run().await;
     if matches!(

@@ -28,6 +28,7 @@ use crate::cancel::CancelKey;
 use crate::checkout::Upstream;
 use crate::classify::Target;
 use crate::message::{self, ClientError, SqlState};
+use crate::monitor::Lsn;
 use crate::pool::{NodePool, PooledConn};
 use crate::replicas::Choice;
 use crate::runtime::ClusterRuntime;
@@ -119,6 +120,12 @@ pub(super) struct Held {
     pub rows: Vec<(String, Option<String>, Option<String>)>,
     /// The error of the router's own query in progress.
     pub internal_error: Option<String>,
+    /// The primary's WAL position, read after a write (read-your-writes).
+    pub wal_position: Option<Lsn>,
+    /// Taken for a write turn on the primary.
+    pub write: bool,
+    /// Client work went to it since its WAL position was last read.
+    pub needs_wal: bool,
     /// Why the connection must not be reused, if it must not.
     pub dirty: Option<&'static str>,
 }
@@ -136,6 +143,9 @@ impl Held {
             ops: Vec::new(),
             rows: Vec::new(),
             internal_error: None,
+            wal_position: None,
+            write: false,
+            needs_wal: false,
             dirty: None,
         }
     }
@@ -178,6 +188,11 @@ pub(super) struct TxRelay<'a> {
     /// Its server connection was lost while it was idle in a transaction: the error its
     /// next message gets instead of running.
     pub lost: Option<String>,
+    /// The current turn went to the primary as a write (not a read that fell back there).
+    pub turn_writes: bool,
+    /// Read-your-writes: the primary's WAL position after this client's latest write; its
+    /// reads go only to replicas that have replayed past it.
+    pub min_lsn: Option<Lsn>,
 }
 
 enum Event {
@@ -281,7 +296,8 @@ impl TxRelay<'_> {
     /// known), by the cluster as it is now. `Ok(false)`: the turn was refused and the client
     /// has been sent an `ErrorResponse`; the message must not be passed on.
     pub async fn hold(&mut self, sql: Option<&[u8]>) -> Result<bool, TxEnd> {
-        if self.held.is_some() {
+        if let Some(h) = self.held.as_mut() {
+            h.needs_wal |= h.write;
             return Ok(true);
         }
         let live = self.up.live();
@@ -325,6 +341,8 @@ impl TxRelay<'_> {
         };
         self.cancel.set_server(Some(conn.conn.key));
         let mut held = Held::new(conn, pool, node);
+        held.write = std::mem::take(&mut self.turn_writes);
+        held.needs_wal = held.write;
         if let Some(sql) = replay_sql(&self.me.params, &held.conn.conn.state.params) {
             codec::put_query(&mut held.to_server, &sql);
             held.expect.push(Entry::Internal(Internal::Replay));
@@ -417,6 +435,7 @@ impl TxRelay<'_> {
         live: &ClusterRuntime,
         sql: Option<&[u8]>,
     ) -> Result<Option<Address>, String> {
+        self.turn_writes = false;
         let Some(classifier) = live.classifier.as_ref() else {
             return Ok(None);
         };
@@ -437,9 +456,13 @@ impl TxRelay<'_> {
         };
         if target == Target::Primary {
             count("primary");
+            self.turn_writes = true;
             return Ok(None);
         }
-        match self.up.plane.choose_replica(&live.config, None) {
+        let min_lsn = self
+            .min_lsn
+            .filter(|_| live.config.routing.read_your_writes);
+        match self.up.plane.choose_replica(&live.config, min_lsn) {
             Choice::Replica(addr) => {
                 count("replica");
                 Ok(Some(addr))
@@ -479,6 +502,13 @@ impl TxRelay<'_> {
                 h.expect.push(Entry::Internal(Internal::Verify(v)));
                 return;
             }
+        }
+        if std::mem::take(&mut h.needs_wal) && self.up.live().config.routing.read_your_writes {
+            codec::put_query(&mut h.to_server, "select pg_current_wal_insert_lsn()");
+            h.wal_position = None;
+            h.internal_error = None;
+            h.expect.push(Entry::Internal(Internal::WalPosition));
+            return;
         }
         let Some(h) = self.held.take() else { return };
         self.cancel.set_server(None);

@@ -103,6 +103,13 @@ impl TxRelay<'_> {
                         }
                         self.tell_parameters();
                     }
+                    Some(Internal::WalPosition) => {
+                        if let Some(e) = h.internal_error.take() {
+                            tracing::debug!(cluster = %self.up.cluster, error = %e, "reading the primary's WAL position failed");
+                        } else if let Some(lsn) = h.wal_position.take() {
+                            self.min_lsn = self.min_lsn.max(Some(lsn));
+                        }
+                    }
                     Some(Internal::Verify(v)) => {
                         if let Some(e) = h.internal_error.take() {
                             tracing::warn!(cluster = %self.up.cluster, error = %e, "reading session parameters back failed");
@@ -117,6 +124,14 @@ impl TxRelay<'_> {
             }
             _ => {
                 let verifying = h.expect.verify_front();
+                if tag == b'D' && h.expect.wal_position_front() {
+                    h.wal_position = codec::first_column(body).and_then(|v| {
+                        std::str::from_utf8(v)
+                            .ok()?
+                            .parse::<crate::monitor::Lsn>()
+                            .ok()
+                    });
+                }
                 match h.expect.on_message(tag).map_err(desync)? {
                     Seen::Forward => {
                         if tag == b'C' && matches!(body, b"DISCARD ALL\0" | b"DEALLOCATE ALL\0") {
