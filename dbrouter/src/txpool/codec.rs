@@ -213,6 +213,17 @@ pub fn peek(
     Ok(Some((header[0], len)))
 }
 
+/// The first column of a `DataRow` body, `None` when it is NULL or the row is malformed.
+pub fn first_column(body: &[u8]) -> Option<&[u8]> {
+    let count = i16::from_be_bytes(body.get(0..2)?.try_into().ok()?);
+    if count < 1 {
+        return None;
+    }
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    body.get(6..6 + len)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -279,15 +290,4 @@ mod tests {
             Some(vec![None, Some(&b"ab"[..])])
         );
     }
-}
-
-/// The first column of a `DataRow` body, `None` when it is NULL or the row is malformed.
-pub fn first_column(body: &[u8]) -> Option<&[u8]> {
-    let count = i16::from_be_bytes(body.get(0..2)?.try_into().ok()?);
-    if count < 1 {
-        return None;
-    }
-    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
-    let len = usize::try_from(len).ok()?;
-    body.get(6..6 + len)
 }
