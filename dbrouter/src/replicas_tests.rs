@@ -198,7 +198,7 @@ fn fenced_down_and_unreachable_replicas_get_no_reads() {
     }
     // It answers again: back in rotation.
     m.record(R1, t, Ok(replica(1000)), 3);
-    let picks: Vec<Choice> = (0..2).map(|_| choose(&c, &m, t, None)).collect();
+    let picks: Vec<Choice> = (0..64).map(|_| choose(&c, &m, t, None)).collect();
     assert!(picks.contains(&Choice::Replica(addr(R1))), "{picks:?}");
 }
 
