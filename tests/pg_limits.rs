@@ -107,9 +107,7 @@ async fn min_size_connections_are_open_before_the_first_client() -> anyhow::Resu
     }
     // The first client is served by one of them: no new server connection.
     let client = pg::connect(&router.config("app", "app-pw")).await?;
-    client
-        .query_one("select pg_backend_pid()", &[])
-        .await?;
+    client.query_one("select pg_backend_pid()", &[]).await?;
     let s = router.cluster_status()?;
     assert_eq!(s["nodes"][0]["pool"]["open"], 3, "{s}");
     assert_eq!(pg.psql(0, sessions)?, "3");

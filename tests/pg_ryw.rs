@@ -118,7 +118,11 @@ async fn a_replica_past_the_lag_limit_gets_no_reads() -> anyhow::Result<()> {
     wait_until(Duration::from_secs(10), || async {
         let p = served_by(&client).await?;
         let s = tokio::task::block_in_place(|| router.cluster_status())?;
-        ensure!(p == paused, "the resumed replica gets no reads yet: {}", s["nodes"][1]);
+        ensure!(
+            p == paused,
+            "the resumed replica gets no reads yet: {}",
+            s["nodes"][1]
+        );
         Ok(())
     })
     .await?;

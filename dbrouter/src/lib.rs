@@ -65,6 +65,11 @@
 //!   fails over yet). Lag in bytes against the highest WAL position known in the cluster,
 //!   in seconds from the primary's WAL history (0 when caught up, so an idle primary is not
 //!   lag). State is kept by address in [`DbPlane::monitor`] across reloads.
+//! - Read-your-writes (`routing.read_your_writes`): after a client's write turn on the
+//!   primary, the router reads `pg_current_wal_insert_lsn()` on that connection (after the
+//!   client has its answer) and the client's later reads go only to replicas whose replayed
+//!   position the monitor has seen past it, else to the primary. A replica that cannot be
+//!   connected to sends the read to the primary.
 //! - High availability ([`failover`]): detection from the monitor, the replicas' second
 //!   opinion, promotion of the most advanced (or synchronous) replica, re-pointing, fencing
 //!   through the control plane's writer, planned switchover, rejoin; transaction pooling
@@ -109,13 +114,10 @@
 //!   connection; a replayed parameter the server refuses ends the session; large messages
 //!   (`CopyData`, `Bind`) are buffered whole.
 //! - Read/write split: session pooling (stays on the primary); the per-node transaction
-//!   counters and `transactions_total` metrics are still booked to the primary; a chosen
-//!   replica that cannot be connected to (down, not yet seen by the monitor) ends the
-//!   client's session instead of retrying elsewhere; `SET switchyard.route` in the extended
-//!   protocol is not intercepted;
-//!   read-your-writes: after a commit, the session's `min_lsn` from
-//!   [`NodeMonitor::wal_position_since`] (or `pg_current_wal_lsn()` on its connection).
-//!   The pool's `waiting` count for status.
+//!   counters and `transactions_total` metrics are still booked to the primary;
+//!   `SET switchyard.route` in the extended protocol is not intercepted. The pool's
+//!   `waiting` count for status. A user's changed password reaches running sessions only
+//!   at their next login.
 //! - TLS: `SCRAM-SHA-256-PLUS` (channel binding) both ways, client certificates; the node
 //!   monitor's own connections do not use `server_tls` yet.
 //! - Hot reload of pools (move idle connections, retire old pools); listener changes need a
