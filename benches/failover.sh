@@ -11,11 +11,12 @@ RUNS=${RUNS:-5}
 cargo test --release --test pg_failover --no-run >/dev/null 2>&1 || cargo test --release --test pg_failover --no-run
 times=()
 for i in $(seq "$RUNS"); do
-    out=$(cargo test --release --test pg_failover a_killed_primary -- --nocapture 2>&1)
-    t=$(grep -o 'first acknowledged write: [0-9.]*m\?s' <<<"$out" | awk '{print $4}')
+    out=$(cargo test --release --test pg_failover a_killed_primary -- --nocapture 2>&1) || {
+        echo "run $i failed:"; echo "$out" | tail -20; exit 1; }
+    t=$(grep -o 'first acknowledged write: [0-9.]*[mµ]\?s' <<<"$out" | awk '{print $4}' || true)
     [ -n "$t" ] || { echo "run $i failed:"; echo "$out" | tail -20; exit 1; }
     # Normalize to milliseconds.
-    case $t in *ms) ms=${t%ms} ;; *s) ms=$(awk "BEGIN{print ${t%s}*1000}") ;; esac
+    case $t in *ms) ms=${t%ms} ;; *µs) ms=$(awk "BEGIN{print ${t%µs}/1000}") ;; *s) ms=$(awk "BEGIN{print ${t%s}*1000}") ;; esac
     echo "run $i: ${ms} ms"
     times+=("$ms")
 done
