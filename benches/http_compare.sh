@@ -18,7 +18,8 @@
 #
 # Knobs (environment): DURATION (15, seconds per run), CONNS ("64 256"), THREADS (2, wrk
 # threads), ROUNDS (3), WARMUP (3, seconds per proxy before each concurrency), OUT
-# (target/bench-http/<time>: wrk outputs and configs are kept there).
+# (target/bench-http/<time>: wrk outputs and configs are kept there), CARGO_TARGET_DIR
+# (where the release build goes and the switchyard binary is taken from; default target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +49,7 @@ fi
 PATH=$PATH:/usr/sbin
 scripts/install-deps.sh
 cargo build --release --bin switchyard
+switchyard_bin=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/switchyard
 
 # --- ports, files, cleanup ----------------------------------------------------------------
 mkdir -p "$out"
@@ -134,7 +136,7 @@ balance = "least_conn"
 [http.upstreams.origin.pools.main]
 backends = ["127.0.0.1:$p_origin"]
 CONF
-RUST_LOG=warn target/release/switchyard run --config "$out/switchyard.toml" \
+RUST_LOG=warn "$switchyard_bin" run --config "$out/switchyard.toml" \
   >"$out/switchyard.log" 2>&1 &
 pids+=($!)
 pid[switchyard]=$!

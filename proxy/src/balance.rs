@@ -15,7 +15,7 @@ use std::time::Instant;
 use rand::Rng;
 use switchyard_config::{BackendState as AdminState, Balance, Upstream};
 
-use crate::registry::{BackendState, Health, PoolTraffic};
+use crate::registry::{BackendState, Health, PoolTraffic, RetryBudget};
 
 /// Pools up to this size are scanned exactly; larger ones use two random choices.
 pub const EXACT_LIMIT: usize = 16;
@@ -47,6 +47,8 @@ pub struct UpstreamRuntime {
     pub name: String,
     pub config: Upstream,
     pub pools: Vec<PoolRuntime>,
+    /// The upstream's retry budget (from the registry: it outlives reloads).
+    pub budget: Arc<RetryBudget>,
 }
 
 /// The outcome of a selection.
@@ -155,6 +157,9 @@ impl PoolRuntime {
             );
             return if fa * wb <= fb * wa { a } else { b };
         }
+        if let [only] = cands {
+            return *only;
+        }
         let mut best: Vec<usize> = Vec::with_capacity(cands.len());
         let (mut best_f, mut best_w) = (0u64, 1u64);
         for &i in cands {
@@ -197,28 +202,12 @@ impl PoolRuntime {
 impl UpstreamRuntime {
     /// Choose a backend for an attempt, avoiding those in `tried` while others exist.
     pub fn select(&self, now: Instant, tried: &[String]) -> Option<Pick> {
-        let live: Vec<usize> = (0..self.pools.len())
-            .filter(|&p| self.pools[p].weight > 0)
-            .collect();
-        // Prefer pools with a healthy untried backend, then a healthy one, then any.
-        let with_fresh: Vec<usize> = live
-            .iter()
-            .copied()
-            .filter(|&p| self.pools[p].has_healthy(now, tried))
-            .collect();
-        let with_healthy: Vec<usize> = live
-            .iter()
-            .copied()
-            .filter(|&p| self.pools[p].has_healthy(now, &[]))
-            .collect();
-        let pool_set = if !with_fresh.is_empty() {
-            with_fresh
-        } else if !with_healthy.is_empty() {
-            with_healthy
-        } else {
-            live
-        };
-        let pool = self.weighted_pool(&pool_set)?;
+        // Among pools with weight: prefer those with a healthy untried backend, then a healthy
+        // one, then any.
+        let pool = self
+            .weighted_pool(|p| p.has_healthy(now, tried))
+            .or_else(|| self.weighted_pool(|p| p.has_healthy(now, &[])))
+            .or_else(|| self.weighted_pool(|_| true))?;
         let p = &self.pools[pool];
         let (cands, panic) = p.candidates(now, tried);
         if cands.is_empty() {
@@ -235,20 +224,34 @@ impl UpstreamRuntime {
         })
     }
 
-    fn weighted_pool(&self, pools: &[usize]) -> Option<usize> {
-        let total: u64 = pools.iter().map(|&p| u64::from(self.pools[p].weight)).sum();
-        if total == 0 {
-            return None;
+    /// A pool with weight for which `eligible` holds, chosen by the pool weights; `None`
+    /// if there is none. Allocates nothing: with one eligible pool (the common case) it is
+    /// the answer, otherwise a second pass finds the weighted pick.
+    fn weighted_pool(&self, eligible: impl Fn(&PoolRuntime) -> bool) -> Option<usize> {
+        let ok = |p: &PoolRuntime| p.weight > 0 && eligible(p);
+        let (mut total, mut count, mut last) = (0u64, 0usize, None);
+        for (i, p) in self.pools.iter().enumerate() {
+            if ok(p) {
+                total += u64::from(p.weight);
+                count += 1;
+                last = Some(i);
+            }
+        }
+        if count <= 1 {
+            return last;
         }
         let mut x = rand::rng().random_range(0..total);
-        for &p in pools {
-            let w = u64::from(self.pools[p].weight);
-            if x < w {
-                return Some(p);
+        for (i, p) in self.pools.iter().enumerate() {
+            // Health may change between the passes: then `last` is the answer.
+            if ok(p) {
+                let w = u64::from(p.weight);
+                if x < w {
+                    return Some(i);
+                }
+                x -= w;
             }
-            x -= w;
         }
-        pools.last().copied()
+        last
     }
 
     pub fn backend(&self, pick: Pick) -> &BackendEntry {

@@ -16,6 +16,7 @@
 pub mod balance;
 pub mod health;
 pub mod registry;
+mod request_metrics;
 pub mod routing;
 pub mod server;
 pub mod service;
@@ -33,6 +34,7 @@ use switchyard_config::{BackendState as AdminState, Config};
 
 use balance::{PoolRuntime, UpstreamRuntime};
 pub use registry::Registry;
+use request_metrics::RouteMetrics;
 pub use routing::RouteTable;
 use tls::{CertSet, SniResolver};
 
@@ -48,6 +50,8 @@ pub enum BuildError {
 pub struct HttpRuntime {
     pub routes: RouteTable,
     pub upstreams: HashMap<String, UpstreamRuntime>,
+    /// Metric handles per route, in the order of `config.http.routes`.
+    route_metrics: Vec<RouteMetrics>,
     /// Certificates per listener name.
     certs: HashMap<String, Arc<CertSet>>,
     /// The whole applied config, shared with the control plane (not copied).
@@ -107,12 +111,20 @@ impl HttpPlane {
                     name: name.clone(),
                     config: up.clone(),
                     pools,
+                    budget: self.registry.budget(name),
                 },
             );
         }
+        let route_metrics = config
+            .http
+            .routes
+            .iter()
+            .map(|r| RouteMetrics::new(r, upstreams.get(&r.upstream)))
+            .collect();
         Ok(HttpRuntime {
             routes: RouteTable::new(&config.http.routes),
             upstreams,
+            route_metrics,
             certs,
             config: config.clone(),
         })

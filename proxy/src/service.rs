@@ -12,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
+use http::{header, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use switchyard_config::Route;
@@ -57,8 +58,8 @@ pub struct RequestCtx {
     /// The last response was a failure status and a retry was granted.
     retry_status: bool,
     started: Instant,
-    /// Pool and backend of the last attempt, for metrics.
-    last: Option<(String, String)>,
+    /// Pool and backend (indices in the upstream) of the last attempt, for metrics.
+    last: Option<(usize, usize)>,
     /// Request body bytes seen so far.
     body_bytes: u64,
 }
@@ -104,6 +105,13 @@ async fn respond(
         .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
         .await?;
     Ok(true)
+}
+
+/// A header value from text we formatted ourselves (an IP address list), without copying it.
+/// Such text is always a valid value; an invalid one would be a bug, answered as a 500.
+fn header_value(text: String) -> Result<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(text))
+        .or_else(|e| Error::e_explain(ErrorType::InternalError, e.to_string()))
 }
 
 /// Framing problems that make a request unsafe to forward (request smuggling): both
@@ -195,13 +203,7 @@ impl ProxyService {
         if !idempotent || session.retry_buffer_truncated() || session.response_written().is_some() {
             return false;
         }
-        if !ctx.retries_left(rt)
-            || !self
-                .plane
-                .registry
-                .budget(&up.name)
-                .try_retry(unix_second(), up.config.retry_budget)
-        {
+        if !ctx.retries_left(rt) || !up.budget.try_retry(unix_second(), up.config.retry_budget) {
             return false;
         }
         metrics::counter!("switchyard_http_retries_total", "upstream" => up.name.clone(), "reason" => reason).increment(1);
@@ -212,6 +214,11 @@ impl ProxyService {
 #[async_trait]
 impl ProxyHttp for ProxyService {
     type CTX = RequestCtx;
+
+    /// No downstream modules. pingora's default adds its response compression module,
+    /// disabled, which still costs a context and filter calls on every request; our gzip is
+    /// `upstream_compression`, enabled per route.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
@@ -275,10 +282,9 @@ impl ProxyHttp for ProxyService {
         if route.gzip {
             session.upstream_compression.adjust_level(6);
         }
-        self.plane
-            .registry
-            .budget(&route.upstream)
-            .record_request(unix_second());
+        if let Some(up) = rt.upstreams.get(&route.upstream) {
+            up.budget.record_request(unix_second());
+        }
         ctx.route = Some(idx);
         ctx.rt = Some(rt);
         Ok(false)
@@ -336,7 +342,7 @@ impl ProxyHttp for ProxyService {
         });
         ctx.tried.push(entry.addr.clone());
         ctx.attempts += 1;
-        ctx.last = Some((pool.name.clone(), entry.addr.clone()));
+        ctx.last = Some((pick.pool, pick.backend));
         pool.traffic
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -405,21 +411,24 @@ impl ProxyHttp for ProxyService {
         upstream_request: &mut RequestHeader,
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let client_ip = session
+        if let Some(ip) = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
-        if let Some(ip) = &client_ip {
+            .map(|a| a.ip())
+        {
+            // One allocation for the address, shared by both headers when there is no
+            // previous X-Forwarded-For (`HeaderValue` clones share their bytes).
+            let real_ip = header_value(ip.to_string())?;
             let xff = match upstream_request
                 .headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
             {
-                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-                _ => ip.clone(),
+                Some(prev) if !prev.trim().is_empty() => header_value(format!("{prev}, {ip}"))?,
+                _ => real_ip.clone(),
             };
             upstream_request.insert_header("x-forwarded-for", xff)?;
-            upstream_request.insert_header("x-real-ip", ip.as_str())?;
+            upstream_request.insert_header("x-real-ip", real_ip)?;
         }
         upstream_request.insert_header("x-forwarded-proto", self.scheme)?;
         let host = session
@@ -500,35 +509,9 @@ impl ProxyHttp for ProxyService {
             })
             .unwrap_or(0);
         let Some(rt) = ctx.rt.as_ref() else { return };
-        let Some(route) = ctx.route(rt) else { return };
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            500..=599 => "5xx",
-            _ => "none",
+        let Some(metrics) = ctx.route.and_then(|i| rt.route_metrics.get(i)) else {
+            return;
         };
-        let (pool, backend) = ctx.last.clone().unwrap_or_default();
-        let route_label = format!("{}{}", host_label(route), route.path_prefix);
-        metrics::counter!(
-            "switchyard_http_requests_total",
-            "route" => route_label,
-            "upstream" => route.upstream.clone(),
-            "pool" => pool,
-            "backend" => backend,
-            "class" => class
-        )
-        .increment(1);
-        metrics::histogram!("switchyard_http_request_duration_seconds", "upstream" => route.upstream.clone())
-            .record(ctx.started.elapsed().as_secs_f64());
-    }
-}
-
-fn host_label(route: &Route) -> String {
-    match &route.host {
-        switchyard_config::HostMatch::Any => "*".to_string(),
-        switchyard_config::HostMatch::Exact(h) => h.clone(),
-        switchyard_config::HostMatch::Suffix(s) => format!("*{s}"),
+        metrics.record(status, ctx.last, ctx.started.elapsed().as_secs_f64());
     }
 }

@@ -43,6 +43,7 @@ fn upstream(balance: &str, pools: &[(&str, u32, &[u32])]) -> (UpstreamRuntime, R
         name: "u".into(),
         config: config.http.upstreams["u"].clone(),
         pools: built,
+        budget: Default::default(),
     };
     (up, reg)
 }
