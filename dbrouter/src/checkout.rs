@@ -100,14 +100,16 @@ impl<'a> Upstream<'a> {
         params: &[(&str, &str)],
         notices: &mut BytesMut,
     ) -> Result<PooledConn, ClientErrorOrFrame> {
-        let settings = self.settings();
-        let timeout = settings.checkout_timeout;
-        let node_name = node.to_string();
-        let role = if *node == self.live().primary {
+        // One look at the live cluster for both (a turn checks out once per transaction).
+        let live = self.live();
+        let settings = live.pool.clone();
+        let role = if *node == live.primary {
             "the primary"
         } else {
             "a replica"
         };
+        drop(live);
+        let timeout = settings.checkout_timeout;
         let connect = move || async move {
             let login = backend::connect(
                 node,
@@ -126,17 +128,22 @@ impl<'a> Upstream<'a> {
             }
         };
         let checked_out = pool
-            .checkout(key, &settings, || self.stats.server(&node_name), connect)
+            .checkout(
+                key,
+                &settings,
+                || self.stats.server(&node.to_string()),
+                connect,
+            )
             .await
             .map_err(ClientErrorOrFrame::Error)?;
         match checked_out {
             Ok(server) => Ok(server),
             Err(Some(e)) => {
-                tracing::warn!(cluster = %self.cluster, node = %node_name, error = %e, "server login failed");
+                tracing::warn!(cluster = %self.cluster, node = %node, error = %e, "server login failed");
                 Err(e.to_client(self.cluster, role))
             }
             Err(None) => {
-                tracing::warn!(cluster = %self.cluster, node = %node_name, "server login timed out");
+                tracing::warn!(cluster = %self.cluster, node = %node, "server login timed out");
                 Err(ClientErrorOrFrame::Error(ClientError::fatal(
                     SqlState::CONNECTION_FAILURE,
                     format!(

@@ -89,7 +89,7 @@ pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>
     if bound.is_empty() {
         return Ok(None);
     }
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let workers = worker_threads();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("switchyard-pg")
@@ -142,6 +142,24 @@ pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>
         stop,
         thread: Some(thread),
     }))
+}
+
+/// Worker threads of the router's runtime: `SWITCHYARD_PG_WORKERS` when set to a number
+/// from 1 to 64, else [`default_workers`].
+fn worker_threads() -> usize {
+    std::env::var("SWITCHYARD_PG_WORKERS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or_else(default_workers)
+}
+
+/// Half the cores, from 1 to 8. Most of a relayed transaction's cost is in the kernel
+/// (loopback or NIC send and receive, waking the peer), shared with the clients and
+/// PostgreSQL on the same machine; each extra worker adds wake-ups between threads (a task
+/// woken on one worker, stolen by another) without adding cores for the router.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8))
 }
 
 /// Accept clients of `cluster` on `listener` until `shutdown` resolves; each client is a

@@ -40,6 +40,8 @@ pub mod report;
 pub mod sql;
 
 mod client;
+mod held;
+mod io;
 mod relay;
 mod server;
 
@@ -147,6 +149,8 @@ pub async fn serve(
         lost: None,
         turn_writes: false,
         min_lsn: None,
+        spare: Default::default(),
+        pools: Vec::new(),
     };
     let end = relay.run().await;
     if matches!(
@@ -253,8 +257,10 @@ async fn login(
         }
     };
     let replayed = tokio::time::timeout(OWN_QUERY_TIMEOUT, set_params(&mut conn.conn, &me.params));
-    match replayed.await {
-        Ok(Ok(())) => {}
+    // The replay's notices (a value the server adjusted, such as a truncated
+    // `application_name`) are the client's, as they would be from its own startup.
+    let replay_notices = match replayed.await {
+        Ok(Ok(n)) => n,
         Ok(Err(Some(e))) => {
             // The replay was one implicit transaction: it left nothing behind.
             up.pool.put_back(key.to_string(), conn, &up.settings());
@@ -266,8 +272,9 @@ async fn login(
                 "lost the server connection while setting this session's parameters",
             ))
         }
-    }
+    };
     out.extend_from_slice(&notices);
+    out.extend_from_slice(&replay_notices);
     for p in &conn.conn.parameter_status {
         out.extend_from_slice(&p.to_wire());
         if let Some((name, value)) = codec::parameter_status(&p.body) {
@@ -287,7 +294,7 @@ async fn give_back(up: &Upstream<'_>, key: String, mut h: Held, pinned: bool) {
     if h.conn.conn.status != b'I' {
         let rolled_back =
             tokio::time::timeout(OWN_QUERY_TIMEOUT, own_query(&mut h.conn.conn, "ROLLBACK"));
-        if !matches!(rolled_back.await, Ok(Ok(()))) || h.conn.conn.status != b'I' {
+        if !matches!(rolled_back.await, Ok(Ok(_))) || h.conn.conn.status != b'I' {
             return;
         }
         tracing::debug!(cluster = %up.cluster, "rolled back the transaction of a client that left");
@@ -302,30 +309,35 @@ async fn give_back(up: &Upstream<'_>, key: String, mut h: Held, pinned: bool) {
     }
 }
 
-/// Make `conn`'s parameters `want` (the login replay). `Err(Some(message))`: the server
-/// refused a value; `Err(None)`: the connection failed.
-async fn set_params(conn: &mut ServerConn, want: &Params) -> Result<(), Option<String>> {
-    if let Some(sql) = replay_sql(want, &conn.state.params) {
-        own_query(conn, &sql).await?;
-        conn.state.params = want.clone();
-    }
-    Ok(())
+/// Make `conn`'s parameters `want` (the login replay); the server's notices come back, as
+/// messages. `Err(Some(message))`: the server refused a value; `Err(None)`: the connection
+/// failed.
+async fn set_params(conn: &mut ServerConn, want: &Params) -> Result<BytesMut, Option<String>> {
+    let Some(sql) = replay_sql(want, &conn.state.params) else {
+        return Ok(BytesMut::new());
+    };
+    let notices = own_query(conn, &sql).await?;
+    conn.state.params = want.clone();
+    Ok(notices)
 }
 
 /// Run `sql` on an idle `conn` and read to its `ReadyForQuery`, keeping `ParameterStatus`
-/// news. `Err(Some(message))` if it failed.
-async fn own_query(conn: &mut ServerConn, sql: &str) -> Result<(), Option<String>> {
+/// news. Returns the `NoticeResponse`s it got, as messages (the caller decides whether they
+/// are the client's). `Err(Some(message))` if it failed.
+async fn own_query(conn: &mut ServerConn, sql: &str) -> Result<BytesMut, Option<String>> {
     let mut out = BytesMut::new();
     codec::put_query(&mut out, sql);
     conn.stream.write_all(&out).await.map_err(|_| None)?;
     let mut buf = BytesMut::new();
     let mut error = None;
+    let mut notices = BytesMut::new();
     loop {
         let f = frame::read_frame(&mut conn.stream, &mut buf, frame::backend_limit)
             .await
             .map_err(|_| None)?;
         match f.tag {
             b'E' => error = Some(codec::error_message(&f.body)),
+            b'N' => notices.extend_from_slice(&f.to_wire()),
             b'S' => conn.set_parameter_status(f),
             b'G' | b'H' | b'W' => return Err(None),
             b'Z' => {
@@ -333,7 +345,7 @@ async fn own_query(conn: &mut ServerConn, sql: &str) -> Result<(), Option<String
                 if !buf.is_empty() {
                     return Err(None);
                 }
-                return error.map_or(Ok(()), |e| Err(Some(e)));
+                return error.map_or(Ok(notices), |e| Err(Some(e)));
             }
             _ => {}
         }

@@ -13,15 +13,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use switchyard_config::Address;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 
 use super::codec;
-use super::expect::{Entry, Expect, Internal};
+use super::expect::{Entry, Internal};
+pub(super) use super::held::Held;
+use super::held::Spare;
 use super::params::{replay_sql, Verify};
 use super::report::TxMetrics;
-use super::sql::ParamOp;
 use super::ClientState;
 use crate::backend::ClientErrorOrFrame;
 use crate::cancel::CancelKey;
@@ -34,6 +34,9 @@ use crate::replicas::Choice;
 use crate::runtime::ClusterRuntime;
 use crate::tls::PgStream;
 
+/// Nodes whose pools a session keeps at hand ([`TxRelay::node_pool`]).
+const POOLS_KEPT: usize = 16;
+
 /// A session's `SET switchyard.route`: where its turns go whatever their statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RouteOverride {
@@ -43,9 +46,6 @@ pub(super) enum RouteOverride {
 
 /// Bytes waiting for one side above which the other side is not read.
 pub(super) const HIGH: usize = 256 * 1024;
-
-/// Read size.
-const CHUNK: usize = 16 * 1024;
 
 /// How often a write turn waiting for a failover looks again.
 const WAIT_STEP: Duration = Duration::from_millis(20);
@@ -100,70 +100,6 @@ pub(super) enum TxEnd {
     Refused(ClientErrorOrFrame),
 }
 
-/// A server connection a client holds for its turn, and what is in flight on it.
-#[derive(Debug)]
-pub(super) struct Held {
-    pub conn: PooledConn,
-    /// The pool of the node it came from (and goes back to).
-    pub pool: Arc<NodePool>,
-    /// That node's address.
-    pub node: String,
-    /// Read from the server, not yet handled (at most a partial message).
-    pub sbuf: BytesMut,
-    pub to_server: BytesMut,
-    pub expect: Expect,
-    /// The client sent extended-protocol messages after its last `Sync`.
-    pub mid_batch: bool,
-    /// What the client did to its parameters during this turn.
-    pub ops: Vec<ParamOp>,
-    /// Rows of a parameter verification in progress.
-    pub rows: Vec<(String, Option<String>, Option<String>)>,
-    /// The error of the router's own query in progress.
-    pub internal_error: Option<String>,
-    /// The primary's WAL position, read after a write (read-your-writes).
-    pub wal_position: Option<Lsn>,
-    /// Taken for a write turn on the primary.
-    pub write: bool,
-    /// Client work went to it since its WAL position was last read.
-    pub needs_wal: bool,
-    /// Why the connection must not be reused, if it must not.
-    pub dirty: Option<&'static str>,
-}
-
-impl Held {
-    fn new(conn: PooledConn, pool: Arc<NodePool>, node: String) -> Self {
-        Held {
-            conn,
-            pool,
-            node,
-            sbuf: BytesMut::new(),
-            to_server: BytesMut::new(),
-            expect: Expect::default(),
-            mid_batch: false,
-            ops: Vec::new(),
-            rows: Vec::new(),
-            internal_error: None,
-            wal_position: None,
-            write: false,
-            needs_wal: false,
-            dirty: None,
-        }
-    }
-
-    /// Idle between whole messages with nothing owed either way: the turn may end.
-    pub fn idle(&self) -> bool {
-        self.conn.conn.status == b'I' && self.quiet()
-    }
-
-    /// Nothing in flight (whatever the transaction status).
-    pub fn quiet(&self) -> bool {
-        self.expect.is_empty()
-            && !self.mid_batch
-            && self.to_server.is_empty()
-            && self.sbuf.is_empty()
-    }
-}
-
 /// One transaction-pooled client.
 pub(super) struct TxRelay<'a> {
     pub up: &'a Upstream<'a>,
@@ -193,12 +129,11 @@ pub(super) struct TxRelay<'a> {
     /// Read-your-writes: the primary's WAL position after this client's latest write; its
     /// reads go only to replicas that have replayed past it.
     pub min_lsn: Option<Lsn>,
-}
-
-enum Event {
-    ClientRead,
-    ServerRead,
-    Wrote,
+    /// What the last turn left for the next one's buffers.
+    pub spare: Spare,
+    /// Nodes this session's turns went to, by address: their names and pools (the plane
+    /// keeps a node's pool for good, so it is looked up once, not at every turn).
+    pub pools: Vec<(Address, Arc<str>, Arc<NodePool>)>,
 }
 
 impl TxRelay<'_> {
@@ -232,12 +167,18 @@ impl TxRelay<'_> {
         };
         self.cancel.set_server(None);
         tracing::debug!(expect = ?h.expect, mid_batch = h.mid_batch, status = h.conn.conn.status, unsent = self.to_client.len(), "server lost");
+        tracing::debug!(client = self.cancel.pid, expect = ?h.expect, mid_batch = h.mid_batch, "server connection lost: what it owed");
         let (forget, owed) = h.expect.abandon();
         for name in forget {
             self.me.statements.remove(&name);
         }
         let node = h.node.clone();
         let live = self.up.live();
+        let said = h
+            .fatal
+            .take()
+            .map(|m| format!("; the server said: {m}"))
+            .unwrap_or_default();
         let why = if self.up.plane.failover.running(self.up.cluster)
             || self
                 .up
@@ -250,13 +191,13 @@ impl TxRelay<'_> {
         } else {
             "the server closed it"
         };
-        let role = if live.primary.to_string() == node {
+        let role = if live.primary.to_string() == *node {
             "the primary"
         } else {
             "a replica"
         };
         let text = format!(
-            "the connection to {role} ({node}) of cluster \"{}\" was lost ({why}): the transaction was rolled back unless its COMMIT had already reached the server; the session stays usable",
+            "the connection to {role} ({node}) of cluster \"{}\" was lost ({why}{said}): the transaction was rolled back unless its COMMIT had already reached the server; the session stays usable",
             self.up.cluster
         );
         let in_transaction = h.conn.conn.status != b'I';
@@ -316,13 +257,13 @@ impl TxRelay<'_> {
         let mut notices = BytesMut::new();
         let got = match target {
             Some(replica) => {
-                let pool = self.up.plane.pool(self.up.cluster, &replica.to_string());
+                let (name, pool) = self.node_pool(&replica);
                 match self
                     .up
                     .checkout_at(&replica, &pool, self.key, self.server_params, &mut notices)
                     .await
                 {
-                    Ok(conn) => Ok((conn, pool, replica.to_string())),
+                    Ok(conn) => Ok((conn, pool, name)),
                     Err(e) => {
                         // Down before the monitor noticed: the read goes to the primary.
                         tracing::warn!(cluster = %self.up.cluster, node = %replica, error = ?e, "replica unavailable; the read goes to the primary");
@@ -340,7 +281,7 @@ impl TxRelay<'_> {
             }
         };
         self.cancel.set_server(Some(conn.conn.key));
-        let mut held = Held::new(conn, pool, node);
+        let mut held = Held::new(conn, pool, node, std::mem::take(&mut self.spare));
         held.write = std::mem::take(&mut self.turn_writes);
         held.needs_wal = held.write;
         if let Some(sql) = replay_sql(&self.me.params, &held.conn.conn.state.params) {
@@ -360,7 +301,7 @@ impl TxRelay<'_> {
     async fn primary_conn(
         &mut self,
         notices: &mut BytesMut,
-    ) -> Result<(PooledConn, Arc<NodePool>, String), ClientErrorOrFrame> {
+    ) -> Result<(PooledConn, Arc<NodePool>, Arc<str>), ClientErrorOrFrame> {
         let (plane, cluster) = (self.up.plane, self.up.cluster);
         let mut live = self.up.live();
         let settings = live.config.failover.clone();
@@ -374,8 +315,7 @@ impl TxRelay<'_> {
         }
         loop {
             let node = live.primary.clone();
-            let name = node.to_string();
-            let pool = plane.pool(cluster, &name);
+            let (name, pool) = self.node_pool(&node);
             let e = match self
                 .up
                 .checkout_at(&node, &pool, self.key, self.server_params, notices)
@@ -450,10 +390,8 @@ impl TxRelay<'_> {
                 (d.target, d.reason.label())
             }
         };
-        let cluster = self.up.cluster.to_string();
-        let count = |target: &'static str| {
-            metrics::counter!("switchyard_postgres_queries_routed_total", "cluster" => cluster.clone(), "target" => target, "reason" => reason).increment(1);
-        };
+        let metrics = &mut self.metrics;
+        let mut count = |target: &'static str| metrics.routed(target, reason);
         if target == Target::Primary {
             count("primary");
             self.turn_writes = true;
@@ -513,137 +451,29 @@ impl TxRelay<'_> {
         let Some(h) = self.held.take() else { return };
         self.cancel.set_server(None);
         self.metrics.transaction(&self.up.pool.tx);
-        match h.dirty {
+        let (conn, pool, dirty, spare) = h.finish();
+        self.spare = spare;
+        match dirty {
             Some(why) => {
                 tracing::debug!(cluster = %self.up.cluster, why, "server connection not reused");
-                tokio::spawn(h.conn.close());
+                tokio::spawn(conn.close());
             }
-            None => h
-                .pool
-                .put_back(self.key.to_string(), h.conn, &self.up.settings()),
+            None => pool.put_back(self.key.to_string(), conn, &self.up.settings()),
         }
     }
 
-    /// The client is gone: let what it left in flight finish, its answers going nowhere,
-    /// and read back the parameters its last turn changed, so that the connection can be
-    /// judged for reuse. Nothing is sent on its behalf: a batch it left without its `Sync`
-    /// (which would commit) or a `COPY` it left half sent stays as it is, and the connection
-    /// is closed. Whatever is still in flight when `within` runs out is too.
-    pub async fn settle(&mut self, within: Duration) {
-        let _ = tokio::time::timeout(within, async {
-            loop {
-                let pinned = self.pinned.is_some();
-                let Some(h) = self.held.as_mut() else { return };
-                if h.quiet() {
-                    if h.conn.conn.status != b'I' || h.ops.is_empty() || pinned {
-                        return;
-                    }
-                    self.end_turn();
-                    continue;
-                }
-                if h.mid_batch || h.expect.copy_in() {
-                    return;
-                }
-                let stream = &mut h.conn.conn.stream;
-                if !h.to_server.is_empty() {
-                    if stream.write_all(&h.to_server).await.is_err() {
-                        return;
-                    }
-                    h.to_server.clear();
-                }
-                h.sbuf.reserve(CHUNK);
-                match stream.read_buf(&mut h.sbuf).await {
-                    Ok(n) if n > 0 => {}
-                    _ => return,
-                }
-                if self.server_messages().is_err() {
-                    return;
-                }
-                self.to_client.clear();
-            }
-        })
-        .await;
-    }
-
-    /// Write what the sockets take now, without waiting.
-    fn flush_now(&mut self) -> Result<(), TxEnd> {
-        if let Some(h) = self.held.as_mut() {
-            write_some(&h.conn.conn.stream, &mut h.to_server).map_err(TxEnd::ServerIo)?;
+    /// The name and pool of `node` (what `DbPlane::pool` returns for it, looked up once per
+    /// session).
+    fn node_pool(&mut self, node: &Address) -> (Arc<str>, Arc<NodePool>) {
+        if let Some((_, name, pool)) = self.pools.iter().find(|(a, _, _)| a == node) {
+            return (name.clone(), pool.clone());
         }
-        write_some(self.client, &mut self.to_client).map_err(TxEnd::ClientIo)
-    }
-
-    /// Wait for one socket to be ready and do what it is ready for.
-    async fn io(&mut self) -> Result<(), TxEnd> {
-        self.flush_now()?;
-        let server = self.held.as_ref().map(|h| &h.conn.conn.stream);
-        let (server_read, server_write, read_client) = match &self.held {
-            Some(h) => (
-                self.to_client.len() < HIGH,
-                !h.to_server.is_empty() || h.conn.conn.stream.wants_write(),
-                h.to_server.len() < HIGH,
-            ),
-            None => (false, false, true),
-        };
-        let client_write = !self.to_client.is_empty() || self.client.wants_write();
-        let event = tokio::select! {
-            biased;
-            r = ready(server, Interest::READABLE), if server_read => r.map(|_| Event::ServerRead).map_err(TxEnd::ServerIo),
-            r = ready(server, Interest::WRITABLE), if server_write => r.map(|_| Event::Wrote).map_err(TxEnd::ServerIo),
-            r = self.client.writable(), if client_write => r.map(|_| Event::Wrote).map_err(TxEnd::ClientIo),
-            r = self.client.readable(), if read_client => r.map(|_| Event::ClientRead).map_err(TxEnd::ClientIo),
-            else => Err(TxEnd::ServerViolation("the relay has nothing to wait for".into())),
-        }?;
-        match event {
-            Event::Wrote => self.flush_now(),
-            Event::ClientRead => {
-                self.cbuf.reserve(CHUNK);
-                match self.client.try_read_buf(&mut self.cbuf) {
-                    Ok(0) => Err(TxEnd::ClientClosed {
-                        between_messages: self.cbuf.is_empty(),
-                    }),
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-                    Err(e) => Err(TxEnd::ClientIo(e)),
-                }
-            }
-            Event::ServerRead => {
-                let Some(h) = self.held.as_mut() else {
-                    return Ok(());
-                };
-                h.sbuf.reserve(CHUNK);
-                match h.conn.conn.stream.try_read_buf(&mut h.sbuf) {
-                    Ok(0) => Err(TxEnd::ServerClosed),
-                    Ok(_) => self.server_messages(),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-                    Err(e) => Err(TxEnd::ServerIo(e)),
-                }
-            }
+        let name: Arc<str> = node.to_string().into();
+        let pool = self.up.plane.pool(self.up.cluster, &name);
+        if self.pools.len() >= POOLS_KEPT {
+            self.pools.clear();
         }
-    }
-}
-
-/// Wait until `stream` is ready for `interest` (forever when there is none).
-async fn ready(stream: Option<&PgStream>, interest: Interest) -> io::Result<()> {
-    match stream {
-        Some(s) => s.ready(interest).await.map(|_| ()),
-        None => std::future::pending().await,
-    }
-}
-
-/// Write as much of `buf` (and of TLS ciphertext queued before) as `stream` takes without
-/// blocking.
-fn write_some(stream: &PgStream, buf: &mut BytesMut) -> io::Result<()> {
-    while !buf.is_empty() {
-        match stream.try_write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf.advance(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-    match stream.try_flush() {
-        Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-        _ => Ok(()),
+        self.pools.push((node.clone(), name.clone(), pool.clone()));
+        (name, pool)
     }
 }

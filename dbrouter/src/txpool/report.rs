@@ -6,7 +6,8 @@
 //! connection, each ended by an idle `ReadyForQuery`), `switchyard_postgres_pinned_clients_total`
 //! (by reason), `switchyard_postgres_prepared_injections_total` (a `Parse` sent for a client
 //! on a server connection that lacked its statement) and
-//! `switchyard_postgres_parameter_replays_total`, labelled by cluster and node.
+//! `switchyard_postgres_parameter_replays_total`, labelled by cluster and node, and
+//! `switchyard_postgres_queries_routed_total` (by cluster, target and reason).
 //!
 //! TODO: fold [`augment`] into `crate::status` once the node monitor's changes there land.
 
@@ -34,6 +35,8 @@ pub struct TxMetrics {
     transactions: metrics::Counter,
     injections: metrics::Counter,
     replays: metrics::Counter,
+    /// `switchyard_postgres_queries_routed_total` by target and reason, as met.
+    routed: Vec<(&'static str, &'static str, metrics::Counter)>,
 }
 
 impl TxMetrics {
@@ -45,7 +48,24 @@ impl TxMetrics {
             replays: metrics::counter!("switchyard_postgres_parameter_replays_total", "cluster" => c.clone(), "node" => n.clone()),
             cluster: c,
             node: n,
+            routed: Vec::new(),
         }
+    }
+
+    /// A turn routed to `target` for `reason` (each pair's series is looked up once per
+    /// session, not once per turn).
+    pub fn routed(&mut self, target: &'static str, reason: &'static str) {
+        let known = self
+            .routed
+            .iter()
+            .find(|(t, r, _)| *t == target && *r == reason);
+        if let Some((_, _, counter)) = known {
+            counter.increment(1);
+            return;
+        }
+        let counter = metrics::counter!("switchyard_postgres_queries_routed_total", "cluster" => self.cluster.clone(), "target" => target, "reason" => reason);
+        counter.increment(1);
+        self.routed.push((target, reason, counter));
     }
 
     pub fn transaction(&self, c: &TxCounters) {
