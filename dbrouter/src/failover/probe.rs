@@ -107,6 +107,8 @@ pub struct ReplicaReport {
     pub in_recovery: bool,
     /// Its WAL receiver streams from a primary right now.
     pub streaming: bool,
+    /// `host:port` its WAL receiver streams from, when it streams.
+    pub sender: Option<String>,
     pub receive_lsn: Option<Lsn>,
     pub replay_lsn: Option<Lsn>,
     /// The name it streams under (`application_name` of `primary_conninfo`, else
@@ -125,7 +127,8 @@ const REPORT: &str = "select pg_is_in_recovery(), \
     exists (select 1 from pg_stat_wal_receiver where status = 'streaming'), \
     pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
     coalesce(substring(current_setting('primary_conninfo') from 'application_name=''?([^ '']+)'), \
-             nullif(current_setting('cluster_name'), ''), 'walreceiver')";
+             nullif(current_setting('cluster_name'), ''), 'walreceiver'), \
+    (select sender_host || ':' || sender_port from pg_stat_wal_receiver where status = 'streaming' limit 1)";
 
 /// Ask a replica how it stands.
 pub async fn report(login: &NodeLogin, limit: Duration) -> Result<ReplicaReport, String> {
@@ -141,6 +144,7 @@ pub async fn report(login: &NodeLogin, limit: Duration) -> Result<ReplicaReport,
             .cloned()
             .flatten()
             .unwrap_or_else(|| "walreceiver".into()),
+        sender: row.get(5).cloned().flatten(),
     })
 }
 

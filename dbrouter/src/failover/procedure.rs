@@ -185,13 +185,26 @@ impl Procedure<'_> {
         if let Request::Failover { .. } = self.req {
             self.second_opinion(&old, &reports)?;
         }
-        let chosen = self.choose(&reports, target.as_ref())?;
-        self.state.set_phase(Phase::Promoting);
-        let t = Instant::now();
-        probe::promote(&self.login(&chosen)?, PROMOTE_LIMIT)
-            .await
-            .map_err(|e| format!("promoting {chosen} failed: {e}"))?;
-        self.attempt.promotion_ms = Some(t.elapsed().as_millis() as u64);
+        let chosen = match self.adopt(&reports)? {
+            Some(promoted) => {
+                // Another Switchyard (a sidecar beside another application instance) has
+                // promoted it already: follow, do not promote a second one.
+                self.attempt.reason.push_str(&format!(
+                    "; {promoted} was already promoted (by another Switchyard or an operator): adopted"
+                ));
+                promoted
+            }
+            None => {
+                let chosen = self.choose(&reports, target.as_ref())?;
+                self.state.set_phase(Phase::Promoting);
+                let t = Instant::now();
+                probe::promote(&self.login(&chosen)?, PROMOTE_LIMIT)
+                    .await
+                    .map_err(|e| format!("promoting {chosen} failed: {e}"))?;
+                self.attempt.promotion_ms = Some(t.elapsed().as_millis() as u64);
+                chosen
+            }
+        };
         self.attempt.new_primary = Some(chosen.to_string());
         self.state.set_phase(Phase::Reconfiguring);
         let reason = format!(
@@ -295,9 +308,23 @@ impl Procedure<'_> {
         {
             return Err(format!("the primary {old} answers again: no failover"));
         }
+        // A replica streaming from another node of the cluster (the new primary another
+        // Switchyard promoted, or a cascading replica) says nothing about the old primary.
+        let from_other_node = |r: &ReplicaReport| {
+            r.sender
+                .as_deref()
+                .and_then(|s| switchyard_config::parse_address(s).ok())
+                .is_some_and(|s| {
+                    self.rt
+                        .config
+                        .nodes
+                        .iter()
+                        .any(|n| n.addr == s && n.addr != *old)
+                })
+        };
         if let Some((addr, _)) = reports
             .iter()
-            .find(|(_, r)| r.as_ref().is_ok_and(|r| r.streaming))
+            .find(|(_, r)| r.as_ref().is_ok_and(|r| r.streaming && !from_other_node(r)))
         {
             let why = format!(
                 "the primary {old} is unreachable from Switchyard, but replica {addr} still streams from it: not promoting"
@@ -306,6 +333,37 @@ impl Procedure<'_> {
             return Err(why);
         }
         Ok(())
+    }
+
+    /// For an automatic failover: a configured replica that has left recovery already (one
+    /// is adopted as the new primary; two mean two promotions happened, and nothing is done
+    /// before an operator decides).
+    fn adopt(
+        &self,
+        reports: &[(Address, Result<ReplicaReport, String>)],
+    ) -> Result<Option<Address>, String> {
+        if !matches!(self.req, Request::Failover { .. }) {
+            return Ok(None);
+        }
+        let promoted: Vec<&Address> = reports
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_ok_and(|r| !r.in_recovery))
+            .map(|(a, _)| a)
+            .collect();
+        match promoted.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some((*one).clone())),
+            many => {
+                let list: Vec<String> = many.iter().map(|a| a.to_string()).collect();
+                let why = format!(
+                    "several replicas left recovery ({}): two primaries exist; promote one explicitly with POST /v1/clusters/{}/promote after fencing the other",
+                    list.join(", "),
+                    self.rt.name
+                );
+                self.state.hold_back(why.clone());
+                Err(why)
+            }
+        }
     }
 
     /// The replica to promote: `target` if given (it must be able to), else the most
@@ -352,7 +410,11 @@ impl Procedure<'_> {
                 .iter()
                 .find(|n| n.addr == *addr)
                 .map_or(0, |n| n.priority);
-            let better = best.is_none_or(|(_, b, p)| (r.position(), priority) > (b.position(), p));
+            // Equal WAL and priority: the lowest address, so that every Switchyard watching
+            // this cluster (one beside each application instance) picks the same node.
+            let key = (r.position(), priority, std::cmp::Reverse(addr.to_string()));
+            let better = best
+                .is_none_or(|(a, b, p)| key > (b.position(), p, std::cmp::Reverse(a.to_string())));
             if better {
                 best = Some((addr, r, priority));
             }

@@ -1,0 +1,91 @@
+//! Two Switchyard sidecars (one beside each application instance) watching the same real
+//! primary and two streaming replicas: when the primary is killed, both fail over to the
+//! same replica; exactly one node is promoted (the second sidecar adopts what the first
+//! promoted, or both pick the same node by the same rule), and writes through either sidecar
+//! land on it.
+//!
+//! Skips (with a message) only when no PostgreSQL server binaries are installed.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure};
+use serde_json::Value;
+use support::pg::client::{connect, Router};
+use support::pg::ha::wait_until;
+use support::pg::{PgCluster, SUPERUSER, SUPERUSER_PASSWORD};
+
+const SETTINGS: &str = r#"failover = { check_interval = "100ms", failure_threshold = 3 }"#;
+
+fn status(router: &Router) -> anyhow::Result<Value> {
+    tokio::task::block_in_place(|| router.cluster_status())
+}
+
+fn primary_of(s: &Value) -> Option<String> {
+    s["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["role"] == "primary")
+        .and_then(|n| n["addr"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sidecars_fail_over_to_the_same_replica() -> anyhow::Result<()> {
+    let Some(mut pg) = PgCluster::start(2)? else {
+        return Ok(());
+    };
+    pg.psql(0, "create table t (via text)")?;
+    let user = format!(r#"{{ name = "{SUPERUSER}", password = "{SUPERUSER_PASSWORD}" }}"#);
+    let a = Router::start(&pg, SETTINGS, &[&user])?;
+    let b = Router::start(&pg, SETTINGS, &[&user])?;
+    for r in [&a, &b] {
+        wait_until(Duration::from_secs(15), || async {
+            let s = status(r)?;
+            for n in s["nodes"].as_array().into_iter().flatten() {
+                ensure!(n["reachable"] == true, "{n}");
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    pg.kill(0);
+    let old = format!("127.0.0.1:{}", pg.node(0).port);
+    let mut primaries = Vec::new();
+    for r in [&a, &b] {
+        let p = wait_until(Duration::from_secs(20), || async {
+            let s = status(r)?;
+            let p = primary_of(&s).ok_or_else(|| anyhow!("no primary: {s}"))?;
+            ensure!(
+                p != old && s["nodes"][0]["fenced"].is_string(),
+                "{}",
+                s["failover"]
+            );
+            Ok(p)
+        })
+        .await?;
+        primaries.push(p);
+    }
+    ensure!(
+        primaries[0] == primaries[1],
+        "the sidecars disagree: {primaries:?}"
+    );
+    let promoted: Vec<usize> = (1..3)
+        .filter(|&i| {
+            pg.psql(i, "select pg_is_in_recovery()")
+                .is_ok_and(|v| v == "f")
+        })
+        .collect();
+    ensure!(promoted.len() == 1, "nodes out of recovery: {promoted:?}");
+    let new = promoted[0];
+    ensure!(primaries[0] == format!("127.0.0.1:{}", pg.node(new).port));
+    for (name, r) in [("a", &a), ("b", &b)] {
+        let c = connect(&r.config(SUPERUSER, SUPERUSER_PASSWORD)).await?;
+        c.execute("insert into t values ($1)", &[&name]).await?;
+    }
+    ensure!(
+        pg.psql(new, "select count(*) from t")? == "2",
+        "writes did not meet on one primary"
+    );
+    Ok(())
+}
