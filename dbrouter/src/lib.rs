@@ -122,9 +122,9 @@
 //!   monitor's own connections do not use `server_tls` yet.
 //! - Hot reload of pools (move idle connections, retire old pools); listener changes need a
 //!   restart today.
-//! - Failover ([`failover`]): one Switchyard instance decides; a shared lease (etcd) for
-//!   several instances is not built. Session-mode clients on a failed primary lose their
-//!   session (they reconnect).
+//! - Failover ([`failover`]): several sidecars agree by choosing alike and adopting what
+//!   another promoted; a shared lease (etcd) against a partition between them is not built.
+//!   Session-mode clients on a failed primary lose their session (they reconnect).
 
 #![forbid(unsafe_code)]
 
