@@ -4,7 +4,8 @@
 # crate (its build script compiles libpg_query with cc and runs bindgen, which loads
 # libclang.so and needs clang's builtin headers; it needs neither the clang binary nor protoc,
 # since the crate ships its generated protobuf code), and the PostgreSQL server binaries the
-# Postgres tests start. Does nothing for what is already there.
+# Postgres tests start, and etcd for the failover lease tests. Does nothing for what is
+# already there.
 set -euo pipefail
 
 need=()
@@ -18,6 +19,8 @@ fi
 command -v curl >/dev/null 2>&1 || need+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+# etcd: the failover lease tests run a real one.
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

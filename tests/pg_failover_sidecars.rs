@@ -89,3 +89,95 @@ async fn two_sidecars_fail_over_to_the_same_replica() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The settings with the etcd failover lease at `endpoint`.
+fn with_etcd(endpoint: &str) -> String {
+    format!(
+        r#"failover = {{ check_interval = "100ms", failure_threshold = 3, etcd = {{ endpoints = ["{endpoint}"], prefix = "/sy-test", lease_ttl = "5s" }} }}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyhow::Result<()> {
+    let Some(etcd) = support::etcd::Etcd::start()? else {
+        return Ok(());
+    };
+    let Some(mut pg) = PgCluster::start(2)? else {
+        return Ok(());
+    };
+    let user = format!(r#"{{ name = "{SUPERUSER}", password = "{SUPERUSER_PASSWORD}" }}"#);
+    let settings = with_etcd(&etcd.endpoint());
+    let a = Router::start(&pg, &settings, &[&user])?;
+    let b = Router::start(&pg, &settings, &[&user])?;
+    for r in [&a, &b] {
+        wait_until(Duration::from_secs(15), || async {
+            let s = status(r)?;
+            ensure!(s["nodes"][2]["reachable"] == true, "{s}");
+            Ok(())
+        })
+        .await?;
+    }
+    pg.kill(0);
+    let old = format!("127.0.0.1:{}", pg.node(0).port);
+    let mut primaries = Vec::new();
+    for r in [&a, &b] {
+        let p = wait_until(Duration::from_secs(20), || async {
+            let s = status(r)?;
+            let p = primary_of(&s).ok_or_else(|| anyhow!("no primary: {s}"))?;
+            ensure!(p != old, "{}", s["failover"]);
+            Ok(p)
+        })
+        .await?;
+        primaries.push(p);
+    }
+    ensure!(
+        primaries[0] == primaries[1],
+        "the sidecars disagree: {primaries:?}"
+    );
+    let promoted: Vec<usize> = (1..3)
+        .filter(|&i| {
+            pg.psql(i, "select pg_is_in_recovery()")
+                .is_ok_and(|v| v == "f")
+        })
+        .collect();
+    ensure!(promoted.len() == 1, "nodes out of recovery: {promoted:?}");
+    let decision = tokio::task::block_in_place(|| etcd.get("/sy-test/main/primary"))?;
+    ensure!(
+        decision.as_deref() == Some(primaries[0].as_str()),
+        "etcd says {decision:?}"
+    );
+    let leader = tokio::task::block_in_place(|| etcd.get("/sy-test/main/leader"))?;
+    ensure!(leader.is_none(), "the lease was not given back: {leader:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcd_nothing_is_promoted() -> anyhow::Result<()> {
+    let Some(mut pg) = PgCluster::start(1)? else {
+        return Ok(());
+    };
+    let user = format!(r#"{{ name = "{SUPERUSER}", password = "{SUPERUSER_PASSWORD}" }}"#);
+    // Nothing listens there.
+    let closed = format!("http://127.0.0.1:{}", support::free_port()?);
+    let router = Router::start(&pg, &with_etcd(&closed), &[&user])?;
+    wait_until(Duration::from_secs(15), || async {
+        ensure!(status(&router)?["nodes"][1]["reachable"] == true);
+        Ok(())
+    })
+    .await?;
+    pg.kill(0);
+    let s = wait_until(Duration::from_secs(10), || async {
+        let s = status(&router)?;
+        let held = s["failover"]["held_back"]["reason"].as_str().unwrap_or("");
+        ensure!(held.contains("etcd"), "{}", s["failover"]);
+        Ok(s)
+    })
+    .await?;
+    eprintln!("held back: {}", s["failover"]["held_back"]["reason"]);
+    ensure!(
+        pg.psql(1, "select pg_is_in_recovery()")? == "t",
+        "promoted without the lease"
+    );
+    ensure!(primary_of(&s).as_deref() == Some(format!("127.0.0.1:{}", pg.node(0).port).as_str()));
+    Ok(())
+}

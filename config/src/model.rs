@@ -397,6 +397,21 @@ pub struct FailoverSettings {
     /// Longest time new write transactions wait for a promotion before failing.
     #[serde(serialize_with = "ser_duration")]
     pub write_pause_timeout: Duration,
+    /// A lease in etcd that several Switchyards watching the cluster take before promoting.
+    pub etcd: Option<EtcdSettings>,
+}
+
+/// Where the failover lease lives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EtcdSettings {
+    /// `http://host:port` of etcd members, tried in order.
+    pub endpoints: Vec<String>,
+    /// Key prefix: the lease is `<prefix>/<cluster>/leader`, the decision
+    /// `<prefix>/<cluster>/primary`.
+    pub prefix: String,
+    /// How long a lease outlives the Switchyard holding it.
+    #[serde(serialize_with = "ser_duration")]
+    pub lease_ttl: Duration,
 }
 
 /// A secret string (a password). `Debug` never shows it; `Serialize` does, because the

@@ -198,4 +198,12 @@ pub struct RawFailover {
     pub check_timeout: Option<String>,
     pub failure_threshold: Option<i64>,
     pub write_pause_timeout: Option<String>,
+    pub etcd: Option<RawEtcd>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEtcd {
+    pub endpoints: Option<Vec<String>>,
+    pub prefix: Option<String>,
+    pub lease_ttl: Option<String>,
 }

@@ -122,8 +122,7 @@
 //!   monitor's own connections do not use `server_tls` yet.
 //! - Hot reload of pools (move idle connections, retire old pools); listener changes need a
 //!   restart today.
-//! - Failover ([`failover`]): several sidecars agree by choosing alike and adopting what
-//!   another promoted; a shared lease (etcd) against a partition between them is not built.
+//! - Failover ([`failover`]): the etcd lease speaks plain HTTP (no TLS to etcd, no auth).
 //!   Session-mode clients on a failed primary lose their session (they reconnect).
 
 #![forbid(unsafe_code)]

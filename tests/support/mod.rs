@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod etcd;
 pub mod http;
 pub mod load;
 pub mod pg;

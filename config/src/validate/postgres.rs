@@ -7,12 +7,12 @@ use std::time::Duration;
 use super::fields::Ctx;
 use crate::error::KeyPath;
 use crate::model::{
-    ClientAuth, ClientTls, ClientTlsMode, Cluster, FailoverSettings, Node as PgNode, NodeRole,
-    PgUser, PoolMode, PoolSettings, PostgresConfig, ReplicaFallback, RoutingSettings, Secret,
-    ServerTlsMode, TlsFiles,
+    ClientAuth, ClientTls, ClientTlsMode, Cluster, EtcdSettings, FailoverSettings, Node as PgNode,
+    NodeRole, PgUser, PoolMode, PoolSettings, PostgresConfig, ReplicaFallback, RoutingSettings,
+    Secret, ServerTlsMode, TlsFiles,
 };
 use crate::raw::{
-    RawCluster, RawFailover, RawNode, RawPgTls, RawPoolSettings, RawRouting, RawUser,
+    RawCluster, RawEtcd, RawFailover, RawNode, RawPgTls, RawPoolSettings, RawRouting, RawUser,
 };
 use crate::source::Node;
 
@@ -391,11 +391,67 @@ fn failover(cx: &mut Ctx<'_, '_>, raw: RawFailover, path: &KeyPath) -> Option<Fa
         Duration::from_secs(10),
         false,
     );
+    let etcd = match raw.etcd {
+        None => Some(None),
+        Some(e) => etcd(cx, e, &path.key("etcd")).map(Some),
+    };
     Some(FailoverSettings {
+        etcd: etcd?,
         auto_promote: raw.auto_promote.unwrap_or(true),
         check_interval: check_interval?,
         check_timeout: check_timeout?,
         failure_threshold: failure_threshold?,
         write_pause_timeout: write_pause_timeout?,
+    })
+}
+
+fn etcd(cx: &mut Ctx<'_, '_>, raw: RawEtcd, path: &KeyPath) -> Option<EtcdSettings> {
+    let lease_ttl = cx.duration(
+        raw.lease_ttl,
+        &path.key("lease_ttl"),
+        Duration::from_secs(10),
+        false,
+    );
+    let endpoints = raw.endpoints.unwrap_or_default();
+    let mut ok = true;
+    if endpoints.is_empty() {
+        cx.err(
+            &path.key("endpoints"),
+            "at least one etcd endpoint is needed (\"http://host:2379\")",
+        );
+        ok = false;
+    }
+    for (i, e) in endpoints.iter().enumerate() {
+        let rest = e.strip_prefix("http://").unwrap_or("");
+        if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
+            cx.err(
+                &path.key("endpoints").index(i),
+                format!(
+                    "{e:?} is not an http://host:port endpoint (TLS to etcd is not supported yet)"
+                ),
+            );
+            ok = false;
+        }
+    }
+    let prefix = raw.prefix.unwrap_or_else(|| "/switchyard".into());
+    if !prefix.starts_with('/') {
+        cx.err(
+            &path.key("prefix"),
+            format!("{prefix:?} must start with \"/\""),
+        );
+        ok = false;
+    }
+    let lease_ttl = lease_ttl?;
+    if lease_ttl < Duration::from_secs(2) {
+        cx.err(&path.key("lease_ttl"), "must be at least 2s");
+        return None;
+    }
+    ok.then(|| EtcdSettings {
+        endpoints: endpoints
+            .iter()
+            .map(|e| e.trim_end_matches('/').to_string())
+            .collect(),
+        prefix: prefix.trim_end_matches('/').to_string(),
+        lease_ttl,
     })
 }

@@ -24,6 +24,7 @@
 //! State here is per cluster name and outlives reloads, like the monitor's.
 
 mod conninfo;
+pub mod lease;
 pub mod probe;
 pub mod procedure;
 mod rejoin;

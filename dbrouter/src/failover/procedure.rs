@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use switchyard_config::{Address, NodeRole};
 use tokio::task::JoinSet;
 
+use super::lease::{self, Arbiter, Claim};
 use super::probe::{self, NodeLogin, ReplicaReport};
 use super::{Attempt, ClusterFailover, Phase, RoleChange};
 use crate::runtime::ClusterRuntime;
@@ -114,15 +115,19 @@ pub fn start(
                 .map(|d| d.as_millis() as u64)
         });
         let began = Instant::now();
-        let result = Procedure {
+        let mut procedure = Procedure {
+            lease: None,
             plane: &plane,
             rt: &rt,
             state: &state,
             req: &req,
             attempt: &mut attempt,
+        };
+        let result = procedure.run().await;
+        // A lease still held means the attempt stopped half way: give it back at once.
+        if let Some((arbiter, lease)) = procedure.lease.take() {
+            let _ = arbiter.revoke(&lease).await;
         }
-        .run()
-        .await;
         attempt.duration_ms = began.elapsed().as_millis() as u64;
         let outcome = match result {
             Ok(()) => "ok".to_string(),
@@ -152,6 +157,8 @@ pub fn start(
 }
 
 struct Procedure<'a> {
+    /// The etcd failover lease, while held.
+    lease: Option<(Arbiter, String)>,
     plane: &'a Arc<DbPlane>,
     rt: &'a ClusterRuntime,
     state: &'a ClusterFailover,
@@ -195,6 +202,7 @@ impl Procedure<'_> {
                 promoted
             }
             None => {
+                self.claim().await?;
                 let chosen = self.choose(&reports, target.as_ref())?;
                 self.state.set_phase(Phase::Promoting);
                 let t = Instant::now();
@@ -238,6 +246,7 @@ impl Procedure<'_> {
         self.plane.apply_roles(&change)?;
         self.plane.pool(&self.rt.name, &old.to_string()).clear();
         self.repoint(&chosen, &reports).await;
+        self.release(&chosen).await;
         if let Some(sink) = self.plane.failover.sink() {
             match sink.apply(change).await {
                 Ok(v) => self.attempt.config_version = Some(v),
@@ -333,6 +342,47 @@ impl Procedure<'_> {
             return Err(why);
         }
         Ok(())
+    }
+
+    /// With `failover.etcd`, take the cluster's failover lease before promoting (automatic
+    /// failovers only: an operator's promote or switchover is the operator's decision).
+    /// Without the lease, nothing is promoted.
+    async fn claim(&mut self) -> Result<(), String> {
+        let Some(etcd) = &self.rt.config.failover.etcd else {
+            return Ok(());
+        };
+        if !matches!(self.req, Request::Failover { .. }) {
+            return Ok(());
+        }
+        let arbiter = Arbiter::new(etcd);
+        match arbiter.claim(&self.rt.name, &lease::identity()).await {
+            Ok(Claim::Won { lease }) => {
+                self.lease = Some((arbiter, lease));
+                Ok(())
+            }
+            Ok(Claim::Lost { holder }) => Err(format!(
+                "{holder} holds the failover lease of cluster {:?}: it promotes, this Switchyard follows",
+                self.rt.name
+            )),
+            Err(e) => {
+                let why = format!("etcd cannot be reached for the failover lease ({e}): not promoting");
+                self.state.hold_back(why.clone());
+                Err(why)
+            }
+        }
+    }
+
+    /// Record the decision in etcd and give the lease back, if one was taken.
+    async fn release(&mut self, primary: &Address) {
+        let Some((arbiter, lease)) = self.lease.take() else {
+            return;
+        };
+        if let Err(e) = arbiter.record(&self.rt.name, &primary.to_string()).await {
+            tracing::warn!(cluster = %self.rt.name, error = %e, "recording the failover in etcd failed");
+        }
+        if let Err(e) = arbiter.revoke(&lease).await {
+            tracing::warn!(cluster = %self.rt.name, error = %e, "giving the failover lease back failed (it expires by itself)");
+        }
     }
 
     /// For an automatic failover: a configured replica that has left recovery already (one

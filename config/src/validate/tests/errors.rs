@@ -329,3 +329,48 @@ backends = [{ addr = "127.0.0.1:9002", sate = "drain" }]
         ],
     );
 }
+
+#[test]
+fn etcd_lease_settings_are_checked() {
+    let t = r#"
+[[postgres.clusters]]
+name = "main"
+listen = "127.0.0.1:6432"
+nodes = [{ addr = "127.0.0.1:5432", role = "primary" }]
+users = [{ name = "a", password = "x" }]
+failover = { etcd = { endpoints = ["https://etcd:2379", "etcd:2379"], prefix = "sy", lease_ttl = "1s" } }
+"#;
+    let at = line(t, "etcd =");
+    let errors = parse_err(t);
+    for (path, message) in [
+        (
+            "failover.etcd.endpoints[0]",
+            "TLS to etcd is not supported yet",
+        ),
+        (
+            "failover.etcd.endpoints[1]",
+            "is not an http://host:port endpoint",
+        ),
+        ("failover.etcd.prefix", "must start with \"/\""),
+        ("failover.etcd.lease_ttl", "must be at least 2s"),
+    ] {
+        let path = format!("postgres.clusters[0].{path}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == path && e.message.contains(message) && e.line == Some(at)),
+            "no {path}: {message} in {errors:?}"
+        );
+    }
+    let ok = t.replace(
+        r#"["https://etcd:2379", "etcd:2379"], prefix = "sy", lease_ttl = "1s""#,
+        r#"["http://etcd:2379/"]"#,
+    );
+    let etcd = crate::parse(&ok).map(|c| c.postgres.clusters[0].failover.etcd.clone());
+    let Ok(Some(etcd)) = etcd else {
+        panic!("defaults not applied: {etcd:?}");
+    };
+    assert_eq!(etcd.endpoints, ["http://etcd:2379"]);
+    assert_eq!(etcd.prefix, "/switchyard");
+    assert_eq!(etcd.lease_ttl, std::time::Duration::from_secs(10));
+}
