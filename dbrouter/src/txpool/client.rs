@@ -63,6 +63,7 @@ impl TxRelay<'_> {
         }
         if self.held.is_none() && matches!(tag, b'Q' | b'F' | b'P' | b'B' | b'D' | b'E' | b'S') {
             if let Some(text) = self.lost.take() {
+                tracing::debug!(tag = %(tag as char), "answering a lost transaction's next message");
                 // Its transaction died with its server connection: this fails instead.
                 message::error_response(
                     &mut self.to_client,

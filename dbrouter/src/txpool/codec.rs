@@ -162,6 +162,18 @@ pub fn error_code(body: &[u8]) -> String {
     String::new()
 }
 
+/// Whether an `ErrorResponse` body ends the session (severity `FATAL` or `PANIC`).
+pub fn error_is_fatal(body: &[u8]) -> bool {
+    let mut r = Reader::new(b'E', body);
+    while let Ok(field) = r.byte() {
+        let Ok(value) = r.cstr() else { break };
+        if field == b'V' || field == b'S' {
+            return matches!(value, b"FATAL" | b"PANIC");
+        }
+    }
+    false
+}
+
 /// Append one message: `tag`, length, then `parts` one after the other.
 pub fn put(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 4;

@@ -67,6 +67,25 @@ impl TxRelay<'_> {
                     body: body.into(),
                 });
             }
+            b'E' if codec::error_is_fatal(body) => {
+                // The server ends the connection (shutdown, postmaster gone, terminated): the
+                // close follows, and the client is told in its own terms when it comes
+                // (`server_lost`: 08006, the session goes on) rather than with a FATAL that
+                // would say its session is over.
+                let message = codec::error_message(body);
+                tracing::debug!(cluster = %self.up.cluster, error = %message, "server connection ending");
+                h.dirty = Some("the server ended the connection");
+                h.fatal = Some(message);
+                forward = false;
+            }
+            b'E' if h.expect.is_empty() => {
+                // Nothing is owed: a server that is shutting down or whose postmaster died
+                // says so (FATAL 57P01) to an idle session. Not the client's: it asked for
+                // nothing, and a client gets no unsolicited errors; the close follows.
+                tracing::debug!(cluster = %self.up.cluster, error = %codec::error_message(body), "server error outside a request");
+                h.dirty = Some("the server sent an error outside a request");
+                forward = false;
+            }
             b'E' => {
                 if let Some(def) = h.expect.statement_at_front() {
                     let (code, text) = (codec::error_code(body), codec::error_message(body));
