@@ -19,7 +19,8 @@
 # Knobs (environment): DURATION (15, seconds per run), CONNS ("64 256"), THREADS (2, wrk
 # threads), ROUNDS (3), WARMUP (3, seconds per proxy before each concurrency), OUT
 # (target/bench-http/<time>: wrk outputs and configs are kept there), CARGO_TARGET_DIR
-# (where the release build goes and the switchyard binary is taken from; default target).
+# (where the release build goes and the switchyard binary is taken from; default target),
+# SWITCHYARD_BIN (a switchyard binary to use as is, instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,9 +48,13 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 PATH=$PATH:/usr/sbin
-scripts/install-deps.sh
-cargo build --release --bin switchyard
-switchyard_bin=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/switchyard
+if [ -n "${SWITCHYARD_BIN:-}" ]; then
+  switchyard_bin=$(realpath "$SWITCHYARD_BIN")
+else
+  scripts/install-deps.sh
+  cargo build --release --bin switchyard
+  switchyard_bin=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/switchyard
+fi
 
 # --- ports, files, cleanup ----------------------------------------------------------------
 mkdir -p "$out"
