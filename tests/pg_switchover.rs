@@ -83,6 +83,21 @@ async fn a_planned_switchover_loses_nothing_and_fails_no_client() -> anyhow::Res
     .await?;
 
     let target = format!("127.0.0.1:{}", pg.node(1).port);
+    // A viewer may not, and the refusal is audited.
+    let r = tokio::task::block_in_place(|| {
+        router.sy.send(
+            Request::post(
+                "/v1/clusters/main/switchover",
+                format!(r#"{{"to": "{target}"}}"#),
+            )
+            .bearer(support::config::VIEWER),
+        )
+    })?;
+    ensure!(
+        r.status == 403,
+        "a viewer's switchover answered {}",
+        r.status
+    );
     let started = Instant::now();
     let (code, body) = post(
         &router,
@@ -130,6 +145,15 @@ async fn a_planned_switchover_loses_nothing_and_fails_no_client() -> anyhow::Res
         "{}",
         s["failover"]
     );
+    let audit = tokio::task::block_in_place(|| router.sy.audit())?;
+    for result in ["denied", "applied"] {
+        ensure!(
+            audit
+                .iter()
+                .any(|l| l["action"] == "postgres.switchover" && l["result"] == result),
+            "no {result} switchover in the audit log: {audit:?}"
+        );
+    }
     // The old primary took no write after the switchover; the other replica follows.
     let client =
         support::pg::client::connect(&router.config(SUPERUSER, SUPERUSER_PASSWORD)).await?;
