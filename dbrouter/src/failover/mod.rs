@@ -23,6 +23,7 @@
 //!
 //! State here is per cluster name and outlives reloads, like the monitor's.
 
+mod arbitration;
 mod conninfo;
 pub mod lease;
 pub mod probe;
@@ -30,6 +31,7 @@ pub mod procedure;
 mod rejoin;
 mod run;
 mod state;
+mod switchover;
 
 pub use procedure::{start, Outcome, Request};
 pub use rejoin::{rejoin, Refusal};

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use switchyard_config::{Address, NodeRole};
 use tokio::task::JoinSet;
 
-use super::lease::{self, Arbiter, Claim};
+use super::lease::Arbiter;
 use super::probe::{self, NodeLogin, ReplicaReport};
 use super::{Attempt, ClusterFailover, Phase, RoleChange};
 use crate::runtime::ClusterRuntime;
@@ -156,22 +156,22 @@ pub fn start(
     })
 }
 
-struct Procedure<'a> {
+pub(super) struct Procedure<'a> {
     /// The etcd failover lease, while held.
-    lease: Option<(Arbiter, String)>,
-    plane: &'a Arc<DbPlane>,
-    rt: &'a ClusterRuntime,
-    state: &'a ClusterFailover,
-    req: &'a Request,
-    attempt: &'a mut Attempt,
+    pub(super) lease: Option<(Arbiter, String)>,
+    pub(super) plane: &'a Arc<DbPlane>,
+    pub(super) rt: &'a ClusterRuntime,
+    pub(super) state: &'a ClusterFailover,
+    pub(super) req: &'a Request,
+    pub(super) attempt: &'a mut Attempt,
 }
 
 impl Procedure<'_> {
-    fn limit(&self) -> Duration {
+    pub(super) fn limit(&self) -> Duration {
         self.rt.config.failover.check_timeout.max(PROBE_FLOOR)
     }
 
-    fn login(&self, addr: &Address) -> Result<NodeLogin, String> {
+    pub(super) fn login(&self, addr: &Address) -> Result<NodeLogin, String> {
         NodeLogin::new(self.rt, addr)
             .ok_or_else(|| "the cluster has no user to log in to its nodes with".to_string())
     }
@@ -344,78 +344,6 @@ impl Procedure<'_> {
         Ok(())
     }
 
-    /// With `failover.etcd`, take the cluster's failover lease before promoting (automatic
-    /// failovers only: an operator's promote or switchover is the operator's decision).
-    /// Without the lease, nothing is promoted.
-    async fn claim(&mut self) -> Result<(), String> {
-        let Some(etcd) = &self.rt.config.failover.etcd else {
-            return Ok(());
-        };
-        if !matches!(self.req, Request::Failover { .. }) {
-            return Ok(());
-        }
-        let arbiter = Arbiter::new(etcd);
-        match arbiter.claim(&self.rt.name, &lease::identity()).await {
-            Ok(Claim::Won { lease }) => {
-                self.lease = Some((arbiter, lease));
-                Ok(())
-            }
-            Ok(Claim::Lost { holder }) => Err(format!(
-                "{holder} holds the failover lease of cluster {:?}: it promotes, this Switchyard follows",
-                self.rt.name
-            )),
-            Err(e) => {
-                let why = format!("etcd cannot be reached for the failover lease ({e}): not promoting");
-                self.state.hold_back(why.clone());
-                Err(why)
-            }
-        }
-    }
-
-    /// Record the decision in etcd and give the lease back, if one was taken.
-    async fn release(&mut self, primary: &Address) {
-        let Some((arbiter, lease)) = self.lease.take() else {
-            return;
-        };
-        if let Err(e) = arbiter.record(&self.rt.name, &primary.to_string()).await {
-            tracing::warn!(cluster = %self.rt.name, error = %e, "recording the failover in etcd failed");
-        }
-        if let Err(e) = arbiter.revoke(&lease).await {
-            tracing::warn!(cluster = %self.rt.name, error = %e, "giving the failover lease back failed (it expires by itself)");
-        }
-    }
-
-    /// For an automatic failover: a configured replica that has left recovery already (one
-    /// is adopted as the new primary; two mean two promotions happened, and nothing is done
-    /// before an operator decides).
-    fn adopt(
-        &self,
-        reports: &[(Address, Result<ReplicaReport, String>)],
-    ) -> Result<Option<Address>, String> {
-        if !matches!(self.req, Request::Failover { .. }) {
-            return Ok(None);
-        }
-        let promoted: Vec<&Address> = reports
-            .iter()
-            .filter(|(_, r)| r.as_ref().is_ok_and(|r| !r.in_recovery))
-            .map(|(a, _)| a)
-            .collect();
-        match promoted.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some((*one).clone())),
-            many => {
-                let list: Vec<String> = many.iter().map(|a| a.to_string()).collect();
-                let why = format!(
-                    "several replicas left recovery ({}): two primaries exist; promote one explicitly with POST /v1/clusters/{}/promote after fencing the other",
-                    list.join(", "),
-                    self.rt.name
-                );
-                self.state.hold_back(why.clone());
-                Err(why)
-            }
-        }
-    }
-
     /// The replica to promote: `target` if given (it must be able to), else the most
     /// advanced eligible one, ties by priority.
     fn choose(
@@ -499,44 +427,6 @@ impl Procedure<'_> {
                 }
                 Err(_) => {}
             }
-        }
-    }
-
-    /// A switchover's first step: let the old primary's running turns finish (new ones
-    /// wait), end what is left, and wait until `to` has replayed all of its WAL.
-    async fn drain(&mut self, old: &Address, to: &Address) -> Result<(), String> {
-        let pause = self.rt.config.failover.write_pause_timeout;
-        let deadline = Instant::now() + pause / 2;
-        let pool = self.plane.pool(&self.rt.name, &old.to_string());
-        loop {
-            let (open, idle) = pool.counts();
-            if open <= idle || Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let old_login = self.login(old)?;
-        probe::end_sessions(&old_login, self.limit())
-            .await
-            .map_err(|e| format!("ending sessions on the old primary {old}: {e}"))?;
-        pool.clear();
-        let lsn = probe::current_lsn(&old_login, self.limit())
-            .await
-            .map_err(|e| format!("reading the old primary's WAL position: {e}"))?;
-        let to_login = self.login(to)?;
-        let catch_up = Instant::now() + pause / 2;
-        loop {
-            let r = probe::report(&to_login, self.limit()).await?;
-            if r.replay_lsn.is_some_and(|l| l >= lsn) {
-                return Ok(());
-            }
-            if Instant::now() >= catch_up {
-                return Err(format!(
-                    "{to} did not replay up to {lsn} within {:?}",
-                    pause / 2
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
