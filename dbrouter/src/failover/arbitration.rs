@@ -65,6 +65,25 @@ impl Procedure<'_> {
             .filter(|(_, r)| r.as_ref().is_ok_and(|r| !r.in_recovery))
             .map(|(a, _)| a)
             .collect();
+        // A replica already streaming from another replica of the config was re-pointed by
+        // the Switchyard promoting that one: follow it, even before its promotion is done
+        // (its WAL may then look behind the follower's, and choosing by WAL would promote a
+        // second node).
+        let old = &self.rt.primary;
+        let followed = reports.iter().find_map(|(_, r)| {
+            let sender = r.as_ref().ok()?.sender.as_deref()?;
+            let sender = switchyard_config::parse_address(sender).ok()?;
+            let is_replica = self.rt.config.nodes.iter().any(|n| n.addr == sender);
+            (is_replica && sender != *old).then_some(sender)
+        });
+        if let Some(leader) = followed {
+            if promoted.iter().any(|p| **p == leader) {
+                return Ok(Some(leader));
+            }
+            return Err(format!(
+                "a replica already follows {leader}: another Switchyard is promoting it; waiting for it"
+            ));
+        }
         match promoted.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some((*one).clone())),
