@@ -15,7 +15,10 @@
 # pgbench runs the select-only script (-S) and the default TPC-B-like script, with
 # -M simple, extended and prepared, at each client count in $CLIENTS; for each row the three
 # targets run one after the other (order rotated per row) and the table prints tps and
-# average latency of each and the ratio Switchyard / PgBouncer.
+# average latency of each, the ratio Switchyard / PgBouncer, and each pooler's CPU time per
+# transaction (user + system, from /proc, in µs: what the pooler takes from cores it
+# shares with pgbench and PostgreSQL; steadier under a noisy load than tps). The load
+# average is printed before and after.
 #
 # Everything listens on 127.0.0.1 ports picked free by the script, every run is bounded by
 # `timeout`, and everything started is stopped on exit. The machine's cores are shared by
@@ -24,7 +27,12 @@
 #
 # Knobs (environment): DURATION (5, seconds per run), CLIENTS ("1 10 50"), MODES ("simple
 # extended prepared"), SCRIPTS ("select tpcb"), SCALE (10), POOL (20), OUT
-# (target/bench-pg/<time>: pgbench outputs, configs and logs are kept there).
+# (target/bench-pg/<time>: pgbench outputs, configs and logs are kept there),
+# SWITCHYARD_BIN (a switchyard binary to run instead of building this tree's release
+# build: to compare commits under the same load), SWITCHYARD_PG_WORKERS (the router's
+# worker threads; default half the cores), PERF=1
+# (record `perf record -g` of Switchyard during each of its runs, into
+# $OUT/perf-<script>-<mode>-<clients>.data; needs linux-perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -53,7 +61,11 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 PATH=$PATH:/usr/sbin
-cargo build --release --bin switchyard
+switchyard_bin=${SWITCHYARD_BIN:+$(realpath "$SWITCHYARD_BIN")}
+if [ -z "$switchyard_bin" ]; then
+  cargo build --release --bin switchyard
+  switchyard_bin=$repo/target/release/switchyard
+fi
 pgbench=$pgbin/pgbench
 [ -x "$pgbench" ] || pgbench=pgbench
 
@@ -76,6 +88,12 @@ for s in socks:
 print(*(s.getsockname()[1] for s in socks))
 PY
 )
+
+perf=${PERF:-}
+if [ -n "$perf" ] && ! command -v perf >/dev/null 2>&1; then
+  echo "bench: PERF=1 needs perf (apt-get install linux-perf)" >&2
+  exit 1
+fi
 
 pids=()
 cleanup() {
@@ -130,9 +148,10 @@ users = [{ name = "bench", password_env = "BENCH_PG_PASSWORD" }]
 pool = { max_size = $pool }
 routing = { read_write_split = false }
 CONF
-(cd "$out" && BENCH_PG_PASSWORD=$password RUST_LOG=warn exec "$repo/target/release/switchyard" \
+(cd "$out" && BENCH_PG_PASSWORD=$password RUST_LOG=warn exec "$switchyard_bin" \
   run --config "$out/switchyard.toml" >"$out/switchyard.log" 2>&1) &
 pids+=($!)
+switchyard_pid=$!
 
 # --- PgBouncer ----------------------------------------------------------------------------
 bouncer_version=$(pgbouncer --version | head -1 | awk '{ print $2 }')
@@ -182,43 +201,67 @@ wait_pg switchyard "$p_switchyard"
 wait_pg pgbouncer "$p_bouncer"
 
 declare -A port=([direct]=$p_pg [switchyard]=$p_switchyard [pgbouncer]=$p_bouncer)
+declare -A pooler_pid=([switchyard]=$switchyard_pid [pgbouncer]=$(cat "$work/pgbouncer.pid"))
 targets=(switchyard pgbouncer direct)
 
-# One run; prints "tps latency_ms" or "- -" when pgbench failed.
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# One run; prints "tps latency_ms cpu_us_per_transaction" ("-" for what is not known).
 run() {
-  local target=$1 script=$2 mode=$3 clients=$4 log=$5 flags=()
+  local target=$1 script=$2 mode=$3 clients=$4 log=$5 flags=() pid=${pooler_pid[$1]:-} before=0 rec=()
   [ "$script" = select ] && flags+=(-S)
   local jobs=$((clients < 2 ? clients : 2))
+  if [ -n "$perf" ] && [ "$target" = switchyard ]; then
+    perf record -q -g -p "$pid" -o "$out/perf-$script-$mode-$clients.data" >/dev/null 2>&1 &
+    rec=($!)
+  fi
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   if PGPASSWORD=$password timeout $((duration + 60)) "$pgbench" -h 127.0.0.1 -p "${port[$target]}" -U bench \
       -n "${flags[@]}" -M "$mode" -c "$clients" -j "$jobs" -T "$duration" bench >"$log" 2>&1; then
-    awk '/^tps = / { tps = $3 } /^latency average = / { lat = $4 } END { printf "%.0f %.3f\n", tps, lat }' "$log"
+    local used=-
+    [ -n "$pid" ] && used=$(($(cpu_ticks "$pid") - before))
+    awk -v used="$used" -v hz="$(getconf CLK_TCK)" '
+      /^tps = / { tps = $3 }
+      /^latency average = / { lat = $4 }
+      /^number of transactions actually processed: / { split($NF, n, "/"); txns = n[1] }
+      END {
+        cpu = (used == "-" || txns == 0) ? "-" : sprintf("%.1f", used / hz * 1e6 / txns)
+        printf "%.0f %.3f %s\n", tps, lat, cpu
+      }' "$log"
   else
-    echo "- -"
+    echo "- - -"
+  fi
+  if [ ${#rec[@]} -gt 0 ]; then
+    kill -INT "${rec[0]}" 2>/dev/null || true
+    wait "${rec[0]}" 2>/dev/null || true
   fi
 }
 
 cpus=$(nproc)
-echo "PostgreSQL $("$pgbin/postgres" --version | awk '{ print $3 }'), PgBouncer $bouncer_version, switchyard $(git rev-parse --short HEAD); $cpus cores; scale $scale, pool $pool, ${duration}s per run"
-printf '%-7s %-9s %4s | %9s %8s | %9s %8s | %9s %8s | %6s\n' \
-  script mode clients switchyard ms pgbouncer ms direct ms sy/pgb
-printf '%s\n' "---------------------------------------------------------------------------------------------"
+echo "PostgreSQL $("$pgbin/postgres" --version | awk '{ print $3 }'), PgBouncer $bouncer_version, switchyard ${SWITCHYARD_BIN:-$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- dbrouter || echo '+changes')}; $cpus cores; scale $scale, pool $pool, ${duration}s per run; router workers ${SWITCHYARD_PG_WORKERS:-default}" | tee -a "$out/summary.txt"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.txt"
+printf '%-7s %-9s %4s | %9s %8s | %9s %8s | %9s %8s | %6s | %8s %8s\n' \
+  script mode clients switchyard ms pgbouncer ms direct ms sy/pgb sy_us/tx pgb_us/tx | tee -a "$out/summary.txt"
+printf '%s\n' "-------------------------------------------------------------------------------------------------------------------"
 row=0
 for script in $scripts; do
   for mode in $modes; do
     for clients in $clients_list; do
-      declare -A tps=() lat=()
+      declare -A tps=() lat=() cpu=()
       # Rotate the order per row, so no target always runs first (or right after a vacuum).
       for i in 0 1 2; do
         t=${targets[$(((i + row) % 3))]}
-        read -r tps[$t] lat[$t] < <(run "$t" "$script" "$mode" "$clients" "$out/$script-$mode-$clients-$t.log")
+        read -r tps[$t] lat[$t] cpu[$t] < <(run "$t" "$script" "$mode" "$clients" "$out/$script-$mode-$clients-$t.log")
       done
       row=$((row + 1))
       ratio=$(python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}' if a!='-' and b!='-' and float(b)>0 else '-')" "${tps[switchyard]}" "${tps[pgbouncer]}")
-      printf '%-7s %-9s %4s | %9s %8s | %9s %8s | %9s %8s | %6s\n' "$script" "$mode" "$clients" \
+      printf '%-7s %-9s %4s | %9s %8s | %9s %8s | %9s %8s | %6s | %8s %8s\n' "$script" "$mode" "$clients" \
         "${tps[switchyard]}" "${lat[switchyard]}" "${tps[pgbouncer]}" "${lat[pgbouncer]}" \
-        "${tps[direct]}" "${lat[direct]}" "$ratio" | tee -a "$out/summary.txt"
-      unset tps lat
+        "${tps[direct]}" "${lat[direct]}" "$ratio" "${cpu[switchyard]}" "${cpu[pgbouncer]}" | tee -a "$out/summary.txt"
+      unset tps lat cpu
     done
   done
 done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.txt"
 echo "pgbench outputs, configs and logs: $out"
