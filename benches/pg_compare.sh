@@ -32,7 +32,8 @@
 # build: to compare commits under the same load), SWITCHYARD_PG_WORKERS (the router's
 # worker threads; default half the cores), PERF=1
 # (record `perf record -g` of Switchyard during each of its runs, into
-# $OUT/perf-<script>-<mode>-<clients>.data; needs linux-perf).
+# $OUT/perf-<script>-<mode>-<clients>.data; needs linux-perf; perf slows the router, so its
+# tps and CPU columns do not compare with runs without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
