@@ -3,15 +3,12 @@
 //! ([`TxRelay::settle`]).
 //!
 //! Every system call here is paid once per message exchange, on a machine whose cores the
-//! router shares with its clients and PostgreSQL, so none is wasted:
-//! - a client read that leaves room in its buffer took all the socket had, and the
-//!   socket's readiness is cleared with it ([`read_from_client`]), so the next wait sleeps
-//!   instead of costing a `recv` that finds nothing (tokio's own `poll_read` does the same;
-//!   its `try_read_buf` does not). Server reads leave the readiness as it is: the pool's
-//!   liveness probe at the next checkout (`pool::idle::alive`) asks the kernel only while
-//!   tokio's readiness says readable, and it must ask, so that a server that closed or sent
-//!   a `FATAL` (postmaster death: 57P01) while its connection sat idle is caught before a
-//!   client's turn goes to it;
+//! router shares with its clients and PostgreSQL:
+//! - reads leave tokio's readiness as it is (a read that came back short does not clear it:
+//!   clearing it by hand stalled large transfers, a 2 MB `Bind` or a 3 MB row, with TLS on
+//!   either side); the pool's liveness probe at the next checkout (`pool::idle::alive`)
+//!   relies on that too, so that a server that closed or sent a `FATAL` (postmaster death:
+//!   57P01) while its connection sat idle is caught before a client's turn goes to it;
 //! - writes go out as soon as there is something to write, before any wait
 //!   ([`TxRelay::flush_now`]); the wait for writability is only for what a full socket
 //!   did not take.
@@ -140,31 +137,9 @@ async fn ready(stream: Option<&PgStream>, interest: Interest) -> io::Result<()> 
 }
 
 /// Read what the client `stream` has now into `buf`, without blocking; `Ok(0)` at the end.
-/// In the clear, a read that leaves room in `buf` emptied the socket: its readiness is
-/// cleared in the same step, so the next wait does not return at once only for a `recv` to
-/// find nothing. (The readiness is cleared only if no new event came in meanwhile, as
-/// tokio's `poll_read` does.)
 fn read_from_client(stream: &PgStream, buf: &mut BytesMut) -> io::Result<usize> {
     buf.reserve(CHUNK);
-    if stream.is_tls() {
-        return stream.try_read_buf(buf);
-    }
-    let tcp = stream.tcp();
-    let room = buf.capacity() - buf.len();
-    let mut got = None;
-    let read = tcp.try_io(Interest::READABLE, || {
-        let n = tcp.try_read_buf(buf)?;
-        got = Some(n);
-        if n > 0 && n < room {
-            // All there was: have `try_io` clear the readiness.
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match (read, got) {
-        (_, Some(n)) => Ok(n),
-        (r, None) => r,
-    }
+    stream.try_read_buf(buf)
 }
 
 /// Write as much of `buf` (and of TLS ciphertext queued before) as `stream` takes without
