@@ -254,6 +254,20 @@ async fn server_tls_encrypts_and_verifies_the_router_s_logins() -> anyhow::Resul
         (String::new(), "transaction"),
     ] {
         let router = Router::start(&pg, &settings, USERS)?;
+        // The node monitor logs in with the same TLS (the server refuses `app` in the
+        // clear): the primary is seen up, so no failover is started by mistake.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let node = router.cluster_status()?["nodes"][0].clone();
+            if node["reachable"] == true {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{settings:?}: the monitor cannot reach the primary: {node}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let client = pg::connect(&router.config("app", "app-pw"))
             .await
             .with_context(|| format!("{settings:?}"))?;

@@ -118,10 +118,9 @@
 //!   `SET switchyard.route` in the extended protocol is not intercepted. The pool's
 //!   `waiting` count for status. A user's changed password reaches running sessions only
 //!   at their next login.
-//! - TLS: `SCRAM-SHA-256-PLUS` (channel binding) both ways, client certificates; the node
-//!   monitor's own connections do not use `server_tls` yet.
-//! - Hot reload of pools (move idle connections, retire old pools); listener changes need a
-//!   restart today.
+//! - TLS: `SCRAM-SHA-256-PLUS` (channel binding) both ways, client certificates.
+//! - Listener changes (a new `listen` address, a new cluster) need a restart; pools are kept
+//!   by node address across reloads and pick up new settings at their next checkout.
 //! - Failover ([`failover`]): the etcd lease speaks plain HTTP (no TLS to etcd, no auth).
 //!   Session-mode clients on a failed primary lose their session (they reconnect).
 

@@ -20,6 +20,7 @@ pub struct NodeLogin {
     pub addr: Address,
     user: String,
     password: Option<String>,
+    tls: std::sync::Arc<crate::tls::ServerTls>,
 }
 
 impl std::fmt::Debug for NodeLogin {
@@ -37,6 +38,7 @@ impl NodeLogin {
             addr: addr.clone(),
             user: user.name.clone(),
             password: user.password.clone(),
+            tls: rt.server_tls.clone(),
         })
     }
 
@@ -53,7 +55,7 @@ impl NodeLogin {
             config.password(p);
         }
         let (client, connection) =
-            tokio::time::timeout(limit, config.connect(tokio_postgres::NoTls))
+            tokio::time::timeout(limit, self.tls.connect_postgres(&mut config))
                 .await
                 .map_err(|_| format!("no answer within {limit:?}"))?
                 .map_err(|e| describe(&e))?;

@@ -24,13 +24,26 @@ const QUERY: &str = "select pg_is_in_recovery(), \
      (select coalesce(status, 'unknown') from pg_stat_wal_receiver limit 1)";
 
 /// Where and as whom the monitor logs in.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(super) struct Login {
     pub host: String,
     pub port: u16,
     pub user: String,
     pub password: Option<String>,
+    /// The cluster's `server_tls` (compared by mode: a changed CA file applies at the next
+    /// reconnection).
+    pub tls: Arc<crate::tls::ServerTls>,
 }
+
+impl PartialEq for Login {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.host, self.port, &self.user, &self.password)
+            == (&other.host, other.port, &other.user, &other.password)
+            && (self.tls.mode, self.tls.verified) == (other.tls.mode, other.tls.verified)
+    }
+}
+
+impl Eq for Login {}
 
 impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,8 +152,9 @@ async fn connect(login: &Login) -> Result<MonitorConn, CheckError> {
     if let Some(p) = &login.password {
         config.password(p);
     }
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+    let (client, connection) = login
+        .tls
+        .connect_postgres(&mut config)
         .await
         .map_err(|e| classify(&e))?;
     let ended = Arc::new(Mutex::new(None));

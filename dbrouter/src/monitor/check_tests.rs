@@ -18,6 +18,7 @@ fn login(port: u16) -> Login {
         port,
         user: "monitor".into(),
         password: None,
+        tls: Arc::new(crate::tls::ServerTls::disabled()),
     }
 }
 

@@ -85,15 +85,13 @@ impl Target {
         let rt = plane.runtime()?;
         let c = listing(&rt.config.postgres.clusters, addr).next()?.0;
         let node = c.nodes.iter().find(|n| n.addr.to_string() == addr)?;
+        let cluster = rt.clusters.get(&c.name)?;
         let login = c.users.first().map(|u| Login {
             host: node.addr.host.clone(),
             port: node.addr.port,
             user: u.name.clone(),
-            password: rt
-                .clusters
-                .get(&c.name)
-                .and_then(|c| c.users.get(&u.name))
-                .and_then(|u| u.password.clone()),
+            password: cluster.users.get(&u.name).and_then(|u| u.password.clone()),
+            tls: cluster.server_tls.clone(),
         });
         Some(Target {
             login,

@@ -52,6 +52,10 @@ impl ClientTls {
     }
 }
 
+/// A tokio-postgres connection's driving future, whatever its TLS.
+pub type PgConnection =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static>>;
+
 /// TLS to a cluster's servers.
 #[derive(Debug)]
 pub struct ServerTls {
@@ -70,6 +74,27 @@ impl ServerTls {
             config: None,
             verified: false,
         }
+    }
+
+    /// Open a tokio-postgres connection with this TLS setting (the node monitor's and the
+    /// failover's own connections): `prefer` or `require` as libpq's `sslmode`, verified
+    /// against `server_tls_ca` when it is set. The caller spawns the connection future.
+    pub async fn connect_postgres(
+        &self,
+        config: &mut tokio_postgres::Config,
+    ) -> Result<(tokio_postgres::Client, PgConnection), tokio_postgres::Error> {
+        use tokio_postgres::config::SslMode;
+        let Some(tls) = &self.config else {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            return Ok((client, Box::pin(connection)));
+        };
+        config.ssl_mode(match self.mode {
+            ServerTlsMode::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        });
+        let connector = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+        let (client, connection) = config.connect(connector).await?;
+        Ok((client, Box::pin(connection)))
     }
 
     /// A client connection for `host`, or `None` with `disable`.
