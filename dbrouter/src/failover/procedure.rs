@@ -135,8 +135,16 @@ pub fn start(
         };
         attempt.outcome = outcome.clone();
         let ok = outcome == "ok";
+        // An automatic failover that stopped before choosing a node is a decision not to
+        // fail over (shown as `held_back`), not an attempt for the history.
+        let decided = ok || attempt.new_primary.is_some() || attempt.kind != "failover";
+        state.note_result(ok);
         let (cluster, kind) = (rt.name.clone(), attempt.kind);
-        let result = if ok { "ok" } else { "failed" };
+        let result = match (ok, decided) {
+            (true, _) => "ok",
+            (false, true) => "failed",
+            (false, false) => "held_back",
+        };
         metrics::counter!("switchyard_postgres_failovers_total", "cluster" => cluster.clone(), "kind" => kind, "outcome" => result).increment(1);
         if ok {
             metrics::histogram!("switchyard_postgres_failover_duration_seconds", "cluster" => cluster, "kind" => kind)
@@ -144,10 +152,13 @@ pub fn start(
             tracing::warn!(cluster = %rt.name, kind = attempt.kind, old = %attempt.old_primary,
                 new = attempt.new_primary.as_deref().unwrap_or(""), duration_ms = attempt.duration_ms,
                 "postgres primary changed");
-        } else {
+        } else if decided {
             tracing::error!(cluster = %rt.name, kind = attempt.kind, reason = %outcome, "postgres failover did not complete");
+        } else {
+            tracing::debug!(cluster = %rt.name, reason = %outcome, "postgres failover not started");
+            state.hold_back(outcome.clone());
         }
-        state.end(Some(attempt.clone()));
+        state.end(decided.then(|| attempt.clone()));
         if ok {
             Ok(attempt)
         } else {
@@ -204,6 +215,7 @@ impl Procedure<'_> {
             None => {
                 self.claim().await?;
                 let chosen = self.choose(&reports, target.as_ref())?;
+                self.attempt.new_primary = Some(chosen.to_string());
                 self.state.set_phase(Phase::Promoting);
                 let t = Instant::now();
                 probe::promote(&self.login(&chosen)?, PROMOTE_LIMIT)

@@ -13,6 +13,9 @@ use super::probe::{self, NodeLogin};
 use super::procedure::{self, Request};
 use crate::DbPlane;
 
+/// Longest pause between two automatic attempts that did not complete.
+const MAX_BACK_OFF: Duration = Duration::from_secs(5);
+
 /// How often the synchronous-standby state of a healthy primary is read.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
@@ -38,6 +41,7 @@ pub async fn run(plane: Arc<DbPlane>) {
                 if !view.down {
                     if view.reachable && state.phase().is_none() {
                         state.clear_hold_back();
+                        state.reset_failures();
                         sync_probe(&plane, c, &primary, &mut sync_conns).await;
                     }
                     continue;
@@ -52,7 +56,7 @@ pub async fn run(plane: Arc<DbPlane>) {
                     ));
                     continue;
                 }
-                let cool_down = settings.check_interval.max(FLOOR);
+                let cool_down = state.back_off(settings.check_interval.max(FLOOR), MAX_BACK_OFF);
                 if state.since_last_end().is_some_and(|d| d < cool_down) {
                     continue;
                 }

@@ -80,6 +80,8 @@ pub struct ClusterFailover {
     last_end: Mutex<Option<Instant>>,
     /// The primary's synchronous replication as last seen while it was up.
     sync: Mutex<Option<SyncState>>,
+    /// Attempts in a row that did not complete (the next one waits longer).
+    failures: std::sync::atomic::AtomicU32,
 }
 
 impl Default for ClusterFailover {
@@ -90,6 +92,7 @@ impl Default for ClusterFailover {
             held_back: Mutex::default(),
             last_end: Mutex::default(),
             sync: Mutex::default(),
+            failures: Default::default(),
         }
     }
 }
@@ -137,6 +140,31 @@ impl ClusterFailover {
     /// The primary's synchronous replication as last seen.
     pub fn sync(&self) -> Option<SyncState> {
         lock(&self.sync).clone()
+    }
+
+    /// Count an attempt's result: failures in a row lengthen the pause before the next.
+    pub fn note_result(&self, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if ok {
+            self.failures.store(0, Relaxed);
+        } else {
+            self.failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// How long to wait after the last attempt before the next: `base`, doubled for each
+    /// failure in a row, at most `cap`.
+    pub fn back_off(&self, base: Duration, cap: Duration) -> Duration {
+        let n = self
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(16);
+        base.saturating_mul(1 << n).min(cap)
+    }
+
+    /// Forget failures (the primary answers again).
+    pub fn reset_failures(&self) {
+        self.failures.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Time since the last attempt ended.
