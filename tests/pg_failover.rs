@@ -24,31 +24,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Context};
 use serde_json::Value;
 use support::pg::client::{connect, Router};
-use support::pg::ha::{wait_until, Writers};
+use support::pg::ha::{all_healthy, rows, status, superuser, wait_until, Writers};
 use support::pg::{PgCluster, SUPERUSER, SUPERUSER_PASSWORD};
 
 const TABLE: &str = "create table ha (writer int, seq int, primary key (writer, seq))";
-
-fn superuser() -> String {
-    format!(r#"{{ name = "{SUPERUSER}", password = "{SUPERUSER_PASSWORD}" }}"#)
-}
-
-/// `/v1/status` of cluster `main` (the HTTP client blocks: run it off the async workers).
-fn status(router: &Router) -> anyhow::Result<Value> {
-    tokio::task::block_in_place(|| router.cluster_status())
-}
-
-/// Wait until every node is reachable and the replicas stream.
-async fn all_healthy(router: &Router) -> anyhow::Result<()> {
-    wait_until(Duration::from_secs(15), || async {
-        let s = status(router)?;
-        for n in s["nodes"].as_array().into_iter().flatten() {
-            ensure!(n["reachable"] == true, "not reachable yet: {n}");
-        }
-        Ok(())
-    })
-    .await
-}
 
 /// Index of the node `/v1/status` shows as the primary.
 fn primary_index(s: &Value) -> Option<usize> {
@@ -56,18 +35,6 @@ fn primary_index(s: &Value) -> Option<usize> {
         .as_array()?
         .iter()
         .position(|n| n["role"] == "primary")
-}
-
-/// The `(writer, seq)` rows of node `i`.
-fn rows(pg: &PgCluster, i: usize) -> anyhow::Result<HashSet<(i32, i32)>> {
-    let out = pg.psql(i, "select writer || ',' || seq from ha")?;
-    out.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (w, s) = l.split_once(',').ok_or_else(|| anyhow!("bad row {l}"))?;
-            Ok((w.parse()?, s.parse()?))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,14 +13,10 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure};
 use serde_json::Value;
 use support::pg::client::{connect, Router};
-use support::pg::ha::wait_until;
+use support::pg::ha::{status, wait_until};
 use support::pg::{PgCluster, SUPERUSER, SUPERUSER_PASSWORD};
 
 const SETTINGS: &str = r#"failover = { check_interval = "100ms", failure_threshold = 3 }"#;
-
-fn status(router: &Router) -> anyhow::Result<Value> {
-    tokio::task::block_in_place(|| router.cluster_status())
-}
 
 fn primary_of(s: &Value) -> Option<String> {
     s["nodes"]

@@ -11,19 +11,13 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use support::pg::client::{connect, Router};
-use support::pg::ha::wait_until;
+use support::pg::ha::{served_by, wait_until};
 use support::pg::{PgCluster, SUPERUSER, SUPERUSER_PASSWORD};
 
 fn node(port: u16, role: &str) -> String {
     format!(r#"{{ addr = "127.0.0.1:{port}", role = "{role}" }}"#)
-}
-
-async fn served_by(client: &tokio_postgres::Client) -> anyhow::Result<u16> {
-    let rows = client.query("select current_setting('port')", &[]).await?;
-    let port: &str = rows.first().context("no row")?.try_get(0)?;
-    Ok(port.parse()?)
 }
 
 /// Ports that served `n` reads.

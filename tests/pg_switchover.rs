@@ -14,27 +14,18 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, ensure};
+use anyhow::ensure;
 use serde_json::Value;
 use support::config::OPERATOR;
 use support::http::Request;
 use support::pg::client::Router;
-use support::pg::ha::{wait_until, Relay, Writers};
+use support::pg::ha::{all_healthy, rows, status, superuser, wait_until, Relay, Writers};
 use support::pg::{PgCluster, SUPERUSER, SUPERUSER_PASSWORD};
 
 const TABLE: &str = "create table ha (writer int, seq int, primary key (writer, seq))";
 const SETTINGS: &str = r#"failover = { check_interval = "100ms", failure_threshold = 3 }"#;
-
-fn superuser() -> String {
-    format!(r#"{{ name = "{SUPERUSER}", password = "{SUPERUSER_PASSWORD}" }}"#)
-}
-
-fn status(router: &Router) -> anyhow::Result<Value> {
-    tokio::task::block_in_place(|| router.cluster_status())
-}
 
 fn post(router: &Router, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
     let r = tokio::task::block_in_place(|| {
@@ -43,28 +34,6 @@ fn post(router: &Router, path: &str, body: &str) -> anyhow::Result<(u16, Value)>
             .send(Request::post(path, body.as_bytes().to_vec()).bearer(OPERATOR))
     })?;
     Ok((r.status, r.json().unwrap_or(Value::Null)))
-}
-
-async fn all_healthy(router: &Router) -> anyhow::Result<()> {
-    wait_until(Duration::from_secs(15), || async {
-        let s = status(router)?;
-        for n in s["nodes"].as_array().into_iter().flatten() {
-            ensure!(n["reachable"] == true, "not reachable yet: {n}");
-        }
-        Ok(())
-    })
-    .await
-}
-
-fn rows(pg: &PgCluster, i: usize) -> anyhow::Result<HashSet<(i32, i32)>> {
-    let out = pg.psql(i, "select writer || ',' || seq from ha")?;
-    out.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (w, s) = l.split_once(',').ok_or_else(|| anyhow!("bad row {l}"))?;
-            Ok((w.parse()?, s.parse()?))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

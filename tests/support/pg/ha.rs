@@ -192,3 +192,59 @@ impl Drop for Relay {
         self.task.abort();
     }
 }
+
+// === helpers shared by the high-availability and routing tests ===
+
+/// The fixture's superuser as a cluster user (TOML inline table): the monitor and the
+/// failover log in as the cluster's first user and need its rights.
+pub fn superuser() -> String {
+    format!(
+        r#"{{ name = "{}", password = "{}" }}"#,
+        super::SUPERUSER,
+        super::SUPERUSER_PASSWORD
+    )
+}
+
+/// `/v1/status` of cluster `main` (the HTTP client blocks: run it off the async workers).
+pub fn status(router: &super::client::Router) -> anyhow::Result<serde_json::Value> {
+    tokio::task::block_in_place(|| router.cluster_status())
+}
+
+/// Wait until every node of cluster `main` is reachable.
+pub async fn all_healthy(router: &super::client::Router) -> anyhow::Result<()> {
+    wait_until(Duration::from_secs(15), || async {
+        let s = status(router)?;
+        for n in s["nodes"].as_array().into_iter().flatten() {
+            anyhow::ensure!(
+                n["reachable"] == true && n["down"] == false,
+                "not reachable yet: {n}"
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The `(writer, seq)` rows of table `ha` on node `i`.
+pub fn rows(
+    pg: &super::PgCluster,
+    i: usize,
+) -> anyhow::Result<std::collections::HashSet<(i32, i32)>> {
+    let out = pg.psql(i, "select writer || ',' || seq from ha")?;
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (w, s) = l
+                .split_once(',')
+                .ok_or_else(|| anyhow::anyhow!("bad row {l}"))?;
+            Ok((w.parse()?, s.parse()?))
+        })
+        .collect()
+}
+
+/// The port of the node that served `select current_setting('port')` through `client`.
+pub async fn served_by(client: &tokio_postgres::Client) -> anyhow::Result<u16> {
+    let rows = client.query("select current_setting('port')", &[]).await?;
+    let port: &str = rows.first().context("no row")?.try_get(0)?;
+    Ok(port.parse()?)
+}
