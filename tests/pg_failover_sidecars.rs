@@ -26,6 +26,45 @@ fn primary_of(s: &Value) -> Option<String> {
         .and_then(|n| n["addr"].as_str().map(str::to_string))
 }
 
+/// After node 0 was killed: wait until every router shows the same new primary (and, with
+/// `fenced`, node 0 fenced), check that exactly one node left recovery, and return its index.
+async fn agreed_new_primary(
+    pg: &PgCluster,
+    routers: &[&Router],
+    fenced: bool,
+) -> anyhow::Result<usize> {
+    let old = format!("127.0.0.1:{}", pg.node(0).port);
+    let mut primaries = Vec::new();
+    for r in routers {
+        let p = wait_until(Duration::from_secs(20), || async {
+            let s = status(r)?;
+            let p = primary_of(&s).ok_or_else(|| anyhow!("no primary: {s}"))?;
+            ensure!(
+                p != old && (!fenced || s["nodes"][0]["fenced"].is_string()),
+                "{}",
+                s["failover"]
+            );
+            Ok(p)
+        })
+        .await?;
+        primaries.push(p);
+    }
+    ensure!(
+        primaries.windows(2).all(|w| w[0] == w[1]),
+        "the sidecars disagree: {primaries:?}"
+    );
+    let promoted: Vec<usize> = (1..pg.len())
+        .filter(|&i| {
+            pg.psql(i, "select pg_is_in_recovery()")
+                .is_ok_and(|v| v == "f")
+        })
+        .collect();
+    ensure!(promoted.len() == 1, "nodes out of recovery: {promoted:?}");
+    let new = promoted[0];
+    ensure!(primaries[0] == format!("127.0.0.1:{}", pg.node(new).port));
+    Ok(new)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sidecars_fail_over_to_the_same_replica() -> anyhow::Result<()> {
     let Some(mut pg) = PgCluster::start(2)? else {
@@ -46,35 +85,7 @@ async fn two_sidecars_fail_over_to_the_same_replica() -> anyhow::Result<()> {
         .await?;
     }
     pg.kill(0);
-    let old = format!("127.0.0.1:{}", pg.node(0).port);
-    let mut primaries = Vec::new();
-    for r in [&a, &b] {
-        let p = wait_until(Duration::from_secs(20), || async {
-            let s = status(r)?;
-            let p = primary_of(&s).ok_or_else(|| anyhow!("no primary: {s}"))?;
-            ensure!(
-                p != old && s["nodes"][0]["fenced"].is_string(),
-                "{}",
-                s["failover"]
-            );
-            Ok(p)
-        })
-        .await?;
-        primaries.push(p);
-    }
-    ensure!(
-        primaries[0] == primaries[1],
-        "the sidecars disagree: {primaries:?}"
-    );
-    let promoted: Vec<usize> = (1..3)
-        .filter(|&i| {
-            pg.psql(i, "select pg_is_in_recovery()")
-                .is_ok_and(|v| v == "f")
-        })
-        .collect();
-    ensure!(promoted.len() == 1, "nodes out of recovery: {promoted:?}");
-    let new = promoted[0];
-    ensure!(primaries[0] == format!("127.0.0.1:{}", pg.node(new).port));
+    let new = agreed_new_primary(&pg, &[&a, &b], true).await?;
     for (name, r) in [("a", &a), ("b", &b)] {
         let c = connect(&r.config(SUPERUSER, SUPERUSER_PASSWORD)).await?;
         c.execute("insert into t values ($1)", &[&name]).await?;
@@ -114,32 +125,11 @@ async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyh
         .await?;
     }
     pg.kill(0);
-    let old = format!("127.0.0.1:{}", pg.node(0).port);
-    let mut primaries = Vec::new();
-    for r in [&a, &b] {
-        let p = wait_until(Duration::from_secs(20), || async {
-            let s = status(r)?;
-            let p = primary_of(&s).ok_or_else(|| anyhow!("no primary: {s}"))?;
-            ensure!(p != old, "{}", s["failover"]);
-            Ok(p)
-        })
-        .await?;
-        primaries.push(p);
-    }
-    ensure!(
-        primaries[0] == primaries[1],
-        "the sidecars disagree: {primaries:?}"
-    );
-    let promoted: Vec<usize> = (1..3)
-        .filter(|&i| {
-            pg.psql(i, "select pg_is_in_recovery()")
-                .is_ok_and(|v| v == "f")
-        })
-        .collect();
-    ensure!(promoted.len() == 1, "nodes out of recovery: {promoted:?}");
+    let new = agreed_new_primary(&pg, &[&a, &b], false).await?;
+    let primary = format!("127.0.0.1:{}", pg.node(new).port);
     let decision = tokio::task::block_in_place(|| etcd.get("/sy-test/main/primary"))?;
     ensure!(
-        decision.as_deref() == Some(primaries[0].as_str()),
+        decision.as_deref() == Some(primary.as_str()),
         "etcd says {decision:?}"
     );
     let leader = tokio::task::block_in_place(|| etcd.get("/sy-test/main/leader"))?;

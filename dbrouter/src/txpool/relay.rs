@@ -62,20 +62,15 @@ fn unreachable(e: &ClientErrorOrFrame) -> bool {
     }
 }
 
-/// SQLSTATE and message of an `ErrorResponse` body.
+/// SQLSTATE and message of an `ErrorResponse` body (08006 when it names none).
 fn error_fields(body: &[u8]) -> (String, String) {
-    let (mut code, mut text) = (String::from("08006"), String::from("server error"));
-    for field in body.split(|b| *b == 0) {
-        if let Some((&t, v)) = field.split_first() {
-            let v = String::from_utf8_lossy(v).into_owned();
-            match t {
-                b'C' => code = v,
-                b'M' => text = v,
-                _ => {}
-            }
-        }
-    }
-    (code, text)
+    let code = codec::error_code(body);
+    let code = if code.is_empty() {
+        "08006".into()
+    } else {
+        code
+    };
+    (code, codec::error_message(body))
 }
 
 /// How a transaction-pooled session ended.

@@ -113,6 +113,16 @@ impl Writers {
             .len()
     }
 
+    /// Wait until at least `n` inserts are acknowledged, at most `within`.
+    pub async fn wait_acked(&self, n: usize, within: Duration) -> anyhow::Result<()> {
+        wait_until(within, || async {
+            let acked = self.acked();
+            anyhow::ensure!(acked >= n, "{acked} of {n} inserts acknowledged so far");
+            Ok(())
+        })
+        .await
+    }
+
     /// When the first insert sent after `t` was acknowledged.
     pub fn first_ack_after(&self, t: Instant) -> Option<Instant> {
         let s = self.seen.lock().unwrap_or_else(|p| p.into_inner());
