@@ -1,7 +1,7 @@
 //! Client authentication: Switchyard checks who a client is itself, by the method its user's
 //! `client_auth` names, before any server connection is used for it.
 //!
-//! - `scram-sha-256` (the default): [`crate::scram`], keys from [`ScramKeyCache`].
+//! - `scram-sha-256` (the default): [`switchyard_pgwire::scram`], keys from [`ScramKeyCache`].
 //! - `md5`: PostgreSQL's `md5(md5(password || user) || salt)` with a fresh random salt,
 //!   compared in constant time.
 //! - `trust`: no check.
@@ -14,14 +14,16 @@ use bytes::BytesMut;
 use dashmap::DashMap;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use switchyard_config::ClientAuth;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::frame::{self, Frame, ReadError};
-use crate::message::{self, ClientError, SqlState};
+use crate::net::read::{read_frame, ReadError};
 use crate::runtime::UserRuntime;
-use crate::scram::{ScramError, ScramKeys, ScramServer, MECHANISM};
+use switchyard_pgwire::backend::{self as message, SqlState};
+use switchyard_pgwire::error::ClientError;
+use switchyard_pgwire::frame::{self, Frame};
+use switchyard_pgwire::frontend;
+use switchyard_pgwire::scram::{ScramError, ScramKeys, ScramServer, MECHANISM};
 
 /// Why a client did not get in.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +128,7 @@ async fn password_message<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<Frame, AuthError> {
-    let frame = frame::read_frame(stream, buf, frame::auth_limit).await?;
+    let frame = read_frame(stream, buf, frame::auth_limit).await?;
     match frame.tag {
         b'p' => Ok(frame),
         // Terminate.
@@ -146,10 +148,8 @@ async fn md5<S: AsyncRead + AsyncWrite + Unpin>(
     message::auth_md5(&mut out, salt);
     send(stream, &out).await?;
     let frame = password_message(stream, buf).await?;
-    let given = frame.body.strip_suffix(&[0]).unwrap_or(&frame.body);
-    let want =
-        postgres_protocol::authentication::md5_hash(user.as_bytes(), password.as_bytes(), salt);
-    if bool::from(given.ct_eq(want.as_bytes())) {
+    let given = frontend::password(&frame.body);
+    if switchyard_pgwire::md5::verify(user, password, salt, given) {
         Ok(())
     } else {
         Err(AuthError::Refused(ClientError::auth_failed(user)))
@@ -177,23 +177,16 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
 
     // SASLInitialResponse: mechanism, then an i32 length and the client-first message.
     let frame = password_message(stream, buf).await?;
-    let body = &frame.body[..];
-    let nul = body
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or_else(|| protocol("malformed SASLInitialResponse"))?;
-    if &body[..nul] != MECHANISM.as_bytes() {
+    let initial = frontend::sasl_initial_response(&frame.body)
+        .map_err(|_| protocol("malformed SASLInitialResponse"))?;
+    if initial.mechanism != MECHANISM.as_bytes() {
         return Err(protocol(
             "client selected an invalid SASL authentication mechanism",
         ));
     }
-    let rest = &body[nul + 1..];
-    let (len, data) = rest
-        .split_first_chunk::<4>()
-        .ok_or_else(|| protocol("malformed SASLInitialResponse"))?;
-    if i32::from_be_bytes(*len) as i64 != data.len() as i64 {
-        return Err(protocol("malformed SASLInitialResponse"));
-    }
+    let data = initial
+        .data
+        .map_err(|_| protocol("malformed SASLInitialResponse"))?;
     let mut server = ScramServer::new(keys);
     let first = server.server_first(data).map_err(refused)?;
     out.clear();

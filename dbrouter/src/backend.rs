@@ -1,6 +1,7 @@
 //! Server connections: connect to a Postgres node and log in with the configured
 //! credentials, by whatever method the server asks for (SCRAM-SHA-256 through
-//! `postgres-protocol`'s client, md5, or none), then collect what the client must be told
+//! `postgres-protocol`'s client, md5, or none: the exchange itself is
+//! [`switchyard_pgwire::login`]'s), then collect what the client must be told
 //! (`ParameterStatus`, notices) and the server's own cancel key.
 //!
 //! TLS first, per the cluster's `server_tls` ([`crate::tls`]): an `SSLRequest`, then a
@@ -13,20 +14,20 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use fallible_iterator::FallibleIterator;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use switchyard_config::{Address, ServerTlsMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cancel::ServerKey;
-use crate::frame::{self, Frame, ReadError};
-use crate::message::{ClientError, SqlState};
-use crate::startup::SSL_REQUEST_CODE;
+use crate::net::read::{read_frame, ReadError};
 use crate::tls::{PgStream, ServerTls};
 use crate::txpool::ServerState;
+use switchyard_pgwire::backend::SqlState;
+use switchyard_pgwire::error::ClientError;
+use switchyard_pgwire::frame::{self, Frame};
+use switchyard_pgwire::login::{Login, LoginError};
+use switchyard_pgwire::startup;
 
 /// A logged-in server connection, idle and ready for a query.
 #[derive(Debug)]
@@ -149,15 +150,13 @@ pub async fn connect_with(
     let verified_tls = stream.is_tls() && tls.verified;
 
     let mut out = BytesMut::new();
-    frontend::startup_message(params.iter().copied(), &mut out).map_err(io)?;
+    Login::startup(params, &mut out).map_err(|e| login_error(&name, e))?;
     stream.write_all(&out).await.map_err(io)?;
 
     let mut buf = BytesMut::new();
-    let mut scram: Option<ScramSha256> = None;
-    let mut parameter_status = Vec::new();
-    let mut key = None;
+    let mut machine = Login::new(user, password, verified_tls);
     loop {
-        let frame = match frame::read_frame(&mut stream, &mut buf, frame::backend_limit).await {
+        let frame = match read_frame(&mut stream, &mut buf, frame::backend_limit).await {
             Ok(f) => f,
             Err(ReadError::Io(e)) => return Err(io(e)),
             Err(ReadError::Closed) => {
@@ -165,117 +164,41 @@ pub async fn connect_with(
             }
             Err(ReadError::Frame(e)) => return Err(login(e.to_string())),
         };
-        // NegotiateProtocolVersion: we ask for 3.0 and no options; nothing to do (and
-        // `postgres-protocol` does not parse it).
-        if frame.tag == b'v' {
-            continue;
-        }
-        let parsed = Message::parse(&mut frame.to_wire())
-            .map_err(|e| login(format!("unreadable message from the server: {e}")))?;
         out.clear();
-        match parsed {
-            Some(Message::AuthenticationOk) => {
-                if scram.is_some() {
-                    return Err(login("the server skipped SCRAM's final message".into()));
-                }
-            }
-            Some(Message::AuthenticationMd5Password(body)) => {
-                let pw = password.ok_or_else(|| login("no password configured".into()))?;
-                let hash = postgres_protocol::authentication::md5_hash(
-                    user.as_bytes(),
-                    pw.as_bytes(),
-                    body.salt(),
-                );
-                frontend::password_message(hash.as_bytes(), &mut out).map_err(io)?;
-            }
-            Some(Message::AuthenticationSasl(body)) => {
-                let pw = password.ok_or_else(|| login("no password configured".into()))?;
-                let offered: Vec<String> = body
-                    .mechanisms()
-                    .map(|m| Ok(m.to_string()))
-                    .collect()
-                    .map_err(io)?;
-                if !offered.iter().any(|m| m == crate::scram::MECHANISM) {
-                    return Err(login(format!(
-                        "the server offers SASL mechanisms {offered:?}; Switchyard speaks SCRAM-SHA-256"
-                    )));
-                }
-                let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                frontend::sasl_initial_response(crate::scram::MECHANISM, s.message(), &mut out)
-                    .map_err(io)?;
-                scram = Some(s);
-            }
-            Some(Message::AuthenticationSaslContinue(body)) => {
-                let s = scram
-                    .as_mut()
-                    .ok_or_else(|| login("unexpected SASL message".into()))?;
-                s.update(body.data())
-                    .map_err(|e| login(format!("SCRAM: {e}")))?;
-                frontend::sasl_response(s.message(), &mut out).map_err(io)?;
-            }
-            Some(Message::AuthenticationSaslFinal(body)) => {
-                let mut s = scram
-                    .take()
-                    .ok_or_else(|| login("unexpected SASL message".into()))?;
-                s.finish(body.data())
-                    .map_err(|e| login(format!("SCRAM: the server's signature is wrong ({e})")))?;
-            }
-            Some(Message::AuthenticationCleartextPassword) if verified_tls => {
-                let pw = password.ok_or_else(|| login("no password configured".into()))?;
-                frontend::password_message(pw.as_bytes(), &mut out).map_err(io)?;
-            }
-            Some(Message::AuthenticationCleartextPassword) => {
-                return Err(login(
-                    "the server asks for a cleartext password, which Switchyard does not send \
-                     but over TLS verified with server_tls_ca; use scram-sha-256 or md5 in \
-                     pg_hba.conf"
-                        .into(),
-                ));
-            }
-            Some(Message::ParameterStatus(_)) => parameter_status.push(frame),
-            Some(Message::BackendKeyData(body)) => {
-                key = Some(ServerKey {
+        let step = machine
+            .step(frame, &mut out, notices)
+            .map_err(|e| login_error(&name, e))?;
+        if let Some(done) = step {
+            return Ok(ServerConn {
+                stream,
+                key: ServerKey {
                     addr,
-                    pid: body.process_id() as u32,
-                    secret: body.secret_key() as u32,
-                });
-            }
-            Some(Message::NoticeResponse(_)) => notices.extend_from_slice(&frame.to_wire()),
-            Some(Message::ErrorResponse(body)) => {
-                let message = body
-                    .fields()
-                    .find(|f| Ok(f.type_() == b'M'))
-                    .ok()
-                    .flatten()
-                    .map(|f| String::from_utf8_lossy(f.value_bytes()).into_owned())
-                    .unwrap_or_default();
-                return Err(BackendError::Refused {
-                    node: name,
-                    message,
-                    frame,
-                });
-            }
-            Some(Message::ReadyForQuery(body)) => {
-                let key = key.ok_or_else(|| login("the server sent no BackendKeyData".into()))?;
-                return Ok(ServerConn {
-                    stream,
-                    key,
-                    parameter_status,
-                    status: body.status(),
-                    state: ServerState::default(),
-                });
-            }
-            _ => {
-                return Err(login(format!(
-                    "unexpected message '{}' while logging in",
-                    frame.tag as char
-                )))
-            }
+                    pid: done.pid,
+                    secret: done.secret,
+                },
+                parameter_status: done.parameter_status,
+                status: done.status,
+                state: ServerState::default(),
+            });
         }
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(io)?;
             stream.flush().await.map_err(io)?;
         }
+    }
+}
+
+/// A failed login step as the error the checkout reports.
+fn login_error(node: &str, e: LoginError) -> BackendError {
+    let node = node.to_string();
+    match e {
+        LoginError::Io(source) => BackendError::Io { node, source },
+        LoginError::Refused { message, frame } => BackendError::Refused {
+            node,
+            message,
+            frame,
+        },
+        LoginError::Failed(message) => BackendError::Login { node, message },
     }
 }
 
@@ -289,9 +212,10 @@ async fn start_tls(stream: &mut PgStream, node: &Address, tls: &ServerTls) -> Re
     let Some(conn) = tls.connection(&node.host).map_err(TlsStart::Io)? else {
         return Ok(());
     };
-    let mut request = 8u32.to_be_bytes().to_vec();
-    request.extend_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
-    stream.write_all(&request).await.map_err(TlsStart::Io)?;
+    stream
+        .write_all(&startup::ssl_request())
+        .await
+        .map_err(TlsStart::Io)?;
     let mut answer = [0u8; 1];
     stream.read_exact(&mut answer).await.map_err(TlsStart::Io)?;
     match (answer[0], tls.mode) {

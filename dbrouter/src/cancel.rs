@@ -199,7 +199,7 @@ mod tests {
         .unwrap();
         let got = server.await.unwrap();
         let mut want = 16u32.to_be_bytes().to_vec();
-        want.extend_from_slice(&crate::startup::CANCEL_REQUEST_CODE.to_be_bytes());
+        want.extend_from_slice(&switchyard_pgwire::startup::CANCEL_REQUEST_CODE.to_be_bytes());
         want.extend_from_slice(&7u32.to_be_bytes());
         want.extend_from_slice(&0xabcd_ef01u32.to_be_bytes());
         assert_eq!(got.to_vec(), want);

@@ -13,11 +13,12 @@ use bytes::BytesMut;
 use switchyard_config::{Address, PoolSettings};
 
 use crate::backend::{self, ClientErrorOrFrame};
-use crate::message::{ClientError, SqlState};
 use crate::pool::{NodePool, PooledConn};
 use crate::runtime::{ClusterRuntime, UserRuntime};
 use crate::status::ClusterStats;
 use crate::DbPlane;
+use switchyard_pgwire::backend::SqlState;
+use switchyard_pgwire::error::ClientError;
 
 /// Where one client's server connections come from: a node of its cluster, as its user.
 #[derive(Debug)]

@@ -17,8 +17,8 @@
 //!   `StartupMessage` (protocol 3.0; newer minors and `_pq_.` options are negotiated down
 //!   with `NegotiateProtocolVersion`) is parsed under PostgreSQL's own length limits.
 //!   Malformed input gets an `ErrorResponse` with its SQLSTATE (08P01, 0A000, 28000) and
-//!   only that client is closed ([`startup`], [`frame`]).
-//! - Client authentication by Switchyard per `users`: SCRAM-SHA-256 server side ([`scram`],
+//!   only that client is closed ([`switchyard_pgwire::startup`], [`switchyard_pgwire::frame`]).
+//! - Client authentication by Switchyard per `users`: SCRAM-SHA-256 server side ([`switchyard_pgwire::scram`],
 //!   checked against the RFC 5802 and RFC 7677 vectors), md5, trust; unknown users run a
 //!   mock SCRAM exchange and fail like a wrong password (28P01) ([`auth`]).
 //! - Server login with the configured credentials, SCRAM (server signature verified), md5
@@ -133,17 +133,14 @@ pub mod cancel;
 pub mod checkout;
 pub mod classify;
 pub mod failover;
-pub mod frame;
 pub mod listener;
-pub mod message;
 pub mod monitor;
+pub mod net;
 pub mod pool;
 pub mod relay;
 pub mod replicas;
 pub mod runtime;
-pub mod scram;
 pub mod session;
-pub mod startup;
 mod status;
 pub mod tls;
 pub mod txpool;

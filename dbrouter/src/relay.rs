@@ -14,8 +14,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backend::ServerConn;
-use crate::frame::{self, FrameError, Scanner};
 use crate::tls::PgStream;
+use switchyard_pgwire::frame::{self, FrameError, Scanner};
 
 /// Read buffer size per direction.
 const CHUNK: usize = 16 * 1024;

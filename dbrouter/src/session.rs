@@ -29,14 +29,16 @@ use crate::auth::{self, AuthError};
 use crate::backend::ClientErrorOrFrame;
 use crate::cancel;
 use crate::checkout::Upstream;
-use crate::message::{self, ClientError, SqlState};
+use crate::net::read::read_startup;
 use crate::pool;
 use crate::relay::{self, RelayEnd};
-use crate::startup::{self, Packet, StartupError, StartupParams};
 use crate::status::ClusterStats;
 use crate::tls::{ClientTls, PgStream};
 use crate::txpool;
 use crate::DbPlane;
+use switchyard_pgwire::backend::{self as message, SqlState};
+use switchyard_pgwire::error::ClientError;
+use switchyard_pgwire::startup::{Packet, StartupError, StartupParams};
 
 /// Longest time from accept to a logged-in client (PostgreSQL's `authentication_timeout` is
 /// 60 s; clients that are slower than this are not logging in).
@@ -241,7 +243,7 @@ async fn negotiate(
     tls: Option<&ClientTls>,
 ) -> Result<Option<StartupParams>, Negotiation> {
     for _ in 0..=MAX_NEGOTIATIONS {
-        match startup::read(client).await {
+        match read_startup(client).await {
             Ok(Packet::SslRequest) if client.is_tls() => {
                 return Err(Negotiation::Failed(StartupError::Layout(
                     "SSLRequest over an encrypted connection",

@@ -34,12 +34,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use crate::backend::ServerConn;
-use crate::frame::{self, Frame};
-use crate::message::{ClientError, SqlState};
+use crate::net::read::read_frame;
 use crate::status::ServerGuard;
 use crate::txpool::prepared::StatementRegistry;
 use crate::txpool::report::TxCounters;
 use crate::txpool::ServerState;
+use switchyard_pgwire::backend::SqlState;
+use switchyard_pgwire::error::ClientError;
+use switchyard_pgwire::frame::{self, Frame};
 
 mod idle;
 pub mod warm;
@@ -279,7 +281,7 @@ async fn reset(conn: &mut ServerConn) -> Result<(), &'static str> {
     let mut buf = BytesMut::new();
     let mut discarded = false;
     loop {
-        let f = frame::read_frame(&mut conn.stream, &mut buf, frame::backend_limit)
+        let f = read_frame(&mut conn.stream, &mut buf, frame::backend_limit)
             .await
             .map_err(|_| "read failed")?;
         match f.tag {

@@ -14,13 +14,13 @@
 
 use std::sync::Arc;
 
-use super::codec::{self, Malformed};
 use super::expect::Entry;
 use super::prepared::StatementDef;
 use super::relay::{Held, RouteOverride, TxEnd, TxRelay, HIGH};
 use super::sql::{self, Effects};
-use crate::frame::{self, HEADER_LEN};
-use crate::message::{self, SqlState};
+use switchyard_pgwire::backend::{self as message, SqlState};
+use switchyard_pgwire::frame::{self, put, HEADER_LEN};
+use switchyard_pgwire::frontend::{self, Bind, Malformed, Parse};
 
 fn malformed(e: Malformed) -> TxEnd {
     TxEnd::ClientViolation(e.to_string())
@@ -37,7 +37,7 @@ impl TxRelay<'_> {
             {
                 return Ok(());
             }
-            let Some((tag, len)) = codec::peek(&mut self.cbuf, frame::frontend_limit)
+            let Some((tag, len)) = frame::peek(&mut self.cbuf, frame::frontend_limit)
                 .map_err(|e| TxEnd::ClientViolation(e.to_string()))?
             else {
                 return Ok(());
@@ -81,11 +81,11 @@ impl TxRelay<'_> {
         match tag {
             b'X' => return Err(TxEnd::Terminated),
             b'Q' => {
-                let text = codec::query(body).map_err(malformed)?;
+                let text = frontend::query(body).map_err(malformed)?;
                 if self.held.is_none() {
                     if let Some(route) = route_setting(text) {
                         self.route_override = route;
-                        codec::put(&mut self.to_client, b'C', &[b"SET\0"]);
+                        put(&mut self.to_client, b'C', &[b"SET\0"]);
                         message::ready_for_query(&mut self.to_client, b'I');
                         return Ok(());
                     }
@@ -172,13 +172,14 @@ impl TxRelay<'_> {
     }
 
     async fn on_parse(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
-        let (name, query, types) = codec::parse(&msg[HEADER_LEN..]).map_err(malformed)?;
+        let Parse { name, query, types } =
+            frontend::parse(&msg[HEADER_LEN..]).map_err(malformed)?;
         let def = (!name.is_empty()).then(|| self.up.pool.statements.get(query, types));
         if let (Some(def), None) = (&def, &self.held) {
             if def.accepted() {
                 // Known good and nothing in flight: no server needed (see `prepared`).
                 self.me.statements.insert(name, def.clone());
-                codec::put(&mut self.to_client, b'1', &[]);
+                put(&mut self.to_client, b'1', &[]);
                 return Ok(());
             }
         }
@@ -207,7 +208,7 @@ impl TxRelay<'_> {
         if has(h, &def) {
             h.expect.push(Entry::Synthetic(b'1'));
         } else {
-            codec::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
+            frontend::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
             h.expect.push(Entry::Parse {
                 swallow: false,
                 stmt: Some(def.clone()),
@@ -218,7 +219,11 @@ impl TxRelay<'_> {
     }
 
     async fn on_bind(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
-        let (portal, stmt, rest) = codec::bind(&msg[HEADER_LEN..]).map_err(malformed)?;
+        let Bind {
+            portal,
+            statement: stmt,
+            rest,
+        } = frontend::bind(&msg[HEADER_LEN..]).map_err(malformed)?;
         let def = self.me.statements.get(stmt).cloned();
         if !self.hold_batch(def.as_ref().map(|d| &d.query[..])).await? {
             return Ok(());
@@ -230,7 +235,7 @@ impl TxRelay<'_> {
             (Some(def), Some(h)) if !h.expect.skipping() => {
                 self.prepare(&def);
                 if let Some(h) = self.held.as_mut() {
-                    codec::put_bind(&mut h.to_server, portal, &def.name, rest);
+                    frontend::put_bind(&mut h.to_server, portal, &def.name, rest);
                     h.mid_batch = true;
                     h.expect.push(Entry::Bind(Some(def)));
                 }
@@ -241,7 +246,8 @@ impl TxRelay<'_> {
     }
 
     async fn on_describe(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
-        let (kind, name) = codec::target(b'D', &msg[HEADER_LEN..]).map_err(malformed)?;
+        let frontend::Subject { kind, name } =
+            frontend::target(b'D', &msg[HEADER_LEN..]).map_err(malformed)?;
         let def = match kind {
             b'S' => self.me.statements.get(name).cloned(),
             _ => None,
@@ -253,7 +259,7 @@ impl TxRelay<'_> {
             (Some(def), Some(h)) if !h.expect.skipping() => {
                 self.prepare(&def);
                 if let Some(h) = self.held.as_mut() {
-                    codec::put_target(&mut h.to_server, b'D', b'S', &def.name);
+                    frontend::put_target(&mut h.to_server, b'D', b'S', &def.name);
                     h.mid_batch = true;
                     h.expect.push(Entry::Describe(Some(def)));
                 }
@@ -264,13 +270,14 @@ impl TxRelay<'_> {
     }
 
     async fn on_close(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
-        let (kind, name) = codec::target(b'C', &msg[HEADER_LEN..]).map_err(malformed)?;
+        let frontend::Subject { kind, name } =
+            frontend::target(b'C', &msg[HEADER_LEN..]).map_err(malformed)?;
         if kind == b'S' && self.me.statements.get(name).is_some() {
             // Other clients may use the statement: it stays prepared on the servers.
             match self.held.as_mut() {
                 None => {
                     self.me.statements.remove(name);
-                    codec::put(&mut self.to_client, b'3', &[]);
+                    put(&mut self.to_client, b'3', &[]);
                 }
                 Some(h) => {
                     h.mid_batch = true;
@@ -293,7 +300,7 @@ impl TxRelay<'_> {
         if has(h, def) {
             return;
         }
-        codec::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
+        frontend::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
         h.expect.push(Entry::Parse {
             swallow: true,
             stmt: Some(def.clone()),
@@ -306,7 +313,7 @@ impl TxRelay<'_> {
     pub fn drain_synthetic(&mut self) {
         if let Some(h) = self.held.as_mut() {
             while let Some(tag) = h.expect.take_synthetic() {
-                codec::put(&mut self.to_client, tag, &[]);
+                put(&mut self.to_client, tag, &[]);
             }
         }
     }

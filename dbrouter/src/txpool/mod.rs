@@ -32,7 +32,6 @@
 //! `ROLLBACK`, pinned (or with parameter changes not read back) after `DISCARD ALL`; left
 //! mid-batch or mid-`COPY`, it is closed.
 
-pub mod codec;
 pub mod expect;
 pub mod params;
 pub mod prepared;
@@ -57,11 +56,15 @@ use self::report::TxMetrics;
 use crate::backend::{ClientErrorOrFrame, ServerConn};
 use crate::cancel::CancelKey;
 use crate::checkout::Upstream;
-use crate::frame;
-use crate::message::{self, ClientError, SqlState};
+use crate::net::read::read_frame;
 use crate::pool;
-use crate::startup::StartupParams;
 use crate::tls::PgStream;
+use switchyard_pgwire::backend::{self as message, SqlState};
+use switchyard_pgwire::backend::{error_message, parameter_status_fields};
+use switchyard_pgwire::error::ClientError;
+use switchyard_pgwire::frame::{self, put};
+use switchyard_pgwire::frontend::put_query;
+use switchyard_pgwire::startup::StartupParams;
 
 /// What transaction pooling knows of a server connection's session.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -237,13 +240,13 @@ async fn login(
     let cached = up.pool.login_status(key);
     if let (Some(frames), false) = (&cached, up.pool.can_serve_now(key, &up.settings())) {
         for f in frames {
-            let Some((name, value)) = codec::parameter_status(&f.body) else {
+            let Some((name, value)) = parameter_status_fields(&f.body) else {
                 continue;
             };
             let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
             let value = me.startup.get(&lower).map_or(value, |v| v.as_bytes());
             me.reported.insert(name.to_vec(), value.to_vec());
-            codec::put(out, b'S', &[name, b"\0", value, b"\0"]);
+            put(out, b'S', &[name, b"\0", value, b"\0"]);
         }
         return Ok(Some(me));
     }
@@ -277,7 +280,7 @@ async fn login(
     out.extend_from_slice(&replay_notices);
     for p in &conn.conn.parameter_status {
         out.extend_from_slice(&p.to_wire());
-        if let Some((name, value)) = codec::parameter_status(&p.body) {
+        if let Some((name, value)) = parameter_status_fields(&p.body) {
             me.reported.insert(name.to_vec(), value.to_vec());
         }
     }
@@ -326,17 +329,17 @@ async fn set_params(conn: &mut ServerConn, want: &Params) -> Result<BytesMut, Op
 /// are the client's). `Err(Some(message))` if it failed.
 async fn own_query(conn: &mut ServerConn, sql: &str) -> Result<BytesMut, Option<String>> {
     let mut out = BytesMut::new();
-    codec::put_query(&mut out, sql);
+    put_query(&mut out, sql);
     conn.stream.write_all(&out).await.map_err(|_| None)?;
     let mut buf = BytesMut::new();
     let mut error = None;
     let mut notices = BytesMut::new();
     loop {
-        let f = frame::read_frame(&mut conn.stream, &mut buf, frame::backend_limit)
+        let f = read_frame(&mut conn.stream, &mut buf, frame::backend_limit)
             .await
             .map_err(|_| None)?;
         match f.tag {
-            b'E' => error = Some(codec::error_message(&f.body)),
+            b'E' => error = Some(error_message(&f.body)),
             b'N' => notices.extend_from_slice(&f.to_wire()),
             b'S' => conn.set_parameter_status(f),
             b'G' | b'H' | b'W' => return Err(None),

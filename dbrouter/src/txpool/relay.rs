@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use switchyard_config::Address;
 
-use super::codec;
 use super::expect::{Entry, Internal};
 pub(super) use super::held::Held;
 use super::held::Spare;
@@ -27,12 +26,16 @@ use crate::backend::ClientErrorOrFrame;
 use crate::cancel::CancelKey;
 use crate::checkout::Upstream;
 use crate::classify::Target;
-use crate::message::{self, ClientError, SqlState};
 use crate::monitor::Lsn;
 use crate::pool::{NodePool, PooledConn};
 use crate::replicas::Choice;
 use crate::runtime::ClusterRuntime;
 use crate::tls::PgStream;
+use switchyard_pgwire::backend::{self as message, SqlState};
+use switchyard_pgwire::backend::{error_code, error_message};
+use switchyard_pgwire::error::ClientError;
+use switchyard_pgwire::frame::put;
+use switchyard_pgwire::frontend::put_query;
 
 /// Nodes whose pools a session keeps at hand ([`TxRelay::node_pool`]).
 const POOLS_KEPT: usize = 16;
@@ -64,13 +67,13 @@ fn unreachable(e: &ClientErrorOrFrame) -> bool {
 
 /// SQLSTATE and message of an `ErrorResponse` body (08006 when it names none).
 fn error_fields(body: &[u8]) -> (String, String) {
-    let code = codec::error_code(body);
+    let code = error_code(body);
     let code = if code.is_empty() {
         "08006".into()
     } else {
         code
     };
-    (code, codec::error_message(body))
+    (code, error_message(body))
 }
 
 /// How a transaction-pooled session ended.
@@ -280,7 +283,7 @@ impl TxRelay<'_> {
         held.write = std::mem::take(&mut self.turn_writes);
         held.needs_wal = held.write;
         if let Some(sql) = replay_sql(&self.me.params, &held.conn.conn.state.params) {
-            codec::put_query(&mut held.to_server, &sql);
+            put_query(&mut held.to_server, &sql);
             held.expect.push(Entry::Internal(Internal::Replay));
             held.conn.conn.state.params = self.me.params.clone();
             self.metrics.replay(&self.up.pool.tx);
@@ -359,7 +362,7 @@ impl TxRelay<'_> {
             fields.extend_from_slice(&[0]);
         }
         fields.extend_from_slice(&[0]);
-        codec::put(&mut self.to_client, b'E', &[&fields]);
+        put(&mut self.to_client, b'E', &[&fields]);
     }
 
     /// Where a turn starting with `sql` goes: `Ok(None)` the primary, `Ok(Some(replica))`,
@@ -429,7 +432,7 @@ impl TxRelay<'_> {
         if !h.ops.is_empty() {
             let ops = std::mem::take(&mut h.ops);
             if let Some(v) = Verify::plan(&ops, &self.me.params, &h.conn.conn.state.params) {
-                codec::put_query(&mut h.to_server, &v.sql());
+                put_query(&mut h.to_server, &v.sql());
                 h.rows.clear();
                 h.internal_error = None;
                 h.expect.push(Entry::Internal(Internal::Verify(v)));
@@ -437,7 +440,7 @@ impl TxRelay<'_> {
             }
         }
         if std::mem::take(&mut h.needs_wal) && self.up.live().config.routing.read_your_writes {
-            codec::put_query(&mut h.to_server, "select pg_current_wal_insert_lsn()");
+            put_query(&mut h.to_server, "select pg_current_wal_insert_lsn()");
             h.wal_position = None;
             h.internal_error = None;
             h.expect.push(Entry::Internal(Internal::WalPosition));

@@ -9,15 +9,18 @@
 
 use bytes::BytesMut;
 
-use super::codec;
 use super::expect::{Desync, Internal, Seen};
 use super::params;
 use super::prepared;
 use super::relay::{TxEnd, TxRelay};
 use super::sql::ParamOp;
 use crate::backend::ClientErrorOrFrame;
-use crate::frame::{self, Frame, HEADER_LEN};
-use crate::message::{ClientError, SqlState};
+use switchyard_pgwire::backend::SqlState;
+use switchyard_pgwire::backend::{
+    data_row, error_code, error_is_fatal, error_message, first_column, parameter_status_fields,
+};
+use switchyard_pgwire::error::ClientError;
+use switchyard_pgwire::frame::{self, Frame, HEADER_LEN};
 
 fn desync(e: Desync) -> TxEnd {
     TxEnd::ServerViolation(e.to_string())
@@ -30,7 +33,7 @@ impl TxRelay<'_> {
             let Some(h) = self.held.as_mut() else {
                 return Ok(());
             };
-            let Some((tag, len)) = codec::peek(&mut h.sbuf, frame::backend_limit)
+            let Some((tag, len)) = frame::peek(&mut h.sbuf, frame::backend_limit)
                 .map_err(|e| TxEnd::ServerViolation(e.to_string()))?
             else {
                 return Ok(());
@@ -53,7 +56,7 @@ impl TxRelay<'_> {
             b'A' => forward = true,
             b'N' => {}
             b'S' => {
-                if let Some((name, value)) = codec::parameter_status(body) {
+                if let Some((name, value)) = parameter_status_fields(body) {
                     if !internal {
                         self.me.reported.insert(name.to_vec(), value.to_vec());
                         let name = String::from_utf8_lossy(name).to_ascii_lowercase();
@@ -67,12 +70,12 @@ impl TxRelay<'_> {
                     body: body.into(),
                 });
             }
-            b'E' if codec::error_is_fatal(body) => {
+            b'E' if error_is_fatal(body) => {
                 // The server ends the connection (shutdown, postmaster gone, terminated): the
                 // close follows, and the client is told in its own terms when it comes
                 // (`server_lost`: 08006, the session goes on) rather than with a FATAL that
                 // would say its session is over.
-                let message = codec::error_message(body);
+                let message = error_message(body);
                 tracing::debug!(cluster = %self.up.cluster, error = %message, "server connection ending");
                 h.dirty = Some("the server ended the connection");
                 h.fatal = Some(message);
@@ -82,13 +85,13 @@ impl TxRelay<'_> {
                 // Nothing is owed: a server that is shutting down or whose postmaster died
                 // says so (FATAL 57P01) to an idle session. Not the client's: it asked for
                 // nothing, and a client gets no unsolicited errors; the close follows.
-                tracing::debug!(cluster = %self.up.cluster, error = %codec::error_message(body), "server error outside a request");
+                tracing::debug!(cluster = %self.up.cluster, error = %error_message(body), "server error outside a request");
                 h.dirty = Some("the server sent an error outside a request");
                 forward = false;
             }
             b'E' => {
                 if let Some(def) = h.expect.statement_at_front() {
-                    let (code, text) = (codec::error_code(body), codec::error_message(body));
+                    let (code, text) = (error_code(body), error_message(body));
                     if prepared::is_stale(&code, &text) {
                         // The next `Parse` of its text prepares it afresh (asyncpg's retry
                         // after 0A000 then succeeds, as on a server of its own).
@@ -101,7 +104,7 @@ impl TxRelay<'_> {
                     self.me.statements.remove(&name);
                 }
                 if internal {
-                    h.internal_error = Some(codec::error_message(body));
+                    h.internal_error = Some(error_message(body));
                 }
             }
             b'Z' => {
@@ -144,7 +147,7 @@ impl TxRelay<'_> {
             _ => {
                 let verifying = h.expect.verify_front();
                 if tag == b'D' && h.expect.wal_position_front() {
-                    h.wal_position = codec::first_column(body).and_then(|v| {
+                    h.wal_position = first_column(body).and_then(|v| {
                         std::str::from_utf8(v)
                             .ok()?
                             .parse::<crate::monitor::Lsn>()
@@ -187,7 +190,7 @@ impl TxRelay<'_> {
     fn tell_parameters(&mut self) {
         let Some(h) = self.held.as_ref() else { return };
         for f in &h.conn.conn.parameter_status {
-            let Some((name, value)) = codec::parameter_status(&f.body) else {
+            let Some((name, value)) = parameter_status_fields(&f.body) else {
                 continue;
             };
             if self.me.reported.get(name).map(Vec::as_slice) != Some(value) {
@@ -200,7 +203,7 @@ impl TxRelay<'_> {
 
 /// A row of [`params::Verify::sql`]: name, current value, reset value.
 fn verify_row(body: &[u8]) -> Option<(String, Option<String>, Option<String>)> {
-    let cols = codec::data_row(body)?;
+    let cols = data_row(body)?;
     let text = |c: &Option<&[u8]>| c.map(|v| String::from_utf8_lossy(v).into_owned());
     match cols.as_slice() {
         [Some(name), current, reset] => Some((

@@ -1,11 +1,17 @@
-//! The server-side messages Switchyard writes to clients itself (authentication requests,
-//! `ErrorResponse`, `BackendKeyData`, `ReadyForQuery`, …), and [`ClientError`], the one shape
-//! every refusal takes on its way to a client.
+//! Messages of the backend (server) side, both ways through the router:
 //!
-//! `postgres-protocol` serializes only what clients send, so these writers are ours. Each
-//! appends one whole message to a buffer; the caller writes the buffer once.
+//! - **Writers** of what Switchyard says to clients itself, as a server would (authentication
+//!   requests, `ErrorResponse`, `BackendKeyData`, `ParameterStatus`, `ReadyForQuery`,
+//!   `NegotiateProtocolVersion`). `postgres-protocol` serializes only what clients send, so
+//!   these are ours. Each appends one whole message to a buffer; the caller writes the buffer
+//!   once.
+//! - **Readers** of the server messages the router looks into (`ParameterStatus`, `DataRow`,
+//!   the fields of an `ErrorResponse`). Bodies come from the network: a short or unterminated
+//!   one reads as `None` (or "no message"), never a panic.
 
 use bytes::{BufMut, BytesMut};
+
+use crate::body::Reader;
 
 /// SQLSTATE codes the router sends (PostgreSQL's `errcodes.txt`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,48 +29,8 @@ impl SqlState {
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 }
 
-/// An error for one client: sent as an `ErrorResponse`, after which (when `fatal`) that
-/// client's connection is closed. Messages never contain secrets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientError {
-    pub code: SqlState,
-    pub message: String,
-    pub fatal: bool,
-}
-
-impl ClientError {
-    pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
-        ClientError {
-            code,
-            message: message.into(),
-            fatal: true,
-        }
-    }
-
-    /// `password authentication failed for user "…"`, PostgreSQL's words, for every kind of
-    /// failed login (wrong password, unknown user, wrong method), so a client learns nothing
-    /// about which users exist.
-    pub fn auth_failed(user: &str) -> Self {
-        Self::fatal(
-            SqlState::INVALID_PASSWORD,
-            format!("password authentication failed for user \"{user}\""),
-        )
-    }
-
-    /// The `ErrorResponse` for this error.
-    pub fn write(&self, buf: &mut BytesMut) {
-        let severity = if self.fatal { "FATAL" } else { "ERROR" };
-        error_response(buf, severity, self.code, &self.message);
-    }
-}
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.message, self.code.0)
-    }
-}
-
 /// Append a message: tag, length, then whatever `body` writes.
+#[inline]
 fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
     buf.put_u8(tag);
     let at = buf.len();
@@ -74,6 +40,7 @@ fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
     buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+#[inline]
 fn cstr(buf: &mut BytesMut, s: &str) {
     // A NUL inside would end the string early and shift every later field: drop it.
     buf.extend(s.bytes().filter(|&b| b != 0));
@@ -81,6 +48,7 @@ fn cstr(buf: &mut BytesMut, s: &str) {
 }
 
 /// `ErrorResponse` with severity (localized and not), SQLSTATE and message.
+#[inline]
 pub fn error_response(buf: &mut BytesMut, severity: &str, code: SqlState, text: &str) {
     message(buf, b'E', |b| {
         b.put_u8(b'S');
@@ -152,6 +120,7 @@ pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
 }
 
 /// `ReadyForQuery` with a transaction status (`I`, `T` or `E`).
+#[inline]
 pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
     message(buf, b'Z', |b| b.put_u8(status));
 }
@@ -168,10 +137,85 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: u16, unrecognized: 
     });
 }
 
+// === readers ===
+
+/// `ParameterStatus`: name and value.
+#[inline]
+pub fn parameter_status_fields(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut r = Reader::new(b'S', body);
+    Some((r.cstr().ok()?, r.cstr().ok()?))
+}
+
+/// `DataRow`: each column's value (`None` for NULL).
+pub fn data_row(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let mut r = Reader::new(b'D', body);
+    let n = r.i16().ok()?;
+    (0..n)
+        .map(|_| {
+            let len = r.i32().ok()?;
+            if len < 0 {
+                Some(None)
+            } else {
+                r.take(len as usize).ok().map(Some)
+            }
+        })
+        .collect()
+}
+
+/// The first column of a `DataRow` body, `None` when it is NULL or the row is malformed.
+#[inline]
+pub fn first_column(body: &[u8]) -> Option<&[u8]> {
+    let count = i16::from_be_bytes(body.get(0..2)?.try_into().ok()?);
+    if count < 1 {
+        return None;
+    }
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    body.get(6..6 + len)
+}
+
+/// The message (`M`) field of an `ErrorResponse` or `NoticeResponse`.
+pub fn error_message(body: &[u8]) -> String {
+    let mut r = Reader::new(b'E', body);
+    while let Ok(field) = r.byte() {
+        let Ok(value) = r.cstr() else { break };
+        if field == b'M' {
+            return String::from_utf8_lossy(value).into_owned();
+        }
+    }
+    "(no message)".into()
+}
+
+/// The SQLSTATE of an `ErrorResponse` body (empty if it has none).
+pub fn error_code(body: &[u8]) -> String {
+    let mut r = Reader::new(b'E', body);
+    while let Ok(field) = r.byte() {
+        let Ok(value) = r.cstr() else { break };
+        if field == b'C' {
+            return String::from_utf8_lossy(value).into_owned();
+        }
+    }
+    String::new()
+}
+
+/// Whether an `ErrorResponse` body ends the session (severity `FATAL` or `PANIC`).
+#[inline]
+pub fn error_is_fatal(body: &[u8]) -> bool {
+    let mut r = Reader::new(b'E', body);
+    while let Ok(field) = r.byte() {
+        let Ok(value) = r.cstr() else { break };
+        if field == b'V' || field == b'S' {
+            return matches!(value, b"FATAL" | b"PANIC");
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::error::ClientError;
     use fallible_iterator::FallibleIterator;
     use postgres_protocol::message::backend::Message;
 

@@ -8,13 +8,14 @@
 //!   type (the same numbers as `SocketBackend` in `postgres.c`), so a client declaring a 1 GB
 //!   `Sync` is refused at its header, before a byte of the body is read.
 //! - [`decode`] takes one whole message off a buffer (login and authentication, where messages
-//!   are small and must be read whole).
+//!   are small and must be read whole); [`peek`] checks the header of the message at the front
+//!   of a buffer and says whether all of it is there (transaction pooling, which splits whole
+//!   messages off its buffers itself); [`put`] appends one.
 //! - [`Scanner`] follows message boundaries through a byte stream without buffering bodies,
 //!   for the relay: it lets bytes through as they arrive, stops before a message the caller
 //!   wants to handle itself (`Terminate`), and remembers the last `ReadyForQuery` status.
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use bytes::{Buf, BufMut, BytesMut};
 
 /// Length of a typed message's header: the type byte and the `i32` length.
 pub const HEADER_LEN: usize = 5;
@@ -138,30 +139,34 @@ pub fn decode(
     }))
 }
 
-/// Why a whole message could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("connection closed")]
-    Closed,
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    Frame(#[from] FrameError),
+/// Check a message header at the front of `buf`: `Some((tag, body length))` once all of the
+/// message is there, `None` while more bytes are needed (room for them is reserved, in steps:
+/// a declared length is no promise).
+pub fn peek(
+    buf: &mut BytesMut,
+    limit: impl Fn(u8) -> Option<usize>,
+) -> Result<Option<(u8, usize)>, FrameError> {
+    let Some(h) = buf.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let mut header = [0u8; HEADER_LEN];
+    header.copy_from_slice(h);
+    let len = check_header(&header, limit)?;
+    if buf.len() < HEADER_LEN + len {
+        buf.reserve((HEADER_LEN + len - buf.len()).min(64 * 1024));
+        return Ok(None);
+    }
+    Ok(Some((header[0], len)))
 }
 
-/// Read one whole message through `buf` (which keeps whatever follows it).
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut BytesMut,
-    limit: impl Fn(u8) -> Option<usize> + Copy,
-) -> Result<Frame, ReadError> {
-    loop {
-        if let Some(frame) = decode(buf, limit)? {
-            return Ok(frame);
-        }
-        if r.read_buf(buf).await? == 0 {
-            return Err(ReadError::Closed);
-        }
+/// Append one message: `tag`, length, then `parts` one after the other.
+pub fn put(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 4;
+    out.reserve(HEADER_LEN + len);
+    out.put_u8(tag);
+    out.put_i32(len as i32);
+    for p in parts {
+        out.put_slice(p);
     }
 }
 

@@ -6,9 +6,8 @@
 //! bytes): whatever is wrong comes back as a [`StartupError`] that knows its SQLSTATE, so the
 //! session can answer that client with an `ErrorResponse` and close it alone.
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-
-use crate::message::{ClientError, SqlState};
+use crate::backend::SqlState;
+use crate::error::ClientError;
 
 /// PostgreSQL's `MAX_STARTUP_PACKET_LENGTH`.
 pub const MAX_STARTUP_LEN: usize = 10_000;
@@ -106,31 +105,6 @@ impl StartupError {
     }
 }
 
-/// Read one packet: its length, bounded, then its body.
-pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Packet, StartupError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(StartupError::Closed)
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let len = i32::from_be_bytes(len) as i64;
-    if !(8..=MAX_STARTUP_LEN as i64).contains(&len) {
-        return Err(StartupError::BadLength(len));
-    }
-    let mut body = vec![0u8; len as usize - 4];
-    match r.read_exact(&mut body).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(StartupError::Closed)
-        }
-        Err(e) => return Err(e.into()),
-    }
-    parse(&body)
-}
-
 /// Parse a packet's body (after the length).
 pub fn parse(body: &[u8]) -> Result<Packet, StartupError> {
     let (code, rest) = split_u32(body).ok_or(StartupError::BadLength(body.len() as i64 + 4))?;
@@ -161,6 +135,24 @@ pub fn parse(body: &[u8]) -> Result<Packet, StartupError> {
             }))
         }
     }
+}
+
+/// The `SSLRequest` packet, as a client (the router logging in to a server) sends it.
+pub fn ssl_request() -> [u8; 8] {
+    let mut p = [0u8; 8];
+    p[..4].copy_from_slice(&8u32.to_be_bytes());
+    p[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+    p
+}
+
+/// Check a packet's declared length (the `i32` that starts it, counting itself): the body
+/// length to read next.
+pub fn body_len(header: [u8; 4]) -> Result<usize, StartupError> {
+    let len = i32::from_be_bytes(header) as i64;
+    if !(8..=MAX_STARTUP_LEN as i64).contains(&len) {
+        return Err(StartupError::BadLength(len));
+    }
+    Ok(len as usize - 4)
 }
 
 fn split_u32(b: &[u8]) -> Option<(u32, &[u8])> {
@@ -273,6 +265,20 @@ mod tests {
     }
 
     #[test]
+    fn lengths_are_bounded_before_the_body_is_read() {
+        assert!(matches!(
+            body_len(*b"GET "),
+            Err(StartupError::BadLength(_))
+        ));
+        assert!(matches!(
+            body_len([0, 0, 0, 4]),
+            Err(StartupError::BadLength(4))
+        ));
+        assert_eq!(body_len([0, 0, 0, 8]).unwrap(), 4);
+        assert_eq!(ssl_request()[4..], SSL_REQUEST_CODE.to_be_bytes());
+    }
+
+    #[test]
     fn minor_versions_and_protocol_options_are_visible_for_negotiation() {
         let body = startup(0x0003_0002, &[("user", "app"), ("_pq_.x", "1")]);
         let Packet::Startup(p) = parse(&body).unwrap() else {
@@ -281,21 +287,5 @@ mod tests {
         assert_eq!(p.minor, 2);
         assert_eq!(p.protocol_options(), vec!["_pq_.x"]);
         assert_eq!(p.database(), Some("app"));
-    }
-
-    #[tokio::test]
-    async fn read_bounds_the_length_before_reading_the_body() {
-        let mut garbage: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
-        assert!(matches!(
-            read(&mut garbage).await,
-            Err(StartupError::BadLength(_))
-        ));
-        let mut short: &[u8] = &[0, 0, 0, 4];
-        assert!(matches!(
-            read(&mut short).await,
-            Err(StartupError::BadLength(4))
-        ));
-        let mut eof: &[u8] = &[0, 0];
-        assert!(matches!(read(&mut eof).await, Err(StartupError::Closed)));
     }
 }
