@@ -126,24 +126,19 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admission;
-pub mod auth;
-pub mod backend;
 pub mod cancel;
-pub mod checkout;
 pub mod classify;
-pub mod failover;
-pub mod listener;
-pub mod monitor;
+pub mod client;
+pub mod ha;
 pub mod net;
-pub mod pool;
-pub mod relay;
-pub mod replicas;
+pub mod pooling;
+pub mod route;
 pub mod runtime;
-pub mod session;
+pub mod server;
 mod status;
-pub mod tls;
-pub mod txpool;
+
+pub use ha::failover;
+pub use ha::monitor;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -152,9 +147,9 @@ use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use switchyard_config::{Config, NodeRole};
 
-pub use listener::{start, PgListeners, StartError};
+pub use client::listener::{start, PgListeners, StartError};
 pub use monitor::{Lsn, NodeMonitor};
-pub use replicas::{choose_replica, Choice, Reason};
+pub use route::replicas::{choose_replica, Choice, Reason};
 pub use runtime::{ClusterRuntime, DbRuntime, UserRuntime};
 pub use status::{ClusterStats, Serving};
 
@@ -173,7 +168,7 @@ pub struct DbPlane {
     /// Cancel keys issued to sessions, across clusters.
     pub cancel: cancel::CancelRegistry,
     /// SCRAM keys by cluster and user, kept while the password stays.
-    pub(crate) scram: auth::ScramKeyCache,
+    pub(crate) scram: client::auth::ScramKeyCache,
     /// Counters by cluster name.
     stats: DashMap<String, Arc<ClusterStats>>,
     /// What the node monitor knows about each node, by address ([`monitor`]).
@@ -181,13 +176,13 @@ pub struct DbPlane {
     /// Failover state by cluster, and the nodes this process fenced ([`failover`]).
     pub failover: failover::Failovers,
     /// Server connection pools by cluster and node address.
-    pools: DashMap<(String, String), Arc<pool::NodePool>>,
+    pools: DashMap<(String, String), Arc<server::pool::NodePool>>,
     /// The listeners bound at start-up.
     serving: Mutex<Vec<Serving>>,
     /// Whether [`listener::start`] ran (so clusters added later need a restart).
     started: AtomicBool,
     /// Clients admitted under each cluster's `max_client_conn`.
-    pub admission: admission::Admission,
+    pub admission: client::admission::Admission,
 }
 
 impl DbPlane {
@@ -274,7 +269,7 @@ impl DbPlane {
     }
 
     /// The pool of `node` in `cluster` (created on first use, kept across reloads).
-    pub fn pool(&self, cluster: &str, node: &str) -> Arc<pool::NodePool> {
+    pub fn pool(&self, cluster: &str, node: &str) -> Arc<server::pool::NodePool> {
         let id = (cluster.to_string(), node.to_string());
         if let Some(p) = self.pools.get(&id) {
             return p.clone();
@@ -344,8 +339,8 @@ impl DbPlane {
     /// State for `/v1/status`.
     pub fn status(&self) -> serde_json::Value {
         let mut doc = status::status(self);
-        txpool::report::augment(self, &mut doc);
-        admission::augment(self, &mut doc);
+        pooling::transaction::report::augment(self, &mut doc);
+        client::admission::augment(self, &mut doc);
         doc
     }
 }

@@ -47,9 +47,9 @@ pub struct ClusterRuntime {
     /// `routing.read_write_split` is on (rebuilt with the runtime on every reload).
     pub classifier: Option<Arc<Classifier>>,
     /// TLS offered to clients (files read at build), if configured.
-    pub tls: Option<Arc<crate::tls::ClientTls>>,
+    pub tls: Option<Arc<crate::net::tls::ClientTls>>,
     /// TLS to this cluster's servers.
-    pub server_tls: Arc<crate::tls::ServerTls>,
+    pub server_tls: Arc<crate::net::tls::ServerTls>,
 }
 
 /// A user: how clients prove they are it, and what Switchyard logs in to servers with.
@@ -123,7 +123,7 @@ pub fn build(config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
             .filter(|n| n.role == NodeRole::Replica)
             .map(|n| n.addr.clone())
             .collect();
-        let (tls, server_tls) = crate::tls::for_cluster(c, i)?;
+        let (tls, server_tls) = crate::net::tls::for_cluster(c, i)?;
         clusters.insert(
             c.name.clone(),
             Arc::new(ClusterRuntime {

@@ -1,0 +1,104 @@
+//! A server connection held for a client's turn ([`Held`]): what is in flight on it and
+//! what the turn did, and the buffers a turn leaves for the next one ([`Spare`]), so that a
+//! client's turns do not allocate and grow their buffers afresh every time.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::expect::Expect;
+use super::sql::ParamOp;
+use crate::ha::monitor::Lsn;
+use crate::server::pool::{NodePool, PooledConn};
+
+/// Buffers and queue of a finished turn, empty, their memory kept for the next one.
+#[derive(Debug, Default)]
+pub(super) struct Spare {
+    sbuf: BytesMut,
+    to_server: BytesMut,
+    expect: Expect,
+}
+
+/// A server connection a client holds for its turn, and what is in flight on it.
+#[derive(Debug)]
+pub(super) struct Held {
+    pub conn: PooledConn,
+    /// The pool of the node it came from (and goes back to).
+    pub pool: Arc<NodePool>,
+    /// That node's address.
+    pub node: Arc<str>,
+    /// Read from the server, not yet handled (at most a partial message).
+    pub sbuf: BytesMut,
+    pub to_server: BytesMut,
+    pub expect: Expect,
+    /// The client sent extended-protocol messages after its last `Sync`.
+    pub mid_batch: bool,
+    /// What the client did to its parameters during this turn.
+    pub ops: Vec<ParamOp>,
+    /// Rows of a parameter verification in progress.
+    pub rows: Vec<(String, Option<String>, Option<String>)>,
+    /// The error of the router's own query in progress.
+    pub internal_error: Option<String>,
+    /// The primary's WAL position, read after a write (read-your-writes).
+    pub wal_position: Option<Lsn>,
+    /// Taken for a write turn on the primary.
+    pub write: bool,
+    /// Client work went to it since its WAL position was last read.
+    pub needs_wal: bool,
+    /// The server's FATAL error, when it said why it ends the connection.
+    pub fatal: Option<String>,
+    /// Why the connection must not be reused, if it must not.
+    pub dirty: Option<&'static str>,
+}
+
+impl Held {
+    /// A turn on `conn` of `node` (from `pool`), with the buffers of an earlier turn.
+    pub fn new(conn: PooledConn, pool: Arc<NodePool>, node: Arc<str>, spare: Spare) -> Self {
+        Held {
+            conn,
+            pool,
+            node,
+            sbuf: spare.sbuf,
+            to_server: spare.to_server,
+            expect: spare.expect,
+            mid_batch: false,
+            ops: Vec::new(),
+            rows: Vec::new(),
+            internal_error: None,
+            wal_position: None,
+            write: false,
+            needs_wal: false,
+            fatal: None,
+            dirty: None,
+        }
+    }
+
+    /// Idle between whole messages with nothing owed either way: the turn may end.
+    pub fn idle(&self) -> bool {
+        self.conn.conn.status == b'I' && self.quiet()
+    }
+
+    /// Nothing in flight (whatever the transaction status).
+    pub fn quiet(&self) -> bool {
+        self.expect.is_empty()
+            && !self.mid_batch
+            && self.to_server.is_empty()
+            && self.sbuf.is_empty()
+    }
+
+    /// End the turn: the connection and where it goes back to, and the empty buffers for
+    /// the next turn (only a turn that ended [`Held::quiet`] leaves them; otherwise they
+    /// are dropped).
+    pub fn finish(self) -> (PooledConn, Arc<NodePool>, Option<&'static str>, Spare) {
+        let spare = if self.quiet() {
+            Spare {
+                sbuf: self.sbuf,
+                to_server: self.to_server,
+                expect: self.expect.recycled(),
+            }
+        } else {
+            Spare::default()
+        };
+        (self.conn, self.pool, self.dirty, spare)
+    }
+}

@@ -1,0 +1,477 @@
+//! The transaction-pooling relay: one loop per client that reads whole messages from the
+//! client and, while it holds one, from its server connection, handles them
+//! ([`super::client`], [`super::server`]) and writes what it can as the sockets allow.
+//!
+//! All state lives in the loop, and every socket operation is a readiness wait followed by
+//! a non-blocking read or write, so nothing is ever half done when the loop decides: a
+//! server connection goes back to the pool only between two whole messages in each
+//! direction, with nothing owed either way ([`TxRelay::end_turn`]). Backpressure: the client
+//! is not read while more than [`HIGH`] bytes wait for the server, the server is not read
+//! while more than that wait for the client.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use switchyard_config::Address;
+
+use super::expect::{Entry, Internal};
+pub(super) use super::held::Held;
+use super::held::Spare;
+use super::params::{replay_sql, Verify};
+use super::report::TxMetrics;
+use super::ClientState;
+use crate::cancel::CancelKey;
+use crate::classify::Target;
+use crate::ha::monitor::Lsn;
+use crate::net::stream::PgStream;
+use crate::route::replicas::Choice;
+use crate::runtime::ClusterRuntime;
+use crate::server::conn::ClientErrorOrFrame;
+use crate::server::pool::{NodePool, PooledConn};
+use crate::server::upstream::Upstream;
+use switchyard_pgwire::backend::{self as message, SqlState};
+use switchyard_pgwire::backend::{error_code, error_message};
+use switchyard_pgwire::error::ClientError;
+use switchyard_pgwire::frame::put;
+use switchyard_pgwire::frontend::put_query;
+
+/// Nodes whose pools a session keeps at hand ([`TxRelay::node_pool`]).
+const POOLS_KEPT: usize = 16;
+
+/// A session's `SET switchyard.route`: where its turns go whatever their statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RouteOverride {
+    Primary,
+    Replica,
+}
+
+/// Bytes waiting for one side above which the other side is not read.
+pub(super) const HIGH: usize = 256 * 1024;
+
+/// How often a write turn waiting for a failover looks again.
+const WAIT_STEP: Duration = Duration::from_millis(20);
+
+/// Whether a checkout failed because the server could not be reached (as opposed to a
+/// refused login): worth waiting for a failover.
+fn unreachable(e: &ClientErrorOrFrame) -> bool {
+    match e {
+        ClientErrorOrFrame::Error(e) => e.code.0.starts_with("08"),
+        ClientErrorOrFrame::Frame(f) => {
+            let code = error_fields(&f.body).0;
+            code.starts_with("57P") || code.starts_with("08")
+        }
+    }
+}
+
+/// SQLSTATE and message of an `ErrorResponse` body (08006 when it names none).
+fn error_fields(body: &[u8]) -> (String, String) {
+    let code = error_code(body);
+    let code = if code.is_empty() {
+        "08006".into()
+    } else {
+        code
+    };
+    (code, error_message(body))
+}
+
+/// How a transaction-pooled session ended.
+#[derive(Debug)]
+pub(super) enum TxEnd {
+    /// The client sent `Terminate`.
+    Terminated,
+    /// The client closed its connection; `between_messages`: not in the middle of one.
+    ClientClosed {
+        between_messages: bool,
+    },
+    ClientIo(io::Error),
+    /// The server closed the connection the client was holding.
+    ServerClosed,
+    ServerIo(io::Error),
+    /// The server sent what the protocol (or what it owes) does not allow.
+    ServerViolation(String),
+    /// The client broke the protocol.
+    ClientViolation(String),
+    /// No server connection could be had, or the client's parameters could not be
+    /// restored on one.
+    Refused(ClientErrorOrFrame),
+}
+
+/// One transaction-pooled client.
+pub(super) struct TxRelay<'a> {
+    pub up: &'a Upstream<'a>,
+    /// Pool key and startup parameters of its server connections.
+    pub key: &'a str,
+    pub server_params: &'a [(&'a str, &'a str)],
+    pub cancel: &'a CancelKey,
+    pub metrics: TxMetrics,
+    pub client: &'a PgStream,
+    /// Read from the client, not yet handled.
+    pub cbuf: BytesMut,
+    pub to_client: BytesMut,
+    pub held: Option<Held>,
+    pub me: ClientState,
+    /// Why the client keeps its server connection to the end, if it does.
+    pub pinned: Option<&'static str>,
+    /// A turn was refused by routing in the middle of an extended-protocol batch: the
+    /// client's messages are dropped up to its `Sync`, answered `ReadyForQuery` idle.
+    pub skip_to_sync: bool,
+    /// `SET switchyard.route` of this session (`None`: by statement).
+    pub route_override: Option<RouteOverride>,
+    /// Its server connection was lost while it was idle in a transaction: the error its
+    /// next message gets instead of running.
+    pub lost: Option<String>,
+    /// The current turn went to the primary as a write (not a read that fell back there).
+    pub turn_writes: bool,
+    /// Read-your-writes: the primary's WAL position after this client's latest write; its
+    /// reads go only to replicas that have replayed past it.
+    pub min_lsn: Option<Lsn>,
+    /// What the last turn left for the next one's buffers.
+    pub spare: Spare,
+    /// Nodes this session's turns went to, by address: their names and pools (the plane
+    /// keeps a node's pool for good, so it is looked up once, not at every turn).
+    pub pools: Vec<(Address, Arc<str>, Arc<NodePool>)>,
+}
+
+impl TxRelay<'_> {
+    /// Relay until the session ends. A server connection lost in the middle of a turn (its
+    /// server crashed or was shut down, a failover) ends the turn, not the session: the
+    /// client is told with an 08006 error and its next transaction gets a new connection.
+    pub async fn run(&mut self) -> TxEnd {
+        loop {
+            let step = match self.client_messages().await {
+                Ok(()) => {
+                    self.end_turn();
+                    self.io().await
+                }
+                Err(end) => Err(end),
+            };
+            match step {
+                Ok(()) => {}
+                Err(TxEnd::ServerClosed | TxEnd::ServerIo(_)) if self.pinned.is_none() => {
+                    self.server_lost()
+                }
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// The server connection of the current turn is gone: forget it, and tell the client
+    /// now if it waits for an answer, else at its next message (`lost`).
+    fn server_lost(&mut self) {
+        let Some(mut h) = self.held.take() else {
+            return;
+        };
+        self.cancel.set_server(None);
+        tracing::debug!(expect = ?h.expect, mid_batch = h.mid_batch, status = h.conn.conn.status, unsent = self.to_client.len(), "server lost");
+        tracing::debug!(client = self.cancel.pid, expect = ?h.expect, mid_batch = h.mid_batch, "server connection lost: what it owed");
+        let (forget, owed) = h.expect.abandon();
+        for name in forget {
+            self.me.statements.remove(&name);
+        }
+        let node = h.node.clone();
+        let live = self.up.live();
+        let said = h
+            .fatal
+            .take()
+            .map(|m| format!("; the server said: {m}"))
+            .unwrap_or_default();
+        let why = if self.up.plane.failover.running(self.up.cluster)
+            || self
+                .up
+                .plane
+                .monitor
+                .view(&node)
+                .is_some_and(|v| !v.reachable)
+        {
+            "the server is down; a failover is under way if it was the primary"
+        } else {
+            "the server closed it"
+        };
+        let role = if live.primary.to_string() == *node {
+            "the primary"
+        } else {
+            "a replica"
+        };
+        let text = format!(
+            "the connection to {role} ({node}) of cluster \"{}\" was lost ({why}{said}): the transaction was rolled back unless its COMMIT had already reached the server; the session stays usable",
+            self.up.cluster
+        );
+        let in_transaction = h.conn.conn.status != b'I';
+        tracing::warn!(cluster = %self.up.cluster, node = %node, in_transaction, "server connection lost in the middle of a turn");
+        tokio::spawn(h.conn.close());
+        if owed == 0 && !h.mid_batch {
+            // Idle in a transaction: its next statement fails instead.
+            if in_transaction {
+                self.lost = Some(text);
+            }
+            return;
+        }
+        // Each request the client is owed an answer for fails: an error, then its
+        // `ReadyForQuery` (a pipelining client matches answers to requests one by one).
+        for _ in 0..owed {
+            message::error_response(
+                &mut self.to_client,
+                "ERROR",
+                SqlState::CONNECTION_FAILURE,
+                &text,
+            );
+            message::ready_for_query(&mut self.to_client, b'I');
+        }
+        if h.mid_batch {
+            message::error_response(
+                &mut self.to_client,
+                "ERROR",
+                SqlState::CONNECTION_FAILURE,
+                &text,
+            );
+            self.skip_to_sync = true;
+        }
+    }
+
+    /// The server connection for the client's current turn, got now if it has none. A new
+    /// turn goes where its first statement, `sql`, may run (the primary when it is not
+    /// known), by the cluster as it is now. `Ok(false)`: the turn was refused and the client
+    /// has been sent an `ErrorResponse`; the message must not be passed on.
+    pub async fn hold(&mut self, sql: Option<&[u8]>) -> Result<bool, TxEnd> {
+        if let Some(h) = self.held.as_mut() {
+            h.needs_wal |= h.write;
+            return Ok(true);
+        }
+        let live = self.up.live();
+        let target = match self.route(&live, sql) {
+            Ok(t) => t,
+            Err(message) => {
+                self.refuse_turn(ClientErrorOrFrame::Error(ClientError {
+                    code: SqlState::CONNECTION_FAILURE,
+                    message,
+                    fatal: false,
+                }));
+                return Ok(false);
+            }
+        };
+        // Notices of a new server login are not the client's business mid-session.
+        let mut notices = BytesMut::new();
+        let got = match target {
+            Some(replica) => {
+                let (name, pool) = self.node_pool(&replica);
+                match self
+                    .up
+                    .checkout_at(&replica, &pool, self.key, self.server_params, &mut notices)
+                    .await
+                {
+                    Ok(conn) => Ok((conn, pool, name)),
+                    Err(e) => {
+                        // Down before the monitor noticed: the read goes to the primary.
+                        tracing::warn!(cluster = %self.up.cluster, node = %replica, error = ?e, "replica unavailable; the read goes to the primary");
+                        self.primary_conn(&mut notices).await
+                    }
+                }
+            }
+            None => self.primary_conn(&mut notices).await,
+        };
+        let (conn, pool, node) = match got {
+            Ok(got) => got,
+            Err(e) => {
+                self.refuse_turn(e);
+                return Ok(false);
+            }
+        };
+        self.cancel.set_server(Some(conn.conn.key));
+        let mut held = Held::new(conn, pool, node, std::mem::take(&mut self.spare));
+        held.write = std::mem::take(&mut self.turn_writes);
+        held.needs_wal = held.write;
+        if let Some(sql) = replay_sql(&self.me.params, &held.conn.conn.state.params) {
+            put_query(&mut held.to_server, &sql);
+            held.expect.push(Entry::Internal(Internal::Replay));
+            held.conn.conn.state.params = self.me.params.clone();
+            self.metrics.replay(&self.up.pool.tx);
+        }
+        self.held = Some(held);
+        Ok(true)
+    }
+
+    /// A connection to the primary. While a failover runs, it waits for it; when the primary
+    /// cannot be reached and `failover.auto_promote` is on, it waits for the failover that
+    /// follows, and connects to the new primary. Both waits together last at most
+    /// `failover.write_pause_timeout`.
+    async fn primary_conn(
+        &mut self,
+        notices: &mut BytesMut,
+    ) -> Result<(PooledConn, Arc<NodePool>, Arc<str>), ClientErrorOrFrame> {
+        let (plane, cluster) = (self.up.plane, self.up.cluster);
+        let mut live = self.up.live();
+        let settings = live.config.failover.clone();
+        let deadline = Instant::now() + settings.write_pause_timeout;
+        if plane.failover.running(cluster) {
+            plane
+                .failover
+                .wait_idle(cluster, settings.write_pause_timeout)
+                .await;
+            live = self.up.live();
+        }
+        loop {
+            let node = live.primary.clone();
+            let (name, pool) = self.node_pool(&node);
+            let e = match self
+                .up
+                .checkout_at(&node, &pool, self.key, self.server_params, notices)
+                .await
+            {
+                Ok(conn) => return Ok((conn, pool, name)),
+                Err(e) => e,
+            };
+            if !settings.auto_promote || !unreachable(&e) {
+                return Err(e);
+            }
+            // Wait for the monitor to call it down and a failover to move the primary, or
+            // for the primary to answer again.
+            loop {
+                if Instant::now() >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(WAIT_STEP.min(settings.check_interval)).await;
+                live = self.up.live();
+                let moved = live.primary != node;
+                let back = plane.monitor.view(&name).is_some_and(|v| v.reachable)
+                    && !plane.failover.running(cluster);
+                if moved || back {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Tell the client its turn could not start: an `ERROR` (never `FATAL`: the session goes
+    /// on) with the reason.
+    fn refuse_turn(&mut self, e: ClientErrorOrFrame) {
+        let (code, text) = match e {
+            ClientErrorOrFrame::Error(e) => (e.code.0.to_string(), e.message),
+            ClientErrorOrFrame::Frame(f) => error_fields(&f.body),
+        };
+        let mut fields = BytesMut::new();
+        for (t, v) in [
+            (b'S', "ERROR"),
+            (b'V', "ERROR"),
+            (b'C', code.as_str()),
+            (b'M', text.as_str()),
+        ] {
+            fields.extend_from_slice(&[t]);
+            fields.extend_from_slice(v.as_bytes());
+            fields.extend_from_slice(&[0]);
+        }
+        fields.extend_from_slice(&[0]);
+        put(&mut self.to_client, b'E', &[&fields]);
+    }
+
+    /// Where a turn starting with `sql` goes: `Ok(None)` the primary, `Ok(Some(replica))`,
+    /// or `Err(message)` when it is a read and no replica may serve it
+    /// (`routing.fallback = "error"`).
+    fn route(
+        &mut self,
+        live: &ClusterRuntime,
+        sql: Option<&[u8]>,
+    ) -> Result<Option<Address>, String> {
+        self.turn_writes = false;
+        let Some(classifier) = live.classifier.as_ref() else {
+            return Ok(None);
+        };
+        let forced = self.route_override;
+        let text = sql.and_then(|s| std::str::from_utf8(s).ok());
+        let (target, reason) = match (forced, text) {
+            (Some(RouteOverride::Primary), _) => (Target::Primary, "session_override"),
+            (Some(RouteOverride::Replica), _) => (Target::Replica, "session_override"),
+            (None, None) => (Target::Primary, "unknown_statement"),
+            (None, Some(text)) => {
+                let d = classifier.classify(text);
+                (d.target, d.reason.label())
+            }
+        };
+        let metrics = &mut self.metrics;
+        let mut count = |target: &'static str| metrics.routed(target, reason);
+        if target == Target::Primary {
+            count("primary");
+            self.turn_writes = true;
+            return Ok(None);
+        }
+        let min_lsn = self
+            .min_lsn
+            .filter(|_| live.config.routing.read_your_writes);
+        match self.up.plane.choose_replica(&live.config, min_lsn) {
+            Choice::Replica(addr) => {
+                count("replica");
+                Ok(Some(addr))
+            }
+            Choice::Primary(_) => {
+                count("primary");
+                Ok(None)
+            }
+            Choice::Error(why) => {
+                count("error");
+                Err(format!(
+                    "no replica of cluster \"{}\" can serve this read: {why}",
+                    self.up.cluster
+                ))
+            }
+        }
+    }
+
+    /// End the turn if it is over: check the parameters it changed first, then give the
+    /// server connection back (or close it if it must not be reused).
+    pub fn end_turn(&mut self) {
+        let Some(h) = self.held.as_mut() else { return };
+        if self.pinned.is_some() {
+            // Its parameters live on its own connection until DISCARD ALL: nothing to track.
+            h.ops.clear();
+            return;
+        }
+        if !h.idle() {
+            return;
+        }
+        if !h.ops.is_empty() {
+            let ops = std::mem::take(&mut h.ops);
+            if let Some(v) = Verify::plan(&ops, &self.me.params, &h.conn.conn.state.params) {
+                put_query(&mut h.to_server, &v.sql());
+                h.rows.clear();
+                h.internal_error = None;
+                h.expect.push(Entry::Internal(Internal::Verify(v)));
+                return;
+            }
+        }
+        if std::mem::take(&mut h.needs_wal) && self.up.live().config.routing.read_your_writes {
+            put_query(&mut h.to_server, "select pg_current_wal_insert_lsn()");
+            h.wal_position = None;
+            h.internal_error = None;
+            h.expect.push(Entry::Internal(Internal::WalPosition));
+            return;
+        }
+        let Some(h) = self.held.take() else { return };
+        self.cancel.set_server(None);
+        self.metrics.transaction(&self.up.pool.tx);
+        let (conn, pool, dirty, spare) = h.finish();
+        self.spare = spare;
+        match dirty {
+            Some(why) => {
+                tracing::debug!(cluster = %self.up.cluster, why, "server connection not reused");
+                tokio::spawn(conn.close());
+            }
+            None => pool.put_back(self.key.to_string(), conn, &self.up.settings()),
+        }
+    }
+
+    /// The name and pool of `node` (what `DbPlane::pool` returns for it, looked up once per
+    /// session).
+    fn node_pool(&mut self, node: &Address) -> (Arc<str>, Arc<NodePool>) {
+        if let Some((_, name, pool)) = self.pools.iter().find(|(a, _, _)| a == node) {
+            return (name.clone(), pool.clone());
+        }
+        let name: Arc<str> = node.to_string().into();
+        let pool = self.up.plane.pool(self.up.cluster, &name);
+        if self.pools.len() >= POOLS_KEPT {
+            self.pools.clear();
+        }
+        self.pools.push((node.clone(), name.clone(), pool.clone()));
+        (name, pool)
+    }
+}
