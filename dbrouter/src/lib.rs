@@ -131,216 +131,29 @@ pub mod classify;
 pub mod client;
 pub mod ha;
 pub mod net;
+pub mod plane;
 pub mod pooling;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 mod status;
 
-pub use ha::failover;
 pub use ha::monitor;
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwapOption;
-use dashmap::DashMap;
-use switchyard_config::{Config, NodeRole};
-
-pub use client::listener::{start, PgListeners, StartError};
-pub use monitor::{Lsn, NodeMonitor};
+pub use ha::monitor::{Lsn, NodeMonitor};
+pub use plane::{start, DbPlane, PgListeners, StartError};
 pub use route::replicas::{choose_replica, Choice, Reason};
-pub use runtime::{ClusterRuntime, DbRuntime, UserRuntime};
-pub use status::{ClusterStats, Serving};
+pub use runtime::{BuildError, ClusterRuntime, DbRuntime, UserRuntime};
+pub use stats::ClusterStats;
+pub use status::Serving;
 
-/// Why a config cannot be turned into a Postgres runtime.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-}
-
-/// The Postgres plane: the live runtime and the state that outlives reloads.
-#[derive(Debug, Default)]
-pub struct DbPlane {
-    /// `None` until the first config is applied.
-    runtime: ArcSwapOption<DbRuntime>,
-    /// Cancel keys issued to sessions, across clusters.
-    pub cancel: cancel::CancelRegistry,
-    /// SCRAM keys by cluster and user, kept while the password stays.
-    pub(crate) scram: client::auth::ScramKeyCache,
-    /// Counters by cluster name.
-    stats: DashMap<String, Arc<ClusterStats>>,
-    /// What the node monitor knows about each node, by address ([`monitor`]).
-    pub monitor: monitor::NodeMonitor,
-    /// Failover state by cluster, and the nodes this process fenced ([`failover`]).
-    pub failover: failover::Failovers,
-    /// Server connection pools by cluster and node address.
-    pools: DashMap<(String, String), Arc<server::pool::NodePool>>,
-    /// The listeners bound at start-up.
-    serving: Mutex<Vec<Serving>>,
-    /// Whether [`listener::start`] ran (so clusters added later need a restart).
-    started: AtomicBool,
-    /// Clients admitted under each cluster's `max_client_conn`.
-    pub admission: client::admission::Admission,
-}
-
-impl DbPlane {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Build a runtime for `config`. No side effects. Password environment variables must be
-    /// set: a cluster that could not log in to its servers is refused now, not at first use.
-    ///
-    /// A node this process fenced (after a failover or switchover) must stay fenced until it
-    /// is rejoined: a config that makes it the primary again, or drops its `fenced` mark, is
-    /// refused (an operator's stale file must not undo a failover).
-    pub fn build(&self, config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
-        for (i, c) in config.postgres.clusters.iter().enumerate() {
-            for (j, n) in c.nodes.iter().enumerate() {
-                let addr = n.addr.to_string();
-                let Some(fence) = self.failover.fenced(&addr) else {
-                    continue;
-                };
-                if n.role == NodeRole::Primary || n.fenced.is_none() {
-                    return Err(BuildError::Invalid {
-                        path: format!("postgres.clusters[{i}].nodes[{j}]"),
-                        message: format!(
-                            "node {addr} was fenced ({}); it gets no traffic until an operator rejoins it (POST /v1/clusters/{}/nodes/{addr}/rejoin)",
-                            fence.reason, c.name
-                        ),
-                    });
-                }
-            }
-        }
-        runtime::build(config)
-    }
-
-    /// Make `runtime` the live one. Sessions pick the cluster up again at their next turn
-    /// (transaction pooling) or keep the one they started with (session pooling). Nodes the
-    /// config marks fenced are remembered as fenced (see [`DbPlane::build`]).
-    pub fn swap(&self, runtime: DbRuntime) {
-        for c in &runtime.config.postgres.clusters {
-            for n in &c.nodes {
-                if let Some(reason) = &n.fenced {
-                    let addr = n.addr.to_string();
-                    if self.failover.fenced(&addr).is_none() {
-                        self.failover.fence(&addr, reason);
-                    }
-                }
-            }
-        }
-        self.runtime.store(Some(Arc::new(runtime)));
-    }
-
-    /// Apply a role change to the running runtime at once, before (and whether or not) the
-    /// control plane records it in the config: after a promotion, writes must go to the new
-    /// primary without waiting for the writer.
-    pub fn apply_roles(&self, change: &failover::RoleChange) -> Result<(), String> {
-        let rt = self.runtime().ok_or("no config applied yet")?;
-        let mut config = (*rt.config).clone();
-        let cluster = config
-            .postgres
-            .clusters
-            .iter_mut()
-            .find(|c| c.name == change.cluster)
-            .ok_or_else(|| format!("no cluster named {:?}", change.cluster))?;
-        failover::change_roles(cluster, change);
-        let built = runtime::build(&Arc::new(config)).map_err(|e| e.to_string())?;
-        self.swap(built);
-        Ok(())
-    }
-
-    /// The live runtime, once a config has been applied.
-    pub fn runtime(&self) -> Option<Arc<DbRuntime>> {
-        self.runtime.load_full()
-    }
-
-    /// Counters of cluster `name` (created on first use, kept across reloads).
-    pub fn stats(&self, name: &str) -> Arc<ClusterStats> {
-        if let Some(s) = self.stats.get(name) {
-            return s.clone();
-        }
-        self.stats
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::new(ClusterStats::new(name)))
-            .clone()
-    }
-
-    /// The pool of `node` in `cluster` (created on first use, kept across reloads).
-    pub fn pool(&self, cluster: &str, node: &str) -> Arc<server::pool::NodePool> {
-        let id = (cluster.to_string(), node.to_string());
-        if let Some(p) = self.pools.get(&id) {
-            return p.clone();
-        }
-        self.pools.entry(id).or_default().clone()
-    }
-
-    /// Close idle server connections that expired, died, or whose cluster or node left the
-    /// config. Run periodically by the listeners' runtime.
-    pub fn reap_idle(&self) {
-        let rt = self.runtime();
-        for entry in self.pools.iter() {
-            let (cluster, node) = entry.key();
-            let settings = rt
-                .as_ref()
-                .and_then(|rt| rt.clusters.get(cluster))
-                .and_then(|c| {
-                    (c.primary.to_string() == *node
-                        || c.replicas.iter().any(|r| r.to_string() == *node))
-                    .then(|| c.pool.clone())
-                });
-            match settings {
-                Some(s) => entry.value().reap_now(&s),
-                None => entry.value().clear(),
-            }
-        }
-        // pool.min_size: pre-open connections in the background (pool::warm).
-        let Some(rt) = rt else { return };
-        for c in rt.clusters.values().filter(|c| c.pool.min_size > 0) {
-            let stats = self.stats(&c.name);
-            for node in std::iter::once(&c.primary).chain(&c.replicas) {
-                let addr = node.to_string();
-                if self.monitor.view(&addr).is_some_and(|v| v.down) {
-                    continue;
-                }
-                self.pool(&c.name, &addr).fill_to_min(c, node, &stats);
-            }
-        }
-    }
-
-    /// `(open, idle)` server connections of `node` in `cluster`.
-    pub fn pool_counts(&self, cluster: &str, node: &str) -> (usize, usize) {
-        self.pools
-            .get(&(cluster.to_string(), node.to_string()))
-            .map_or((0, 0), |p| p.counts())
-    }
-
-    /// Record the listeners bound at start-up (they cannot change without a restart).
-    pub fn mark_serving(&self, listeners: Vec<Serving>) {
-        *self.serving.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
-        self.started.store(true, Ordering::Relaxed);
-    }
-
-    /// The listeners being served.
-    pub fn serving(&self) -> Vec<Serving> {
-        self.serving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Whether the listeners were started (even if there were none).
-    pub fn started(&self) -> bool {
-        self.started.load(Ordering::Relaxed)
-    }
-
-    /// State for `/v1/status`.
-    pub fn status(&self) -> serde_json::Value {
-        let mut doc = status::status(self);
-        pooling::transaction::report::augment(self, &mut doc);
-        client::admission::augment(self, &mut doc);
-        doc
-    }
+/// High availability as the control plane drives it: the role changes it records
+/// ([`RoleChange`] through a [`FailoverSink`]), and the promote, switchover and rejoin it
+/// asks for ([`start`], [`rejoin`], entered with the [`DbPlane`]).
+pub mod failover {
+    pub use crate::ha::failover::{
+        change_roles, Attempt, ClusterFailover, FailoverSink, Failovers, Fence, Outcome, Phase,
+        Refusal, Request, RoleChange,
+    };
+    pub use crate::plane::ops::{rejoin, start};
 }

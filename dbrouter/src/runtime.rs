@@ -1,7 +1,8 @@
 //! What one applied config means to the router: per cluster, where its primary is, which
 //! users may log in and how, and the pool settings. Built by [`build`] without side effects
 //! (passwords from the environment are read here, so a missing one refuses the config instead
-//! of failing at the first login) and swapped in whole by the plane.
+//! of failing at the first login) and swapped in whole by the plane; every part reads it
+//! through [`Live`].
 //!
 //! Sessions look their cluster up by name once, when they start, and keep that
 //! `Arc<ClusterRuntime>`: a reload changes what new sessions get and never disturbs a running
@@ -15,9 +16,42 @@ use switchyard_config::{
     Address, ClientAuth, Cluster, Config, NodeRole, PoolMode, PoolSettings, Secret,
 };
 
+use arc_swap::ArcSwapOption;
+
 use crate::classify::Classifier;
 
-use crate::BuildError;
+/// Why a config cannot be turned into a Postgres runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// The live runtime, as every part reads it: one `ArcSwap` for the whole plane, swapped by
+/// the plane on each applied config. Cheap to clone (one `Arc`), so spawned tasks keep their
+/// own. Load it once per transaction, never across an `.await`.
+#[derive(Debug, Clone, Default)]
+pub struct Live(Arc<ArcSwapOption<DbRuntime>>);
+
+impl Live {
+    /// The live runtime, once a config has been applied.
+    pub fn load(&self) -> Option<Arc<DbRuntime>> {
+        self.0.load_full()
+    }
+
+    /// The live runtime of cluster `name`, if it is configured.
+    pub fn cluster(&self, name: &str) -> Option<Arc<ClusterRuntime>> {
+        self.0
+            .load()
+            .as_ref()
+            .and_then(|rt| rt.clusters.get(name).cloned())
+    }
+
+    /// Make `runtime` the live one.
+    pub fn store(&self, runtime: DbRuntime) {
+        self.0.store(Some(Arc::new(runtime)));
+    }
+}
 
 /// Everything the router needs for one config.
 #[derive(Debug)]
@@ -123,7 +157,11 @@ pub fn build(config: &Arc<Config>) -> Result<DbRuntime, BuildError> {
             .filter(|n| n.role == NodeRole::Replica)
             .map(|n| n.addr.clone())
             .collect();
-        let (tls, server_tls) = crate::net::tls::for_cluster(c, i)?;
+        let (tls, server_tls) =
+            crate::net::tls::for_cluster(c, i).map_err(|e| BuildError::Invalid {
+                path: e.path,
+                message: e.message,
+            })?;
         clusters.insert(
             c.name.clone(),
             Arc::new(ClusterRuntime {

@@ -8,7 +8,7 @@
 //! kept by cluster name in the plane, so a reload that changes the cap applies to the next
 //! accept and never closes a client already in.
 //!
-//! Status (per cluster, [`augment`]): `max_client_conn`, `clients_admitted`,
+//! Status (per cluster, in [`crate::status`]): `max_client_conn`, `clients_admitted`,
 //! `clients_refused_total`, and the TLS settings (`tls`, `server_tls`). Prometheus:
 //! `switchyard_postgres_clients_refused_total{cluster,reason="max_client_conn"}`.
 
@@ -16,9 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use serde_json::{json, Value};
-
-use crate::DbPlane;
 
 /// Admission counts of every cluster, by name.
 #[derive(Debug, Default)]
@@ -73,52 +70,5 @@ impl Admission {
         counts.refused_total.fetch_add(1, Relaxed);
         metrics::counter!("switchyard_postgres_clients_refused_total", "cluster" => cluster.to_string(), "reason" => "max_client_conn").increment(1);
         None
-    }
-}
-
-/// Add each cluster's admission counts and TLS settings to the `/v1/status` document.
-pub fn augment(plane: &DbPlane, doc: &mut Value) {
-    let Some(rt) = plane.runtime() else { return };
-    let Some(clusters) = doc.get_mut("clusters").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for c in clusters {
-        let Some(name) = c.get("name").and_then(Value::as_str).map(str::to_string) else {
-            continue;
-        };
-        let Some(cluster) = rt.clusters.get(&name) else {
-            continue;
-        };
-        let counts = plane.admission.counts(&name);
-        let Some(obj) = c.as_object_mut() else {
-            continue;
-        };
-        obj.insert(
-            "max_client_conn".into(),
-            json!(cluster.config.max_client_conn),
-        );
-        obj.insert(
-            "clients_admitted".into(),
-            json!(counts.admitted.load(Relaxed)),
-        );
-        obj.insert(
-            "clients_refused_total".into(),
-            json!(counts.refused_total.load(Relaxed)),
-        );
-        obj.insert(
-            "tls".into(),
-            json!(cluster
-                .config
-                .tls
-                .as_ref()
-                .map(|t| json!({ "mode": t.mode }))),
-        );
-        obj.insert(
-            "server_tls".into(),
-            json!({
-                "mode": cluster.config.server_tls,
-                "verified": cluster.server_tls.verified,
-            }),
-        );
     }
 }

@@ -1,187 +1,20 @@
-//! The router's listeners: one per configured cluster, bound at start-up like the HTTP
-//! plane's (moving or adding one needs a restart, and `/v1/status` says so), served on a
-//! tokio runtime of the router's own so that client sessions never compete with the control
-//! API for threads.
-//!
-//! [`start`] binds every listener first (so a taken port stops start-up with the cluster's
-//! key path in the error), records them with [`DbPlane::mark_serving`], then spawns the
-//! runtime. [`serve`] is the accept loop for one listener, in the shape of mini-redis'
-//! `run(listener, shutdown)`, so tests can drive it on `127.0.0.1:0`.
-//!
-//! The runtime has half the machine's cores as workers, at least one and at most eight
-//! (`SWITCHYARD_PG_WORKERS` overrides), and is a current-thread runtime when that is one.
-//! Relaying is mostly kernel work (sends and receives, waking the peer), and the router
-//! usually shares its cores with its clients or PostgreSQL: on two cores, one worker cut
-//! the router's CPU per transaction by about a quarter (no futex wake-ups between workers).
-//! The cost: with one worker, CPU-heavy work (a server login's SCRAM key derivation, a
-//! classifier parse) delays the other sessions for its duration.
+//! The accept loop of one cluster's listener ([`serve`]), in the shape of mini-redis'
+//! `run(listener, shutdown)`, so tests can drive it on `127.0.0.1:0`: each client is a task
+//! of its own ([`super::session::run`]). Binding the listeners and the runtime they run on are
+//! the plane's ([`crate::plane`]).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_config::Config;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::status::Serving;
-use crate::DbPlane;
-
-/// How often idle server connections are checked for expiry (and pools filled to
-/// `pool.min_size`).
-const REAP_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Why the listeners could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("binding postgres.clusters[{index}].listen ({addr}) for cluster {cluster}: {source}")]
-    Bind {
-        index: usize,
-        cluster: String,
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("starting the Postgres runtime: {0}")]
-    Runtime(std::io::Error),
-}
-
-/// The running listeners. Dropping this asks them to stop accepting; sessions in progress
-/// run on until the process exits.
-#[derive(Debug)]
-pub struct PgListeners {
-    stop: watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl PgListeners {
-    /// Stop accepting and wait for the router's runtime to finish (sessions in progress are
-    /// dropped with it).
-    pub fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for PgListeners {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-/// Bind a listener per cluster of `config` and serve them on a new runtime thread. `None`
-/// when the config has no clusters (nothing is started).
-pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>, StartError> {
-    let mut bound = Vec::new();
-    for (index, c) in config.postgres.clusters.iter().enumerate() {
-        let bind_err = |source| StartError::Bind {
-            index,
-            cluster: c.name.clone(),
-            addr: c.listen,
-            source,
-        };
-        let l = std::net::TcpListener::bind(c.listen).map_err(bind_err)?;
-        l.set_nonblocking(true).map_err(bind_err)?;
-        let addr = l.local_addr().map_err(bind_err)?;
-        bound.push((
-            Serving {
-                cluster: c.name.clone(),
-                configured: c.listen,
-                bound: addr,
-            },
-            l,
-        ));
-    }
-    plane.mark_serving(bound.iter().map(|(s, _)| s.clone()).collect());
-    if bound.is_empty() {
-        return Ok(None);
-    }
-    let workers = worker_threads();
-    // One worker: a current-thread runtime, without the work-stealing scheduler's
-    // bookkeeping (everything runs on the thread below either way).
-    let mut builder = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(workers);
-        b
-    };
-    let rt = builder
-        .thread_name("switchyard-pg")
-        .enable_all()
-        .build()
-        .map_err(StartError::Runtime)?;
-    let (stop, stopped) = watch::channel(false);
-    let thread = std::thread::Builder::new()
-        .name("switchyard-pg".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let mut accept_loops = Vec::new();
-                for (s, l) in bound {
-                    match TcpListener::from_std(l) {
-                        Ok(listener) => {
-                            tracing::info!(cluster = %s.cluster, listen = %s.bound, "postgres listener started");
-                            let mut stopped = stopped.clone();
-                            let shutdown = async move {
-                                let _ = stopped.wait_for(|stop| *stop).await;
-                            };
-                            accept_loops.push(tokio::spawn(serve(
-                                plane.clone(),
-                                s.cluster.into(),
-                                listener,
-                                shutdown,
-                            )));
-                        }
-                        Err(e) => {
-                            tracing::error!(cluster = %s.cluster, error = %e, "postgres listener failed")
-                        }
-                    }
-                }
-                // Checks every node of the running config (and follows reloads).
-                tokio::spawn(crate::ha::monitor::run(plane.clone()));
-                let reaper = plane.clone();
-                tokio::spawn(async move {
-                    loop {
-                        // At once too: pool.min_size connections open at start.
-                        reaper.reap_idle();
-                        tokio::time::sleep(REAP_INTERVAL).await;
-                    }
-                });
-                for l in accept_loops {
-                    let _ = l.await;
-                }
-            })
-        })
-        .map_err(StartError::Runtime)?;
-    Ok(Some(PgListeners {
-        stop,
-        thread: Some(thread),
-    }))
-}
-
-/// Worker threads of the router's runtime: `SWITCHYARD_PG_WORKERS` when set to a number
-/// from 1 to 64, else [`default_workers`].
-fn worker_threads() -> usize {
-    std::env::var("SWITCHYARD_PG_WORKERS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| (1..=64).contains(n))
-        .unwrap_or_else(default_workers)
-}
-
-/// Half the cores, from 1 to 8. Most of a relayed transaction's cost is in the kernel
-/// (loopback or NIC send and receive, waking the peer), shared with the clients and
-/// PostgreSQL on the same machine; each extra worker adds wake-ups between threads (a task
-/// woken on one worker, stolen by another) without adding cores for the router.
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8))
-}
+use super::services::Services;
 
 /// Accept clients of `cluster` on `listener` until `shutdown` resolves; each client is a
 /// task of its own ([`crate::client::session::run`]).
 pub async fn serve(
-    plane: Arc<DbPlane>,
+    services: Arc<Services>,
     cluster: Arc<str>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -192,7 +25,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(crate::client::session::run(plane.clone(), cluster.clone(), stream, peer));
+                    tokio::spawn(super::session::run(services.clone(), cluster.clone(), stream, peer));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.

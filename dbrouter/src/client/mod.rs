@@ -10,4 +10,7 @@
 pub mod admission;
 pub mod auth;
 pub mod listener;
+pub mod services;
 pub mod session;
+
+pub use services::Services;

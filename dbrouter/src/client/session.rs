@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 
 use switchyard_config::PoolMode;
 
+use super::services::Services;
 use crate::cancel;
 use crate::client::auth::{self, AuthError};
 use crate::net::read::read_startup;
@@ -32,8 +33,7 @@ use crate::net::stream::PgStream;
 use crate::net::tls::ClientTls;
 use crate::pooling::{self, transaction};
 use crate::server::upstream::Upstream;
-use crate::status::ClusterStats;
-use crate::DbPlane;
+use crate::stats::ClusterStats;
 use switchyard_pgwire::backend::{self as message, SqlState};
 use switchyard_pgwire::error::ClientError;
 use switchyard_pgwire::startup::{Packet, StartupError, StartupParams};
@@ -46,19 +46,17 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_NEGOTIATIONS: usize = 2;
 
 /// Serve one client of `cluster` to the end.
-pub async fn run(plane: Arc<DbPlane>, cluster: Arc<str>, tcp: TcpStream, peer: SocketAddr) {
-    let stats = plane.stats(&cluster);
+pub async fn run(svc: Arc<Services>, cluster: Arc<str>, tcp: TcpStream, peer: SocketAddr) {
+    let stats = svc.stats.get(&cluster);
     let _counted = stats.client();
     let _ = tcp.set_nodelay(true);
     let mut client = PgStream::plain(tcp);
-    let rt = plane
-        .runtime()
-        .and_then(|rt| rt.clusters.get(&*cluster).cloned());
+    let rt = svc.live.cluster(&cluster);
     let max = rt.as_ref().map(|c| c.config.max_client_conn);
-    let admitted = plane.admission.admit(&cluster, max);
+    let admitted = svc.admission.admit(&cluster, max);
     let tls = rt.and_then(|c| c.tls.clone());
     let outcome = serve(
-        &plane,
+        &svc,
         &cluster,
         &stats,
         &mut client,
@@ -88,7 +86,7 @@ pub async fn run(plane: Arc<DbPlane>, cluster: Arc<str>, tcp: TcpStream, peer: S
 type End = &'static str;
 
 async fn serve(
-    plane: &DbPlane,
+    svc: &Services,
     cluster: &Arc<str>,
     stats: &Arc<ClusterStats>,
     client: &mut PgStream,
@@ -101,7 +99,7 @@ async fn serve(
             Ok(Some(params)) => params,
             Ok(None) => return Ok(None),
             Err(Negotiation::Cancel { pid, secret }) => {
-                cancel_request(plane, cluster, stats, pid, secret).await;
+                cancel_request(svc, cluster, stats, pid, secret).await;
                 return Ok(None);
             }
             Err(Negotiation::Failed(e)) => return e.to_client().map_or(Ok(None), Err),
@@ -115,7 +113,7 @@ async fn serve(
                 ),
             ));
         }
-        login(plane, cluster, client, &mut pending, params).await
+        login(svc, cluster, client, &mut pending, params).await
     };
     let (cluster_rt, user, params, mut out) =
         match tokio::time::timeout(STARTUP_TIMEOUT, login).await {
@@ -132,15 +130,22 @@ async fn serve(
 
     // The client is in: serve it in its cluster's pool mode.
     message::auth_ok(&mut out);
-    let key = plane.cancel.issue(cluster.clone());
+    let key = svc.cancel.issue(cluster.clone());
     let mode = cluster_rt.pool_mode;
     // The server logins of this session use its cluster's server TLS.
     let server_tls = cluster_rt.server_tls.clone();
-    let up = Upstream::primary(plane, cluster, cluster_rt, user, stats.clone());
+    let up = Upstream::primary(
+        &svc.live,
+        &svc.pools,
+        cluster,
+        cluster_rt,
+        user,
+        stats.clone(),
+    );
     let session = async {
         match mode {
             PoolMode::Transaction => {
-                transaction::serve(&up, client, pending, &params, out, &key).await
+                transaction::serve(&up, svc.shared(), client, pending, &params, out, &key).await
             }
             PoolMode::Session => {
                 pooling::session::serve(&up, client, pending, &params, out, &key).await
@@ -224,7 +229,7 @@ type LoggedIn = (
 );
 
 async fn login(
-    plane: &DbPlane,
+    svc: &Services,
     cluster: &str,
     client: &mut PgStream,
     pending: &mut BytesMut,
@@ -248,15 +253,12 @@ async fn login(
         }
         out.clear();
     }
-    let cluster_rt = plane
-        .runtime()
-        .and_then(|rt| rt.clusters.get(cluster).cloned())
-        .ok_or_else(|| {
-            ClientError::fatal(
-                SqlState::CONNECTION_REJECTED,
-                format!("cluster \"{cluster}\" is no longer configured"),
-            )
-        })?;
+    let cluster_rt = svc.live.cluster(cluster).ok_or_else(|| {
+        ClientError::fatal(
+            SqlState::CONNECTION_REJECTED,
+            format!("cluster \"{cluster}\" is no longer configured"),
+        )
+    })?;
     let user = cluster_rt.users.get(user_name).cloned();
     match auth::authenticate(
         client,
@@ -264,7 +266,7 @@ async fn login(
         cluster,
         user_name,
         user.as_deref(),
-        &plane.scram,
+        &svc.scram,
     )
     .await
     {
@@ -280,13 +282,13 @@ async fn login(
 
 /// Forward a `CancelRequest` whose key we issued to the server connection in use.
 async fn cancel_request(
-    plane: &DbPlane,
+    svc: &Services,
     cluster: &str,
     stats: &ClusterStats,
     pid: u32,
     secret: u32,
 ) {
-    let Some(target) = plane.cancel.find(cluster, pid, secret) else {
+    let Some(target) = svc.cancel.find(cluster, pid, secret) else {
         stats.cancel_request("unknown_key");
         tracing::debug!(
             cluster,

@@ -8,8 +8,8 @@
 //! - [`read`]: whole messages and startup packets read off a stream, judged by
 //!   `switchyard-pgwire` as they come in.
 //!
-//! Owns no policy: it does not know pools, clusters' nodes, routing or failover. It must not
-//! import any other part of the router but the runtime's error type.
+//! Owns no policy: it does not know pools, clusters' nodes, routing or failover, and imports
+//! no other part of the router.
 
 pub mod read;
 pub mod stream;

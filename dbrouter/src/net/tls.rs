@@ -32,10 +32,16 @@ use switchyard_config::{ClientTlsMode, Cluster, ServerTlsMode};
 
 use crate::net::stream::PgStream;
 
-use crate::BuildError;
-
 /// ALPN protocol name PostgreSQL 17 uses (older clients send none).
 const ALPN: &[u8] = b"postgresql";
+
+/// A TLS setting of the config that cannot be used: the key path and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct TlsConfigError {
+    pub path: String,
+    pub message: String,
+}
 
 /// TLS offered to a cluster's clients.
 #[derive(Debug)]
@@ -141,12 +147,12 @@ fn provider() -> Arc<CryptoProvider> {
 pub fn for_cluster(
     c: &Cluster,
     index: usize,
-) -> Result<(Option<Arc<ClientTls>>, Arc<ServerTls>), BuildError> {
+) -> Result<(Option<Arc<ClientTls>>, Arc<ServerTls>), TlsConfigError> {
     let client = match &c.tls {
         None => None,
         Some(t) => {
             let path = format!("postgres.clusters[{index}].tls");
-            let invalid = |message: String| BuildError::Invalid {
+            let invalid = |message: String| TlsConfigError {
                 path: path.clone(),
                 message,
             };
@@ -174,7 +180,7 @@ pub fn for_cluster(
     let server = match c.server_tls {
         ServerTlsMode::Disable => ServerTls::disabled(),
         mode => {
-            let invalid = |message: String| BuildError::Invalid {
+            let invalid = |message: String| TlsConfigError {
                 path: format!("postgres.clusters[{index}].server_tls_ca"),
                 message,
             };

@@ -8,8 +8,8 @@
 //! `routing.max_replica_lag` (each only when set; a limit that cannot be measured excludes
 //! it); and, for read-your-writes, it has replayed past the client's `min_lsn`.
 //!
-//! Among those, the one with the least outstanding work (the caller says how much: the
-//! plane's [`DbPlane::choose_replica`] uses the node pool's connections in use), ties broken
+//! Among those, the one with the least outstanding work (the caller says how much:
+//! [`choose`] uses the node pool's connections in use), ties broken
 //! at random. When none qualifies, the read goes to the primary, or fails, per
 //! `routing.fallback`; except that a cluster without replicas, and a read-your-writes read
 //! no caught-up replica can serve, always go to the primary (which has every write).
@@ -20,7 +20,7 @@ use std::time::Instant;
 use switchyard_config::{Address, Cluster, NodeRole, ReplicaFallback};
 
 use crate::ha::monitor::{Lsn, NodeMonitor, NodeView};
-use crate::DbPlane;
+use crate::server::pool::Pools;
 
 /// Where a read goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,18 +151,19 @@ fn healthy(cluster: &Cluster, view: &NodeView, now: Instant, caught_up: bool) ->
     fresh && view.reachable && !view.down && replica
 }
 
-// === impl DbPlane ===
-
-impl DbPlane {
-    /// [`choose_replica`] now, with each node's outstanding work taken as its pool's server
-    /// connections in use.
-    pub fn choose_replica(&self, cluster: &Cluster, min_lsn: Option<Lsn>) -> Choice {
-        let load = |node: &Address| {
-            let (open, idle) = self.pool_counts(&cluster.name, &node.to_string());
-            open.saturating_sub(idle)
-        };
-        choose_replica(cluster, &self.monitor, Instant::now(), min_lsn, &load)
-    }
+/// [`choose_replica`] now, with each node's outstanding work taken as its pool's server
+/// connections in use.
+pub fn choose(
+    cluster: &Cluster,
+    min_lsn: Option<Lsn>,
+    monitor: &NodeMonitor,
+    pools: &Pools,
+) -> Choice {
+    let load = |node: &Address| {
+        let (open, idle) = pools.counts(&cluster.name, &node.to_string());
+        open.saturating_sub(idle)
+    };
+    choose_replica(cluster, monitor, Instant::now(), min_lsn, &load)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! so. SCRAM's server signature is checked, so a server that does not know the password
 //! cannot pretend to be the database.
 
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
@@ -23,7 +24,6 @@ use crate::cancel::ServerKey;
 use crate::net::read::{read_frame, ReadError};
 use crate::net::stream::PgStream;
 use crate::net::tls::ServerTls;
-use crate::pooling::transaction::ServerState;
 use switchyard_pgwire::backend::SqlState;
 use switchyard_pgwire::error::ClientError;
 use switchyard_pgwire::frame::{self, Frame};
@@ -44,6 +44,16 @@ pub struct ServerConn {
     /// What transaction pooling knows of this connection's session (parameters set,
     /// statements prepared).
     pub state: ServerState,
+}
+
+/// What the router knows it set on a server connection's session, kept with the connection
+/// while it sits in the pool: parameter values that may differ from the server's defaults
+/// (lowercase names), and the global prepared statements (their ids) it has. Filled in by
+/// transaction pooling; `DISCARD ALL` empties it ([`crate::server::pool`]'s reset).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    pub params: BTreeMap<String, String>,
+    pub prepared: HashSet<u64>,
 }
 
 /// Why a server connection could not be had.

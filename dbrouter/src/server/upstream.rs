@@ -12,18 +12,20 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use switchyard_config::{Address, PoolSettings};
 
-use crate::runtime::{ClusterRuntime, UserRuntime};
+use crate::runtime::{ClusterRuntime, Live, UserRuntime};
 use crate::server::conn::{self, ClientErrorOrFrame};
-use crate::server::pool::{NodePool, PooledConn};
-use crate::status::ClusterStats;
-use crate::DbPlane;
+use crate::server::pool::{NodePool, PooledConn, Pools};
+use crate::stats::ClusterStats;
 use switchyard_pgwire::backend::SqlState;
 use switchyard_pgwire::error::ClientError;
 
 /// Where one client's server connections come from: a node of its cluster, as its user.
 #[derive(Debug)]
 pub struct Upstream<'a> {
-    pub plane: &'a DbPlane,
+    /// The live runtime, for the cluster as it is now.
+    pub live: &'a Live,
+    /// Every node's pool (a replica's, for a read).
+    pub pools: &'a Pools,
     pub cluster: &'a str,
     /// The cluster as of the client's login.
     pub rt: Arc<ClusterRuntime>,
@@ -37,16 +39,18 @@ pub struct Upstream<'a> {
 impl<'a> Upstream<'a> {
     /// The primary of `rt`, for `user`.
     pub fn primary(
-        plane: &'a DbPlane,
+        live: &'a Live,
+        pools: &'a Pools,
         cluster: &'a str,
         rt: Arc<ClusterRuntime>,
         user: Arc<UserRuntime>,
         stats: Arc<ClusterStats>,
     ) -> Self {
         let node = rt.primary.to_string();
-        let pool = plane.pool(cluster, &node);
+        let pool = pools.get(cluster, &node);
         Upstream {
-            plane,
+            live,
+            pools,
             cluster,
             rt,
             user,
@@ -58,18 +62,16 @@ impl<'a> Upstream<'a> {
 
     /// The live cluster, if it still sends this client's work to the same node.
     pub fn current(&self) -> Option<Arc<ClusterRuntime>> {
-        self.plane
-            .runtime()
-            .and_then(|rt| rt.clusters.get(self.cluster).cloned())
+        self.live
+            .cluster(self.cluster)
             .filter(|c| c.primary == self.rt.primary)
     }
 
     /// The cluster as it is now (as of the login when it has left the config): transaction
     /// pooling routes every turn by it, so a promoted primary takes writes at once.
     pub fn live(&self) -> Arc<ClusterRuntime> {
-        self.plane
-            .runtime()
-            .and_then(|rt| rt.clusters.get(self.cluster).cloned())
+        self.live
+            .cluster(self.cluster)
             .unwrap_or_else(|| self.rt.clone())
     }
 

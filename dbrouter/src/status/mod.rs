@@ -1,112 +1,31 @@
-//! What the Postgres plane reports: per-cluster counters that outlive reloads
-//! ([`ClusterStats`], kept by cluster name in the plane) and the `/v1/status` document.
+//! The Postgres plane's `/v1/status` document ([`status`]), read from the parts' own state
+//! ([`Sources`]): the counters ([`crate::stats`]), the pools, the monitor's verdicts and the
+//! failover state, admission ([`admission`]) and transaction pooling ([`pooling`]).
 //!
-//! Counters are atomics bumped at the point of the event, with the matching Prometheus
-//! series (`switchyard_postgres_*`, labelled by cluster) updated beside them. Gauges are moved
-//! by guards ([`ClientGuard`], [`ServerGuard`]) so that every way out of a session, error or
-//! not, gives the count back.
+//! Reads everything, changes nothing; no part imports it.
 //!
 //! Each node in the document carries what the node monitor saw last (observed role,
 //! reachable, down, last error kind, WAL positions, lag in bytes and seconds, WAL receiver
 //! state) beside its configuration and its pool's counts.
 
+mod admission;
+mod pooling;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 use switchyard_config::{Cluster, Node};
 
-use crate::DbPlane;
-
-/// One cluster's counters.
-#[derive(Debug)]
-pub struct ClusterStats {
-    name: Arc<str>,
-    /// Client connections open now (from accept to close, authenticated or not).
-    pub clients: AtomicU64,
-    pub clients_total: AtomicU64,
-    /// Server connections open now (in use and idle in the pools).
-    pub server_connections: AtomicU64,
-    pub auth_failures_total: AtomicU64,
-    pub cancel_requests_total: AtomicU64,
-}
-
-impl ClusterStats {
-    pub fn new(name: &str) -> Self {
-        ClusterStats {
-            name: name.into(),
-            clients: AtomicU64::new(0),
-            clients_total: AtomicU64::new(0),
-            server_connections: AtomicU64::new(0),
-            auth_failures_total: AtomicU64::new(0),
-            cancel_requests_total: AtomicU64::new(0),
-        }
-    }
-
-    /// Count a client connection until the guard drops.
-    pub fn client(self: &Arc<Self>) -> ClientGuard {
-        self.clients.fetch_add(1, Relaxed);
-        self.clients_total.fetch_add(1, Relaxed);
-        metrics::counter!("switchyard_postgres_client_connections_total", "cluster" => self.name.to_string()).increment(1);
-        metrics::gauge!("switchyard_postgres_clients", "cluster" => self.name.to_string())
-            .increment(1.0);
-        ClientGuard(self.clone())
-    }
-
-    /// Count a server connection to `node` until the guard drops.
-    pub fn server(self: &Arc<Self>, node: &str) -> ServerGuard {
-        self.server_connections.fetch_add(1, Relaxed);
-        let gauge = metrics::gauge!("switchyard_postgres_server_connections", "cluster" => self.name.to_string(), "node" => node.to_string());
-        gauge.increment(1.0);
-        ServerGuard(self.clone(), gauge)
-    }
-
-    pub fn auth_failed(&self) {
-        self.auth_failures_total.fetch_add(1, Relaxed);
-        metrics::counter!("switchyard_postgres_auth_failures_total", "cluster" => self.name.to_string()).increment(1);
-    }
-
-    /// A `CancelRequest` arrived; `result` is `sent` or `unknown_key`.
-    pub fn cancel_request(&self, result: &'static str) {
-        self.cancel_requests_total.fetch_add(1, Relaxed);
-        metrics::counter!("switchyard_postgres_cancel_requests_total", "cluster" => self.name.to_string(), "result" => result).increment(1);
-    }
-
-    /// A client was refused before or during its session; `sqlstate` is what it was told.
-    pub fn client_error(&self, sqlstate: &'static str) {
-        metrics::counter!("switchyard_postgres_client_errors_total", "cluster" => self.name.to_string(), "sqlstate" => sqlstate).increment(1);
-    }
-}
-
-/// Holds one count of [`ClusterStats::clients`].
-#[derive(Debug)]
-pub struct ClientGuard(Arc<ClusterStats>);
-
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Relaxed);
-        metrics::gauge!("switchyard_postgres_clients", "cluster" => self.0.name.to_string())
-            .decrement(1.0);
-    }
-}
-
-/// Holds one count of [`ClusterStats::server_connections`].
-pub struct ServerGuard(Arc<ClusterStats>, metrics::Gauge);
-
-impl std::fmt::Debug for ServerGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ServerGuard")
-    }
-}
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        self.0.server_connections.fetch_sub(1, Relaxed);
-        self.1.decrement(1.0);
-    }
-}
+use crate::client::admission::Admission;
+use crate::ha::failover::Failovers;
+use crate::ha::monitor::NodeMonitor;
+use crate::pooling::transaction::TxNodes;
+use crate::runtime::DbRuntime;
+use crate::server::pool::Pools;
+use crate::stats::Stats;
 
 /// A cluster listener bound at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,12 +37,38 @@ pub struct Serving {
     pub bound: SocketAddr,
 }
 
+/// What the document is read from.
+#[derive(Debug)]
+pub struct Sources<'a> {
+    /// The live runtime (`None` before the first config).
+    pub runtime: Option<Arc<DbRuntime>>,
+    /// The listeners bound at start-up, and whether start-up ran.
+    pub serving: Vec<Serving>,
+    pub started: bool,
+    pub stats: &'a Stats,
+    pub pools: &'a Pools,
+    pub monitor: &'a NodeMonitor,
+    pub failovers: &'a Failovers,
+    pub admission: &'a Admission,
+    pub tx_nodes: &'a TxNodes,
+}
+
 /// The `/v1/status` document of the Postgres plane.
-pub fn status(plane: &DbPlane) -> Value {
-    let Some(rt) = plane.runtime() else {
+pub fn status(src: &Sources) -> Value {
+    let mut doc = base(src);
+    if let Some(rt) = &src.runtime {
+        pooling::augment(rt, src.tx_nodes, &mut doc);
+        admission::augment(rt, src.admission, &mut doc);
+    }
+    doc
+}
+
+/// Clusters, listeners and nodes.
+fn base(src: &Sources) -> Value {
+    let Some(rt) = src.runtime.clone() else {
         return json!({ "serving": false, "configured": false });
     };
-    let serving = plane.serving();
+    let serving = &src.serving;
     let now = Instant::now();
     let mut restart_required = Vec::new();
     let clusters: Vec<Value> = rt
@@ -134,7 +79,7 @@ pub fn status(plane: &DbPlane) -> Value {
         .map(|c| {
             let bound = serving.iter().find(|s| s.cluster == c.name);
             match bound {
-                None if !serving.is_empty() || plane.started() => restart_required.push(format!(
+                None if !serving.is_empty() || src.started => restart_required.push(format!(
                     "postgres.clusters.{}: added after start; restart to serve it",
                     c.name
                 )),
@@ -144,8 +89,8 @@ pub fn status(plane: &DbPlane) -> Value {
                 )),
                 _ => {}
             }
-            let stats = plane.stats(&c.name);
-            let nodes: Vec<Value> = c.nodes.iter().map(|n| node(plane, c, n, now)).collect();
+            let stats = src.stats.get(&c.name);
+            let nodes: Vec<Value> = c.nodes.iter().map(|n| node(src, c, n, now)).collect();
             json!({
                 "name": c.name,
                 "listen": c.listen,
@@ -160,11 +105,11 @@ pub fn status(plane: &DbPlane) -> Value {
                 "auth_failures_total": stats.auth_failures_total.load(Relaxed),
                 "cancel_requests_total": stats.cancel_requests_total.load(Relaxed),
                 "nodes": nodes,
-                "failover": plane.failover.status_of(&c.name),
+                "failover": src.failovers.status_of(&c.name),
             })
         })
         .collect();
-    for s in &serving {
+    for s in serving {
         if !rt.clusters.contains_key(&s.cluster) {
             restart_required.push(format!(
                 "postgres.clusters.{}: removed; its listener on {} refuses new clients until a restart",
@@ -181,27 +126,27 @@ pub fn status(plane: &DbPlane) -> Value {
 
 /// One node of `cluster` in `/v1/status`: its configuration, what the monitor saw last, its
 /// lag and its pool. Monitor fields are `null` before the first check.
-fn node(plane: &DbPlane, cluster: &Cluster, n: &Node, now: Instant) -> Value {
+fn node(src: &Sources, cluster: &Cluster, n: &Node, now: Instant) -> Value {
     let addr = n.addr.to_string();
-    let (open, idle) = plane.pool_counts(&cluster.name, &addr);
+    let (open, idle) = src.pools.counts(&cluster.name, &addr);
     let pool = json!({ "open": open, "in_use": open.saturating_sub(idle), "idle": idle });
-    let Some(view) = plane.monitor.view(&addr) else {
+    let Some(view) = src.monitor.view(&addr) else {
         return json!({
-            "addr": n.addr, "role": n.role, "fenced": n.fenced, "fence": plane.failover.fenced(&addr),
+            "addr": n.addr, "role": n.role, "fenced": n.fenced, "fence": src.failovers.fenced(&addr),
             "checked": false,
             "observed_role": null, "reachable": null, "down": false, "consecutive_failures": 0,
             "last_error": null, "lag_bytes": null, "lag_seconds": null, "streaming": null,
             "pool": pool,
         });
     };
-    let lag = plane.monitor.lag_of(cluster, &view, now);
+    let lag = src.monitor.lag_of(cluster, &view, now);
     let observed = view.observed.as_ref();
     let replica = observed.filter(|o| o.in_recovery);
     json!({
         "addr": n.addr,
         "role": n.role,
         "fenced": n.fenced,
-        "fence": plane.failover.fenced(&addr),
+        "fence": src.failovers.fenced(&addr),
         "checked": true,
         "observed_role": observed.map(|o| if o.in_recovery { "replica" } else { "primary" }),
         "reachable": view.reachable,

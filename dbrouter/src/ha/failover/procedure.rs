@@ -4,21 +4,22 @@
 //! two can never run at once), then: ask the replicas ([`probe::report`]); for an automatic
 //! failover, stop if one still streams from the primary (the second opinion); choose the
 //! most advanced eligible replica; promote it; re-point the others; fence the old primary;
-//! route writes to the new one at once ([`crate::DbPlane::apply_roles`]) and record the
+//! route writes to the new one at once ([`super::apply_roles`]) and record the
 //! change in the config through the [`super::FailoverSink`].
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_config::{Address, NodeRole};
 use tokio::task::JoinSet;
 
+use super::apply::apply_roles;
 use super::lease::Arbiter;
 use super::probe::{self, NodeLogin, ReplicaReport};
-use super::{Attempt, ClusterFailover, Phase, RoleChange};
+use super::roles::RoleChange;
+use super::state::{Attempt, ClusterFailover, Phase};
+use crate::ha::handles::Ha;
 use crate::runtime::ClusterRuntime;
-use crate::DbPlane;
 
 /// How long one probe of a node may take during a failover, at least.
 const PROBE_FLOOR: Duration = Duration::from_millis(500);
@@ -63,15 +64,15 @@ pub type Outcome = Result<Attempt, Attempt>;
 /// Claim `cluster` and return the procedure to run. `Err` when the cluster is unknown or
 /// an attempt already runs.
 pub fn start(
-    plane: Arc<DbPlane>,
+    ha: Ha,
     cluster: &str,
     req: Request,
 ) -> Result<impl Future<Output = Outcome> + Send + 'static, String> {
-    let rt = plane
-        .runtime()
-        .and_then(|rt| rt.clusters.get(cluster).cloned())
+    let rt = ha
+        .live
+        .cluster(cluster)
         .ok_or_else(|| format!("no cluster named {cluster:?}"))?;
-    let state = plane.failover.cluster(cluster);
+    let state = ha.failovers.cluster(cluster);
     let first = match req {
         Request::Switchover { .. } => Phase::Draining,
         _ => Phase::Confirming,
@@ -117,7 +118,7 @@ pub fn start(
         let began = Instant::now();
         let mut procedure = Procedure {
             lease: None,
-            plane: &plane,
+            ha: &ha,
             rt: &rt,
             state: &state,
             req: &req,
@@ -170,7 +171,7 @@ pub fn start(
 pub(super) struct Procedure<'a> {
     /// The etcd failover lease, while held.
     pub(super) lease: Option<(Arbiter, String)>,
-    pub(super) plane: &'a Arc<DbPlane>,
+    pub(super) ha: &'a Ha,
     pub(super) rt: &'a ClusterRuntime,
     pub(super) state: &'a ClusterFailover,
     pub(super) req: &'a Request,
@@ -233,7 +234,7 @@ impl Procedure<'_> {
             humantime::format_rfc3339_seconds(SystemTime::now()),
             self.attempt.reason
         );
-        self.plane.failover.fence(&old.to_string(), &reason);
+        self.ha.failovers.fence(&old.to_string(), &reason);
         let change = RoleChange {
             cluster: self.rt.name.clone(),
             primary: Some(chosen.to_string()),
@@ -255,11 +256,11 @@ impl Procedure<'_> {
             }),
         };
         // Writes go to the new primary now, whatever the config's writer takes to record it.
-        self.plane.apply_roles(&change)?;
-        self.plane.pool(&self.rt.name, &old.to_string()).clear();
+        apply_roles(&self.ha.live, &self.ha.failovers, &change)?;
+        self.ha.pools.get(&self.rt.name, &old.to_string()).clear();
         self.repoint(&chosen, &reports).await;
         self.release(&chosen).await;
-        if let Some(sink) = self.plane.failover.sink() {
+        if let Some(sink) = self.ha.failovers.sink() {
             match sink.apply(change).await {
                 Ok(v) => self.attempt.config_version = Some(v),
                 Err(e) => {
@@ -322,7 +323,7 @@ impl Procedure<'_> {
         reports: &[(Address, Result<ReplicaReport, String>)],
     ) -> Result<(), String> {
         if self
-            .plane
+            .ha
             .monitor
             .view(&old.to_string())
             .is_some_and(|v| !v.down)

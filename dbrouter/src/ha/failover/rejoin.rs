@@ -2,11 +2,10 @@
 //! `pg_rewind` and a `standby.signal`). Refused while the node is not in recovery, so an old
 //! primary that merely came back can never take traffic again by mistake.
 
-use std::sync::Arc;
-
+use super::apply::apply_roles;
 use super::probe::{self, NodeLogin};
-use super::RoleChange;
-use crate::DbPlane;
+use super::roles::RoleChange;
+use crate::ha::handles::Ha;
 
 /// Why a rejoin was refused: an HTTP-like status and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,14 +21,14 @@ fn refuse(status: u16, message: String) -> Refusal {
 /// Rejoin `node` of `cluster` as a replica: check it is one, then record the change (the
 /// config's writer versions and audits it). Returns the new config version.
 pub async fn rejoin(
-    plane: &Arc<DbPlane>,
+    ha: &Ha,
     cluster: &str,
     node: &str,
     actor: &str,
 ) -> Result<Option<u64>, Refusal> {
-    let rt = plane
-        .runtime()
-        .and_then(|rt| rt.clusters.get(cluster).cloned())
+    let rt = ha
+        .live
+        .cluster(cluster)
         .ok_or_else(|| refuse(404, format!("no cluster named {cluster:?}")))?;
     let addr = switchyard_config::parse_address(node)
         .map_err(|why| refuse(400, format!("invalid node address {node:?}: {why}")))?;
@@ -40,7 +39,7 @@ pub async fn rejoin(
         .find(|n| n.addr == addr)
         .ok_or_else(|| refuse(404, format!("cluster {cluster:?} has no node {addr}")))?;
     let name = addr.to_string();
-    if n.fenced.is_none() && plane.failover.fenced(&name).is_none() {
+    if n.fenced.is_none() && ha.failovers.fenced(&name).is_none() {
         return Err(refuse(409, format!("{addr} is not fenced")));
     }
     let login = NodeLogin::new(&rt, &addr)
@@ -69,11 +68,10 @@ pub async fn rejoin(
         actor: actor.to_string(),
         detail: serde_json::json!({ "cluster": cluster, "node": name, "streaming": report.streaming }),
     };
-    let before = plane.failover.fenced(&name);
-    plane.failover.unfence(&name);
-    let Some(sink) = plane.failover.sink() else {
-        return plane
-            .apply_roles(&change)
+    let before = ha.failovers.fenced(&name);
+    ha.failovers.unfence(&name);
+    let Some(sink) = ha.failovers.sink() else {
+        return apply_roles(&ha.live, &ha.failovers, &change)
             .map(|()| None)
             .map_err(|e| refuse(409, e));
     };
@@ -81,7 +79,7 @@ pub async fn rejoin(
         Ok(v) => Ok(Some(v)),
         Err(e) => {
             if let Some(f) = before {
-                plane.failover.fence(&name, &f.reason);
+                ha.failovers.fence(&name, &f.reason);
             }
             Err(refuse(409, format!("recording the rejoin failed: {e}")))
         }

@@ -4,14 +4,15 @@
 //! it is gone: with synchronous replication, only one of those may be promoted).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio_postgres::Client;
 
 use super::probe::{self, NodeLogin};
 use super::procedure::{self, Request};
-use crate::DbPlane;
+use super::state::Failovers;
+use crate::ha::handles::Ha;
+use crate::runtime::ClusterRuntime;
 
 /// Longest pause between two automatic attempts that did not complete.
 const MAX_BACK_OFF: Duration = Duration::from_secs(5);
@@ -24,25 +25,25 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const FLOOR: Duration = Duration::from_millis(50);
 
 /// Watch every cluster's primary until the task is dropped.
-pub async fn run(plane: Arc<DbPlane>) {
+pub async fn run(ha: Ha) {
     // Per cluster: the primary's address, a connection to it, and when it was last asked.
     let mut sync_conns: HashMap<String, (String, Client, Instant)> = HashMap::new();
     loop {
         let pause = FLOOR;
-        if let Some(rt) = plane.runtime() {
+        if let Some(rt) = ha.live.load() {
             sync_conns.retain(|name, _| rt.clusters.contains_key(name));
             for (name, c) in &rt.clusters {
                 let settings = &c.config.failover;
-                let state = plane.failover.cluster(name);
+                let state = ha.failovers.cluster(name);
                 let primary = c.primary.to_string();
-                let Some(view) = plane.monitor.view(&primary) else {
+                let Some(view) = ha.monitor.view(&primary) else {
                     continue;
                 };
                 if !view.down {
                     if view.reachable && state.phase().is_none() {
                         state.clear_hold_back();
                         state.reset_failures();
-                        sync_probe(&plane, c, &primary, &mut sync_conns).await;
+                        sync_probe(&ha.failovers, c, &primary, &mut sync_conns).await;
                     }
                     continue;
                 }
@@ -76,7 +77,7 @@ pub async fn run(plane: Arc<DbPlane>) {
                     reason,
                     failing_since,
                 };
-                match procedure::start(plane.clone(), name, req) {
+                match procedure::start(ha.clone(), name, req) {
                     Ok(f) => {
                         tracing::warn!(cluster = %name, primary = %primary, "postgres primary is down: failing over");
                         tokio::spawn(f);
@@ -92,8 +93,8 @@ pub async fn run(plane: Arc<DbPlane>) {
 /// Read the synchronous-standby state of a healthy primary, once per [`SYNC_EVERY`], on a
 /// connection kept for it.
 async fn sync_probe(
-    plane: &DbPlane,
-    c: &crate::runtime::ClusterRuntime,
+    failovers: &Failovers,
+    c: &ClusterRuntime,
     primary: &str,
     conns: &mut HashMap<String, (String, Client, Instant)>,
 ) {
@@ -126,7 +127,7 @@ async fn sync_probe(
     };
     *at = Instant::now();
     match probe::sync_state(client, limit).await {
-        Ok(s) => plane.failover.cluster(&c.name).set_sync(Some(s)),
+        Ok(s) => failovers.cluster(&c.name).set_sync(Some(s)),
         Err(e) => {
             tracing::debug!(cluster = %c.name, error = %e, "reading synchronous standbys failed");
             conns.remove(&c.name);

@@ -3,13 +3,15 @@
 //! decision not to fail over (shown in `/v1/status`).
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use super::probe::SyncState;
+use super::roles::FailoverSink;
 
 /// Attempts kept per cluster.
 const HISTORY_LEN: usize = 20;
@@ -227,5 +229,90 @@ fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S:
     match t {
         Some(t) => ser_time(t, s),
         None => s.serialize_none(),
+    }
+}
+
+/// Failover state of every cluster, by name, and what this process has fenced.
+#[derive(Default)]
+pub struct Failovers {
+    clusters: DashMap<String, Arc<ClusterFailover>>,
+    /// Nodes fenced by this process, by address, until rejoined.
+    fenced: DashMap<String, Fence>,
+    sink: OnceLock<Arc<dyn FailoverSink>>,
+}
+
+impl std::fmt::Debug for Failovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failovers")
+            .field("clusters", &self.clusters.len())
+            .field("fenced", &self.fenced.len())
+            .field("sink", &self.sink.get().is_some())
+            .finish()
+    }
+}
+
+impl Failovers {
+    /// Plug in the control plane's writer (once, at start-up).
+    pub fn set_sink(&self, sink: Arc<dyn FailoverSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    pub(crate) fn sink(&self) -> Option<Arc<dyn FailoverSink>> {
+        self.sink.get().cloned()
+    }
+
+    /// The state of `cluster` (created on first use).
+    pub fn cluster(&self, cluster: &str) -> Arc<ClusterFailover> {
+        if let Some(c) = self.clusters.get(cluster) {
+            return c.clone();
+        }
+        self.clusters
+            .entry(cluster.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Whether a failover or switchover of `cluster` is under way.
+    pub fn running(&self, cluster: &str) -> bool {
+        self.clusters
+            .get(cluster)
+            .is_some_and(|c| c.phase().is_some())
+    }
+
+    /// Wait until no failover of `cluster` runs, at most `limit`. `true` when none runs.
+    pub async fn wait_idle(&self, cluster: &str, limit: Duration) -> bool {
+        let Some(c) = self.clusters.get(cluster).map(|c| c.clone()) else {
+            return true;
+        };
+        c.wait_idle(limit).await
+    }
+
+    /// Remember that `addr` was fenced.
+    pub fn fence(&self, addr: &str, reason: &str) {
+        self.fenced.insert(
+            addr.to_string(),
+            Fence {
+                reason: reason.to_string(),
+                at: SystemTime::now(),
+            },
+        );
+    }
+
+    /// Forget the fence of `addr` (the operator rejoined it).
+    pub fn unfence(&self, addr: &str) {
+        self.fenced.remove(addr);
+    }
+
+    /// Why and when this process fenced `addr`, if it did.
+    pub fn fenced(&self, addr: &str) -> Option<Fence> {
+        self.fenced.get(addr).map(|f| f.clone())
+    }
+
+    /// Status of every cluster that had a failover, for `/v1/status`.
+    pub fn status_of(&self, cluster: &str) -> serde_json::Value {
+        match self.clusters.get(cluster) {
+            Some(c) => c.status(),
+            None => serde_json::json!({ "phase": null, "history": [] }),
+        }
     }
 }

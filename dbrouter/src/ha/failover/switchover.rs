@@ -14,7 +14,7 @@ impl Procedure<'_> {
     pub(super) async fn drain(&mut self, old: &Address, to: &Address) -> Result<(), String> {
         let pause = self.rt.config.failover.write_pause_timeout;
         let deadline = Instant::now() + pause / 2;
-        let pool = self.plane.pool(&self.rt.name, &old.to_string());
+        let pool = self.ha.pools.get(&self.rt.name, &old.to_string());
         loop {
             let (open, idle) = pool.counts();
             if open <= idle || Instant::now() >= deadline {

@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::{lock, CheckError, ErrorKind, Lsn, Observed};
+use super::lsn::Lsn;
+use super::state::{lock, CheckError, ErrorKind, Observed};
 
 /// What the check asks: role, WAL positions, replay age, WAL receiver state. One round trip.
 /// `pg_current_wal_lsn()` fails on a standby, hence the `case`.

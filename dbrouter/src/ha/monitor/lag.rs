@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use switchyard_config::{Cluster, NodeRole};
 
-use super::{lock, Lsn, NodeMonitor, NodeView};
+use super::lsn::Lsn;
+use super::state::{lock, NodeMonitor, NodeView};
 
 /// How far a replica replays behind its cluster.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

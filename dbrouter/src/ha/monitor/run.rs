@@ -22,26 +22,19 @@ use switchyard_config::{Cluster, NodeRole};
 use tokio::task::JoinHandle;
 
 use super::check::{self, Login, MonitorConn};
-use super::{Observed, Transition};
-use crate::DbPlane;
+use super::state::{CheckError, ErrorKind, NodeMonitor, Observed, Transition};
+use crate::runtime::Live;
 
 /// How often the supervisor compares the running loops with the config.
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
 
-/// Monitor every node of the running config until the task is dropped.
-/// The failover watcher ([`crate::ha::failover::run`]) runs beside it and stops with it.
-pub async fn run(plane: Arc<DbPlane>) {
-    struct AbortOnDrop(JoinHandle<()>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let _failover = AbortOnDrop(tokio::spawn(crate::ha::failover::run(plane.clone())));
+/// Monitor every node of the running config (`live`) into `monitor` until the task is
+/// dropped.
+pub async fn run(live: Live, monitor: Arc<NodeMonitor>) {
     let mut loops: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
-        let desired: HashSet<String> = plane
-            .runtime()
+        let desired: HashSet<String> = live
+            .load()
             .map(|rt| {
                 rt.config
                     .postgres
@@ -55,7 +48,7 @@ pub async fn run(plane: Arc<DbPlane>) {
             let keep = desired.contains(addr) && !task.is_finished();
             if !keep {
                 task.abort();
-                plane.monitor.forget(addr);
+                monitor.forget(addr);
                 tracing::info!(node = %addr, "postgres node monitor stopped");
             }
             keep
@@ -64,7 +57,7 @@ pub async fn run(plane: Arc<DbPlane>) {
             if let Entry::Vacant(slot) = loops.entry(addr) {
                 let addr = slot.key().clone();
                 tracing::info!(node = %addr, "postgres node monitor started");
-                slot.insert(tokio::spawn(watch(plane.clone(), addr)));
+                slot.insert(tokio::spawn(watch(live.clone(), monitor.clone(), addr)));
             }
         }
         tokio::time::sleep(RECONCILE_EVERY).await;
@@ -81,8 +74,8 @@ struct Target {
 
 impl Target {
     /// `None` once no cluster lists `addr`.
-    fn find(plane: &DbPlane, addr: &str) -> Option<Target> {
-        let rt = plane.runtime()?;
+    fn find(live: &Live, addr: &str) -> Option<Target> {
+        let rt = live.load()?;
         let c = listing(&rt.config.postgres.clusters, addr).next()?.0;
         let node = c.nodes.iter().find(|n| n.addr.to_string() == addr)?;
         let cluster = rt.clusters.get(&c.name)?;
@@ -116,37 +109,35 @@ fn listing<'a>(
 }
 
 /// Check `addr` on its interval until no cluster lists it.
-async fn watch(plane: Arc<DbPlane>, addr: String) {
+async fn watch(live: Live, monitor: Arc<NodeMonitor>, addr: String) {
     let mut conn: Option<MonitorConn> = None;
     let mut seen_in_recovery: Option<bool> = None;
-    while let Some(target) = Target::find(&plane, &addr) {
+    while let Some(target) = Target::find(&live, &addr) {
         let started = Instant::now();
         let next = tokio::time::Instant::now() + target.interval;
         let outcome = match &target.login {
             Some(login) => check::check(&mut conn, login, target.timeout).await,
-            None => Err(super::CheckError::new(
-                super::ErrorKind::Auth,
+            None => Err(CheckError::new(
+                ErrorKind::Auth,
                 "the cluster has no users: the monitor logs in as the first one",
             )),
         };
         if let Ok(o) = &outcome {
             if seen_in_recovery != Some(o.in_recovery) {
                 seen_in_recovery = Some(o.in_recovery);
-                report_role(&plane, &addr, o);
+                report_role(&live, &addr, o);
             }
         }
         let result = outcome.as_ref().err().map_or("ok", |e| e.kind.as_str());
-        let transition = plane
-            .monitor
-            .record(&addr, started, outcome, target.threshold);
-        publish(&plane, &addr, result, transition);
+        let transition = monitor.record(&addr, started, outcome, target.threshold);
+        publish(&live, &monitor, &addr, result, transition);
         tokio::time::sleep_until(next).await;
     }
 }
 
 /// Log what role `addr` turned out to have when it differs from the config.
-fn report_role(plane: &DbPlane, addr: &str, o: &Observed) {
-    let Some(rt) = plane.runtime() else { return };
+fn report_role(live: &Live, addr: &str, o: &Observed) {
+    let Some(rt) = live.load() else { return };
     for (c, role) in listing(&rt.config.postgres.clusters, addr) {
         let configured_replica = role == NodeRole::Replica;
         if configured_replica != o.in_recovery {
@@ -157,9 +148,15 @@ fn report_role(plane: &DbPlane, addr: &str, o: &Observed) {
 }
 
 /// Metrics and logs after a check of `addr`.
-fn publish(plane: &DbPlane, addr: &str, result: &'static str, transition: Option<Transition>) {
-    let Some(rt) = plane.runtime() else { return };
-    let Some(view) = plane.monitor.view(addr) else {
+fn publish(
+    live: &Live,
+    monitor: &NodeMonitor,
+    addr: &str,
+    result: &'static str,
+    transition: Option<Transition>,
+) {
+    let Some(rt) = live.load() else { return };
+    let Some(view) = monitor.view(addr) else {
         return;
     };
     let now = Instant::now();
@@ -173,7 +170,7 @@ fn publish(plane: &DbPlane, addr: &str, result: &'static str, transition: Option
         metrics::gauge!("switchyard_postgres_node_up", "cluster" => cluster.clone(), "node" => node.clone(), "role" => role_label)
             .set(if view.down { 0.0 } else { 1.0 });
         if role == NodeRole::Replica {
-            let lag = plane.monitor.lag_of(c, &view, now);
+            let lag = monitor.lag_of(c, &view, now);
             if let Some(bytes) = lag.bytes {
                 metrics::gauge!("switchyard_postgres_replica_lag_bytes", "cluster" => cluster.clone(), "node" => node.clone())
                     .set(bytes as f64);

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use switchyard_config::Cluster;
 
-use super::check::{io_kind, observe, sqlstate_kind};
 use super::*;
+use crate::ha::monitor::check::{io_kind, observe, sqlstate_kind};
+use crate::ha::monitor::Lag;
 
 const P: &str = "10.0.0.1:5432";
 const R1: &str = "10.0.0.2:5432";

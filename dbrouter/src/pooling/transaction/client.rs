@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use super::expect::Entry;
 use super::prepared::StatementDef;
-use super::relay::{Held, RouteOverride, TxEnd, TxRelay, HIGH};
+use super::relay::{Held, TxEnd, TxRelay, HIGH};
 use super::sql::{self, Effects};
+use crate::route::turn::route_setting;
 use switchyard_pgwire::backend::{self as message, SqlState};
 use switchyard_pgwire::frame::{self, put, HEADER_LEN};
 use switchyard_pgwire::frontend::{self, Bind, Malformed, Parse};
@@ -167,14 +168,14 @@ impl TxRelay<'_> {
         if let (Some(why), None) = (fx.pin, self.pinned) {
             self.pinned = Some(why);
             tracing::debug!(cluster = %self.up.cluster, reason = why, "client pinned to its server connection for the rest of its session");
-            self.metrics.pin(&self.up.pool.tx, why);
+            self.metrics.pin(&self.node.counters, why);
         }
     }
 
     async fn on_parse(&mut self, msg: &[u8]) -> Result<(), TxEnd> {
         let Parse { name, query, types } =
             frontend::parse(&msg[HEADER_LEN..]).map_err(malformed)?;
-        let def = (!name.is_empty()).then(|| self.up.pool.statements.get(query, types));
+        let def = (!name.is_empty()).then(|| self.node.statements.get(query, types));
         if let (Some(def), None) = (&def, &self.held) {
             if def.accepted() {
                 // Known good and nothing in flight: no server needed (see `prepared`).
@@ -306,7 +307,7 @@ impl TxRelay<'_> {
             stmt: Some(def.clone()),
             client: None,
         });
-        self.metrics.injection(&self.up.pool.tx);
+        self.metrics.injection(&self.node.counters);
     }
 
     /// Answers the router makes up that are due now.
@@ -319,56 +320,7 @@ impl TxRelay<'_> {
     }
 }
 
-/// `SET switchyard.route = primary | replica | auto` (or `TO`, quoted or not, with an
-/// optional `;`): `Some(override)` (`Some(None)` for `auto`), `None` for any other text.
-fn route_setting(text: &[u8]) -> Option<Option<RouteOverride>> {
-    let text = std::str::from_utf8(text).ok()?.trim().trim_end_matches(';');
-    let lower = text.trim_end().to_ascii_lowercase();
-    let mut words = lower.split_whitespace();
-    if words.next()? != "set" {
-        return None;
-    }
-    let rest: String = words.collect::<Vec<_>>().join(" ");
-    let rest = rest
-        .strip_prefix("session ")
-        .unwrap_or(&rest)
-        .strip_prefix("switchyard.route")?
-        .trim_start();
-    let value = rest
-        .strip_prefix('=')
-        .or_else(|| rest.strip_prefix("to "))?
-        .trim()
-        .trim_matches(|c| c == '\'' || c == '"');
-    match value {
-        "primary" => Some(Some(RouteOverride::Primary)),
-        "replica" => Some(Some(RouteOverride::Replica)),
-        "auto" | "default" => Some(None),
-        _ => None,
-    }
-}
-
 /// Whether the held server has `def` prepared, or is preparing it.
 fn has(h: &Held, def: &StatementDef) -> bool {
     h.conn.conn.state.prepared.contains(&def.id) || h.expect.preparing(def.id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_setting_is_recognised_in_its_spellings() {
-        let p = Some(Some(RouteOverride::Primary));
-        assert_eq!(route_setting(b"SET switchyard.route = primary"), p);
-        assert_eq!(route_setting(b"set switchyard.route to 'primary';"), p);
-        assert_eq!(route_setting(b"  SET SESSION switchyard.route=primary "), p);
-        assert_eq!(
-            route_setting(b"set switchyard.route = replica"),
-            Some(Some(RouteOverride::Replica))
-        );
-        assert_eq!(route_setting(b"set switchyard.route = auto"), Some(None));
-        assert_eq!(route_setting(b"set switchyard.route = elsewhere"), None);
-        assert_eq!(route_setting(b"set search_path = primary"), None);
-        assert_eq!(route_setting(b"select 1"), None);
-    }
 }

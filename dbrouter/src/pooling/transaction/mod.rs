@@ -7,7 +7,8 @@
 //! What a session would otherwise lose between turns is carried by the router:
 //! - **Parameters** ([`params`]): each client's `SET`s (and startup parameters such as
 //!   `application_name`) are tracked and replayed on whichever server connection it gets;
-//!   each server connection's known values are kept with it ([`ServerState`]).
+//!   each server connection's known values are kept with it
+//!   ([`crate::server::conn::ServerState`]).
 //! - **Prepared statements** ([`prepared`]): named statements are renamed to global names
 //!   and prepared on each server connection on first use.
 //! - **Everything else** (`LISTEN`, session advisory locks, temporary tables, cursors
@@ -33,6 +34,7 @@
 //! mid-batch or mid-`COPY`, it is closed.
 
 pub mod expect;
+pub mod nodes;
 pub mod params;
 pub mod prepared;
 pub mod report;
@@ -43,8 +45,10 @@ mod held;
 mod io;
 mod relay;
 mod server;
+mod state;
 
-use std::collections::{BTreeMap, HashSet};
+pub use nodes::{Shared, TxNode, TxNodes};
+
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -53,6 +57,7 @@ use tokio::io::AsyncWriteExt;
 use self::params::{replay_sql, Params, REPLAYED_STARTUP};
 use self::relay::{Held, TxEnd, TxRelay};
 use self::report::TxMetrics;
+use self::state::ClientState;
 use crate::cancel::CancelKey;
 use crate::net::read::read_frame;
 use crate::net::stream::PgStream;
@@ -66,28 +71,6 @@ use switchyard_pgwire::frame::{self, put};
 use switchyard_pgwire::frontend::put_query;
 use switchyard_pgwire::startup::StartupParams;
 
-/// What transaction pooling knows of a server connection's session.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ServerState {
-    /// Parameter values that may differ from the server's defaults.
-    pub params: params::Params,
-    /// Global statements ([`prepared::StatementDef::id`]) prepared on it.
-    pub prepared: HashSet<u64>,
-}
-
-/// What the router keeps of one transaction-pooled client between its turns.
-#[derive(Debug, Default)]
-struct ClientState {
-    /// The parameter values it wants.
-    params: params::Params,
-    /// Its replayable startup parameters (what `RESET` goes back to).
-    startup: params::Params,
-    /// The `ParameterStatus` values it was told, by name.
-    reported: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// Its named prepared statements.
-    statements: prepared::ClientStatements,
-}
-
 // === a session, from login to goodbye ===
 
 /// Longest the router's own queries at login and logout may take.
@@ -100,6 +83,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// (`AuthenticationOk`); `pending`, what it sent past its login.
 pub async fn serve(
     up: &Upstream<'_>,
+    shared: Shared<'_>,
     client: &mut PgStream,
     pending: BytesMut,
     params: &StartupParams,
@@ -137,6 +121,8 @@ pub async fn serve(
 
     let mut relay = TxRelay {
         up,
+        verdicts: shared.verdicts,
+        node: shared.nodes.get(up.cluster, &up.node),
         key: &key,
         server_params: &server_params,
         cancel,

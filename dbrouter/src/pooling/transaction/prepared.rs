@@ -5,7 +5,7 @@
 //! text and parameter types in a [`StatementRegistry`] shared by the node's pool: two clients
 //! that prepare the same text share one name, and a server connection that has it prepared
 //! serves both. Each server connection remembers which global names it has
-//! ([`crate::pooling::transaction::ServerState::prepared`]); before a client's `Bind` or `Describe` of a
+//! ([`crate::server::conn::ServerState::prepared`]); before a client's `Bind` or `Describe` of a
 //! statement the server lacks, the router sends the `Parse` itself and swallows its
 //! `ParseComplete`. The unnamed statement passes through untouched (it lives only until the
 //! next `Parse` anyway).

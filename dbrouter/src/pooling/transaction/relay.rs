@@ -19,14 +19,15 @@ use switchyard_config::Address;
 use super::expect::{Entry, Internal};
 pub(super) use super::held::Held;
 use super::held::Spare;
+use super::nodes::TxNode;
 use super::params::{replay_sql, Verify};
 use super::report::TxMetrics;
-use super::ClientState;
+use super::state::ClientState;
 use crate::cancel::CancelKey;
-use crate::classify::Target;
 use crate::ha::monitor::Lsn;
+use crate::ha::Verdicts;
 use crate::net::stream::PgStream;
-use crate::route::replicas::Choice;
+use crate::route::turn::{self, RouteOverride};
 use crate::runtime::ClusterRuntime;
 use crate::server::conn::ClientErrorOrFrame;
 use crate::server::pool::{NodePool, PooledConn};
@@ -39,13 +40,6 @@ use switchyard_pgwire::frontend::put_query;
 
 /// Nodes whose pools a session keeps at hand ([`TxRelay::node_pool`]).
 const POOLS_KEPT: usize = 16;
-
-/// A session's `SET switchyard.route`: where its turns go whatever their statements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RouteOverride {
-    Primary,
-    Replica,
-}
 
 /// Bytes waiting for one side above which the other side is not read.
 pub(super) const HIGH: usize = 256 * 1024;
@@ -101,6 +95,10 @@ pub(super) enum TxEnd {
 /// One transaction-pooled client.
 pub(super) struct TxRelay<'a> {
     pub up: &'a Upstream<'a>,
+    /// The health verdicts: failovers to wait for, nodes known down, replicas to choose.
+    pub verdicts: &'a Verdicts,
+    /// Transaction pooling's state of the node of its login (statement names, counters).
+    pub node: Arc<TxNode>,
     /// Pool key and startup parameters of its server connections.
     pub key: &'a str,
     pub server_params: &'a [(&'a str, &'a str)],
@@ -177,13 +175,8 @@ impl TxRelay<'_> {
             .take()
             .map(|m| format!("; the server said: {m}"))
             .unwrap_or_default();
-        let why = if self.up.plane.failover.running(self.up.cluster)
-            || self
-                .up
-                .plane
-                .monitor
-                .view(&node)
-                .is_some_and(|v| !v.reachable)
+        let why = if self.verdicts.failover_running(self.up.cluster)
+            || self.verdicts.node(&node).is_some_and(|v| !v.reachable)
         {
             "the server is down; a failover is under way if it was the primary"
         } else {
@@ -286,7 +279,7 @@ impl TxRelay<'_> {
             put_query(&mut held.to_server, &sql);
             held.expect.push(Entry::Internal(Internal::Replay));
             held.conn.conn.state.params = self.me.params.clone();
-            self.metrics.replay(&self.up.pool.tx);
+            self.metrics.replay(&self.node.counters);
         }
         self.held = Some(held);
         Ok(true)
@@ -300,14 +293,13 @@ impl TxRelay<'_> {
         &mut self,
         notices: &mut BytesMut,
     ) -> Result<(PooledConn, Arc<NodePool>, Arc<str>), ClientErrorOrFrame> {
-        let (plane, cluster) = (self.up.plane, self.up.cluster);
+        let (verdicts, cluster) = (self.verdicts, self.up.cluster);
         let mut live = self.up.live();
         let settings = live.config.failover.clone();
         let deadline = Instant::now() + settings.write_pause_timeout;
-        if plane.failover.running(cluster) {
-            plane
-                .failover
-                .wait_idle(cluster, settings.write_pause_timeout)
+        if verdicts.failover_running(cluster) {
+            verdicts
+                .wait_failover(cluster, settings.write_pause_timeout)
                 .await;
             live = self.up.live();
         }
@@ -334,8 +326,8 @@ impl TxRelay<'_> {
                 tokio::time::sleep(WAIT_STEP.min(settings.check_interval)).await;
                 live = self.up.live();
                 let moved = live.primary != node;
-                let back = plane.monitor.view(&name).is_some_and(|v| v.reachable)
-                    && !plane.failover.running(cluster);
+                let back = verdicts.node(&name).is_some_and(|v| v.reachable)
+                    && !verdicts.failover_running(cluster);
                 if moved || back {
                     break;
                 }
@@ -367,54 +359,24 @@ impl TxRelay<'_> {
 
     /// Where a turn starting with `sql` goes: `Ok(None)` the primary, `Ok(Some(replica))`,
     /// or `Err(message)` when it is a read and no replica may serve it
-    /// (`routing.fallback = "error"`).
+    /// (`routing.fallback = "error"`); see [`crate::route::turn`].
     fn route(
         &mut self,
         live: &ClusterRuntime,
         sql: Option<&[u8]>,
     ) -> Result<Option<Address>, String> {
-        self.turn_writes = false;
-        let Some(classifier) = live.classifier.as_ref() else {
-            return Ok(None);
-        };
-        let forced = self.route_override;
-        let text = sql.and_then(|s| std::str::from_utf8(s).ok());
-        let (target, reason) = match (forced, text) {
-            (Some(RouteOverride::Primary), _) => (Target::Primary, "session_override"),
-            (Some(RouteOverride::Replica), _) => (Target::Replica, "session_override"),
-            (None, None) => (Target::Primary, "unknown_statement"),
-            (None, Some(text)) => {
-                let d = classifier.classify(text);
-                (d.target, d.reason.label())
-            }
-        };
         let metrics = &mut self.metrics;
-        let mut count = |target: &'static str| metrics.routed(target, reason);
-        if target == Target::Primary {
-            count("primary");
-            self.turn_writes = true;
-            return Ok(None);
-        }
-        let min_lsn = self
-            .min_lsn
-            .filter(|_| live.config.routing.read_your_writes);
-        match self.up.plane.choose_replica(&live.config, min_lsn) {
-            Choice::Replica(addr) => {
-                count("replica");
-                Ok(Some(addr))
-            }
-            Choice::Primary(_) => {
-                count("primary");
-                Ok(None)
-            }
-            Choice::Error(why) => {
-                count("error");
-                Err(format!(
-                    "no replica of cluster \"{}\" can serve this read: {why}",
-                    self.up.cluster
-                ))
-            }
-        }
+        let turn = turn::route(
+            live,
+            self.route_override,
+            sql,
+            self.min_lsn,
+            self.verdicts.monitor(),
+            self.up.pools,
+            |target, reason| metrics.routed(target, reason),
+        );
+        self.turn_writes = turn.writes;
+        turn.to
     }
 
     /// End the turn if it is over: check the parameters it changed first, then give the
@@ -448,7 +410,7 @@ impl TxRelay<'_> {
         }
         let Some(h) = self.held.take() else { return };
         self.cancel.set_server(None);
-        self.metrics.transaction(&self.up.pool.tx);
+        self.metrics.transaction(&self.node.counters);
         let (conn, pool, dirty, spare) = h.finish();
         self.spare = spare;
         match dirty {
@@ -460,14 +422,14 @@ impl TxRelay<'_> {
         }
     }
 
-    /// The name and pool of `node` (what `DbPlane::pool` returns for it, looked up once per
-    /// session).
+    /// The name and pool of `node` (what [`crate::server::pool::Pools::get`] returns for it,
+    /// looked up once per session).
     fn node_pool(&mut self, node: &Address) -> (Arc<str>, Arc<NodePool>) {
         if let Some((_, name, pool)) = self.pools.iter().find(|(a, _, _)| a == node) {
             return (name.clone(), pool.clone());
         }
         let name: Arc<str> = node.to_string().into();
-        let pool = self.up.plane.pool(self.up.cluster, &name);
+        let pool = self.up.pools.get(self.up.cluster, &name);
         if self.pools.len() >= POOLS_KEPT {
             self.pools.clear();
         }

@@ -96,7 +96,7 @@ impl TxRelay<'_> {
                         // The next `Parse` of its text prepares it afresh (asyncpg's retry
                         // after 0A000 then succeeds, as on a server of its own).
                         tracing::debug!(cluster = %self.up.cluster, statement = %String::from_utf8_lossy(&def.name), code, "shared prepared statement went stale; forgetting it");
-                        self.up.pool.statements.forget(def);
+                        self.node.statements.forget(def);
                     }
                 }
                 let (forget, internal) = h.expect.on_error();

@@ -18,31 +18,8 @@ use std::time::Instant;
 use switchyard_config::PoolSettings;
 use tokio::sync::oneshot;
 
-use super::{lock, NodePool, PooledConn};
+use super::node::{lock, Idle, NodePool, PooledConn, Queued, Waiter};
 use crate::server::conn::ServerConn;
-
-/// An idle connection: its pool key, and since when it is idle.
-#[derive(Debug)]
-pub(super) struct Idle {
-    pub key: String,
-    pub conn: PooledConn,
-    pub since: Instant,
-}
-
-/// A checkout waiting in line.
-#[derive(Debug)]
-pub(super) struct Waiter {
-    key: String,
-    id: u64,
-    tx: oneshot::Sender<PooledConn>,
-}
-
-/// The waiting checkout's end of the line.
-#[derive(Debug)]
-pub(super) struct Queued {
-    id: u64,
-    pub(super) rx: oneshot::Receiver<PooledConn>,
-}
 
 impl NodePool {
     /// Join the line of checkouts waiting for a connection of `key`.

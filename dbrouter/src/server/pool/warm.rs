@@ -7,7 +7,7 @@
 //! transaction or session pooling alike), or, before any client came, for the cluster's
 //! first user on database `postgres` (the one every cluster has, and the node monitor's) in
 //! the cluster's pool mode.
-//! They are opened by the periodic reaper ([`crate::DbPlane::reap_idle`]), one fill at a
+//! They are opened by the periodic reaper ([`super::Pools::reap`]), one fill at a
 //! time per pool, in the background; a connection that cannot be opened is logged and
 //! tried again at the next round. The connections count against `max_size` like any
 //! other, go idle (or to a waiting checkout) when opened, and expire by `idle_timeout` and
@@ -20,9 +20,9 @@ use std::time::Instant;
 use bytes::BytesMut;
 use switchyard_config::{Address, PoolMode};
 
-use super::{key, lock, NodePool, PooledConn, Slot};
+use super::node::{key, lock, NodePool, PooledConn, Slot};
 use crate::runtime::ClusterRuntime;
-use crate::status::ClusterStats;
+use crate::stats::ClusterStats;
 
 /// The startup parameters a pool key was made of (see [`key`]); `tx\0` marks a key of
 /// transaction pooling.

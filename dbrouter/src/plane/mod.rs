@@ -1,0 +1,11 @@
+//! The top of the router: [`DbPlane`] ([`db_plane`]), which keeps every part's long-lived
+//! state and hands each part the handles it uses; starting the listeners and the background
+//! tasks ([`start`]); and the entry points the control plane calls ([`ops`]). Only this folder
+//! and `lib.rs` name `DbPlane`.
+
+pub mod db_plane;
+pub mod ops;
+pub mod start;
+
+pub use db_plane::DbPlane;
+pub use start::{start, PgListeners, StartError};
