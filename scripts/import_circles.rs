@@ -434,7 +434,11 @@ fn parse_file(
                 if let Some(name) = pending_inline.take() {
                     let mut m = scope.clone();
                     m.push(name.clone());
-                    modules.entry(scope.clone()).or_default().children.insert(name);
+                    modules
+                        .entry(scope.clone())
+                        .or_default()
+                        .children
+                        .insert(name);
                     modules.entry(m.clone()).or_default().file = file;
                     scopes.push((m, depth));
                 }
@@ -471,7 +475,11 @@ fn parse_file(
                     };
                     let mut m = scope.clone();
                     m.push(name.clone());
-                    modules.entry(scope.clone()).or_default().children.insert(name);
+                    modules
+                        .entry(scope.clone())
+                        .or_default()
+                        .children
+                        .insert(name);
                     declared.push((m, file_path));
                     p.i += 3;
                 } else {
@@ -505,9 +513,7 @@ fn parse_file(
                     });
                 }
             }
-            Some(Tok::Ident(w))
-                if depth == scope_depth && ITEM_KEYWORDS.contains(&w.as_str()) =>
-            {
+            Some(Tok::Ident(w)) if depth == scope_depth && ITEM_KEYWORDS.contains(&w.as_str()) => {
                 pending_path = None;
                 if let Some(name) = p.ident(1) {
                     if !ITEM_KEYWORDS.contains(&name) {
@@ -577,7 +583,13 @@ struct Resolver<'a> {
 impl Resolver<'_> {
     /// Resolve `segs` written in module `scope`. `None`: outside the crate, or unknown.
     /// `strict`: only a name some module defines counts (for globs).
-    fn resolve(&self, scope: &[String], segs: &[String], strict: bool, depth: u8) -> Option<Target> {
+    fn resolve(
+        &self,
+        scope: &[String],
+        segs: &[String],
+        strict: bool,
+        depth: u8,
+    ) -> Option<Target> {
         if depth > 24 || segs.is_empty() {
             return None;
         }
@@ -655,8 +667,7 @@ pub fn analyse(root: &Path) -> Result<Graph, String> {
     let mut queue: Vec<(ModPath, PathBuf)> = vec![(Vec::new(), root.to_path_buf())];
     let mut seen: HashMap<PathBuf, usize> = HashMap::new();
     while let Some((module, path)) = queue.pop() {
-        let src = std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let src = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let file = match seen.get(&path) {
             Some(&f) => f,
             None => {
@@ -792,7 +803,10 @@ impl Graph {
     /// (`server/pool/idle.rs` is in `server`, `cancel.rs` in `cancel`, `lib.rs` in `lib`).
     pub fn part(&self, f: usize) -> String {
         let p = &self.files[f];
-        let first = p.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let first = p
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
         match first {
             Some(c) if p.components().count() > 1 => c,
             _ => p
@@ -839,17 +853,31 @@ fn main() {
         if edges {
             for (&a, targets) in &graph.edges {
                 for (&b, ev) in targets {
-                    println!("{root}: {} -> {} (line {}: {})", graph.name(a), graph.name(b), ev[0].line, ev[0].path);
+                    println!(
+                        "{root}: {} -> {} (line {}: {})",
+                        graph.name(a),
+                        graph.name(b),
+                        ev[0].line,
+                        ev[0].path
+                    );
                 }
             }
         }
         if parts {
             for ((pa, pb), (a, b)) in graph.part_arrows() {
-                println!("{root}: {pa} -> {pb}   (e.g. {} -> {})", graph.name(a), graph.name(b));
+                println!(
+                    "{root}: {pa} -> {pb}   (e.g. {} -> {})",
+                    graph.name(a),
+                    graph.name(b)
+                );
             }
         }
         let circles = graph.circles();
-        println!("{root}: {} files, {} import circles", graph.files.len(), circles.len());
+        println!(
+            "{root}: {} files, {} import circles",
+            graph.files.len(),
+            circles.len()
+        );
         for c in &circles {
             found = true;
             println!("  circle of {} files:", c.len());

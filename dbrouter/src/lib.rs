@@ -1,10 +1,19 @@
 //! Switchyard's Postgres router: a wire-protocol proxy that clients connect to as if it were
 //! PostgreSQL.
 //!
+//! # Parts
+//! Each folder is a part with one job, and a part imports only the parts drawn below it in
+//! `docs/ARCHITECTURE.md` (checked by `tests/import_circles.rs`, with no import circle between
+//! files): [`plane`] (the top: [`DbPlane`] keeps the long-lived registries and hands each part
+//! the narrow handles it uses), [`status`], [`client`], [`pooling`], [`route`], [`ha`],
+//! [`server`], [`runtime`], and the leaves [`classify`], [`net`], [`stats`] and [`cancel`]. The
+//! wire protocol itself is the `switchyard-pgwire` crate.
+//!
+//! # The plane
 //! [`DbPlane::build`] turns a validated config into a [`DbRuntime`] (clusters, primaries,
 //! users with their passwords resolved) without side effects; [`DbPlane::swap`] makes it
-//! live behind one `ArcSwap`. [`listener::start`] binds one listener per cluster at start-up
-//! and serves it; each client is a [`session`]. State that outlives reloads (cancel keys,
+//! live behind one `ArcSwap`. [`start`](crate::plane::start::start) binds one listener per cluster at start-up
+//! and serves it; each client is a [`client::session`]. State that outlives reloads (cancel keys,
 //! SCRAM keys, pools, per-cluster counters) lives in the plane, keyed by name, not in the
 //! runtime.
 //!
@@ -20,25 +29,25 @@
 //!   only that client is closed ([`switchyard_pgwire::startup`], [`switchyard_pgwire::frame`]).
 //! - Client authentication by Switchyard per `users`: SCRAM-SHA-256 server side ([`switchyard_pgwire::scram`],
 //!   checked against the RFC 5802 and RFC 7677 vectors), md5, trust; unknown users run a
-//!   mock SCRAM exchange and fail like a wrong password (28P01) ([`auth`]).
+//!   mock SCRAM exchange and fail like a wrong password (28P01) ([`client::auth`]).
 //! - Server login with the configured credentials, SCRAM (server signature verified), md5
 //!   or trust as the server asks; cleartext only over TLS verified with `server_tls_ca`
-//!   ([`backend`]). TLS to servers per `server_tls` (`disable`, `prefer`, `require`) ([`tls`]).
+//!   ([`server::conn`], the exchange itself in [`switchyard_pgwire::login`]). TLS to servers per `server_tls` (`disable`, `prefer`, `require`) ([`net::tls`]).
 //! - `max_client_conn` per cluster: the client past it is told 53300 and closed
-//!   ([`admission`]); `pool.min_size` connections are pre-opened by the reaper
-//!   ([`pool::warm`]).
+//!   ([`client::admission`]); `pool.min_size` connections are pre-opened by the reaper
+//!   ([`server::pool::warm`]).
 //! - The client gets the server's `ParameterStatus`, our own `BackendKeyData`, then a relay
 //!   both ways in which every client message header is checked, `Terminate` is handled by the
-//!   router and the transaction status is followed ([`relay`]). In session mode, one server
+//!   router and the transaction status is followed ([`pooling::session::relay`]). In session mode, one server
 //!   connection per client session.
-//! - A pool per node ([`pool`]): in session mode a session that ends cleanly and idle gives
+//! - A pool per node ([`server::pool`]): in session mode a session that ends cleanly and idle gives
 //!   its server connection back after `DISCARD ALL`; the next client with the same startup
 //!   parameters reuses it. `max_size` caps open connections (an exhausted pool answers 53300
 //!   after `checkout_timeout`), `idle_timeout` and `max_lifetime` retire them; a connection
 //!   given back goes to the longest-waiting checkout of its key first. A session-mode client
 //!   that leaves mid-transaction or mid-message takes its server connection with it (the
 //!   server rolls back).
-//! - Transaction pooling ([`txpool`], `pool_mode = "transaction"`, the default): a client
+//! - Transaction pooling ([`pooling::transaction`], `pool_mode = "transaction"`, the default): a client
 //!   holds a server connection for a turn (from the first message of a transaction, a
 //!   statement or an extended-protocol batch until `ReadyForQuery` says idle and it is not
 //!   between a `Parse` and its `Sync`), then the connection goes back as it is. Whole
@@ -74,7 +83,7 @@
 //!   opinion, promotion of the most advanced (or synchronous) replica, re-pointing, fencing
 //!   through the control plane's writer, planned switchover, rejoin; transaction pooling
 //!   waits for a failover and keeps a client whose server died usable (08006).
-//! - Replica selection ([`replicas`]): [`choose_replica`] (pure over monitor state) and
+//! - Replica selection ([`route::replicas`]): [`choose_replica`] (pure over monitor state) and
 //!   [`DbPlane::choose_replica`] (load = the node pool's connections in use) pick a healthy
 //!   replica within `max_replica_lag_bytes`/`max_replica_lag`, least loaded first, ties
 //!   at random, optionally past a read-your-writes [`Lsn`]; else the primary or an error
@@ -137,7 +146,7 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod stats;
-mod status;
+pub mod status;
 
 pub use ha::monitor;
 pub use ha::monitor::{Lsn, NodeMonitor};
@@ -148,8 +157,9 @@ pub use stats::ClusterStats;
 pub use status::Serving;
 
 /// High availability as the control plane drives it: the role changes it records
-/// ([`RoleChange`] through a [`FailoverSink`]), and the promote, switchover and rejoin it
-/// asks for ([`start`], [`rejoin`], entered with the [`DbPlane`]).
+/// ([`ha::failover::RoleChange`] through a [`ha::failover::FailoverSink`]), and the promote,
+/// switchover and rejoin it asks for ([`plane::ops::start`], [`plane::ops::rejoin`], entered
+/// with the [`DbPlane`]).
 pub mod failover {
     pub use crate::ha::failover::{
         change_roles, Attempt, ClusterFailover, FailoverSink, Failovers, Fence, Outcome, Phase,

@@ -63,6 +63,9 @@
 //! [`Limits::max_parse_len`]. Nothing recurses without bound: the parser checks its stack
 //! depth, the protobuf decoder refuses trees nested deeper than 100 messages, and the walk
 //! over a tree (`walk`) follows the decoded tree. `benches/classify.rs` has the figures.
+//!
+//! A leaf of the router: it imports no other part (the runtime holds one [`Classifier`] per
+//! cluster, and [`crate::route::turn`] asks it).
 
 mod cache;
 mod comment;

@@ -8,8 +8,8 @@
 //! reachable, down, last error kind, WAL positions, lag in bytes and seconds, WAL receiver
 //! state) beside its configuration and its pool's counts.
 
-mod admission;
-mod pooling;
+pub mod admission;
+pub mod pooling;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;

@@ -29,7 +29,7 @@
 //! clients ([`crate::client`], [`crate::pooling`]): the data path reads failover state through
 //! [`crate::ha::Verdicts`].
 
-mod apply;
+pub mod apply;
 mod arbitration;
 mod conninfo;
 pub mod lease;

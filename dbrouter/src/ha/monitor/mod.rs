@@ -22,7 +22,7 @@ mod check;
 mod lag;
 mod lsn;
 mod run;
-mod state;
+pub mod state;
 
 pub use lag::Lag;
 pub use lsn::{Lsn, LsnParseError};

@@ -3,6 +3,9 @@
 //! `BackendKeyData` and `ReadyForQuery`, then a byte relay both ways ([`relay`]). A session
 //! that ends cleanly and idle gives its connection back to the pool, reset with `DISCARD ALL`;
 //! one that leaves mid-transaction or mid-message takes it with it (the server rolls back).
+//!
+//! Gets its connection through [`crate::server::upstream::Upstream`]; must not import the
+//! client side or transaction pooling.
 
 pub mod relay;
 

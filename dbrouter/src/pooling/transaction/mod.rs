@@ -32,6 +32,10 @@
 //! back only in a state another client can use: idle as it is, in a transaction after a
 //! `ROLLBACK`, pinned (or with parameter changes not read back) after `DISCARD ALL`; left
 //! mid-batch or mid-`COPY`, it is closed.
+//!
+//! Gets its server connections through [`crate::server::upstream::Upstream`], its routing
+//! from [`crate::route`], and the health verdicts and per-node state through [`Shared`]; must
+//! not import the client side, the failover procedures, or session pooling.
 
 pub mod expect;
 pub mod nodes;

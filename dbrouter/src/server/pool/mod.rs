@@ -26,9 +26,13 @@
 //! - `pool.min_size` connections are pre-opened in the background ([`warm`]).
 
 //!
-//! Files: [`node`] (the types), [`checkout`] (lending and taking back), [`idle`] (idle
+//! Files: [`node`] (the types), [`checkout`] (lending and taking back), `idle` (idle
 //! connections and the line of waiting checkouts), [`warm`] (`min_size`), [`pools`] (the
 //! registry). They use each other's methods; none imports this file.
+//!
+//! Must not know what a pool mode does with a connection: what transaction pooling keeps
+//! with one is plain data on the connection ([`crate::server::conn::ServerState`]), and its
+//! per-node state lives in [`crate::pooling::transaction::TxNodes`].
 
 pub mod checkout;
 mod idle;

@@ -1,7 +1,7 @@
 //! The types of a node's pool: [`NodePool`] itself, the connection it lends ([`PooledConn`],
 //! which counts against the pool until dropped), its idle connections and its line of
 //! waiting checkouts. What the pool does with them is in [`super::checkout`],
-//! [`super::idle`] and [`super::warm`].
+//! `idle` and [`super::warm`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
