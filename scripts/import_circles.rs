@@ -362,6 +362,26 @@ fn use_tree(p: &mut Parser, prefix: &[String], out: &mut Vec<(String, Vec<String
     }
 }
 
+/// Record `name` as a module declared in module `scope`.
+fn add_child(modules: &mut HashMap<ModPath, Module>, scope: &ModPath, name: String) {
+    modules
+        .entry(scope.clone())
+        .or_default()
+        .children
+        .insert(name);
+}
+
+/// Record `name` (if any) as an item defined at the top of module `scope`.
+fn define(modules: &mut HashMap<ModPath, Module>, scope: &ModPath, name: Option<&str>) {
+    if let Some(name) = name {
+        modules
+            .entry(scope.clone())
+            .or_default()
+            .items
+            .insert(name.to_string());
+    }
+}
+
 /// Parse one file as module `module`; returns the modules it declares (`mod x;`) with their
 /// files.
 fn parse_file(
@@ -434,11 +454,7 @@ fn parse_file(
                 if let Some(name) = pending_inline.take() {
                     let mut m = scope.clone();
                     m.push(name.clone());
-                    modules
-                        .entry(scope.clone())
-                        .or_default()
-                        .children
-                        .insert(name);
+                    add_child(modules, &scope, name);
                     modules.entry(m.clone()).or_default().file = file;
                     scopes.push((m, depth));
                 }
@@ -475,11 +491,7 @@ fn parse_file(
                     };
                     let mut m = scope.clone();
                     m.push(name.clone());
-                    modules
-                        .entry(scope.clone())
-                        .or_default()
-                        .children
-                        .insert(name);
+                    add_child(modules, &scope, name);
                     declared.push((m, file_path));
                     p.i += 3;
                 } else {
@@ -515,25 +527,12 @@ fn parse_file(
             }
             Some(Tok::Ident(w)) if depth == scope_depth && ITEM_KEYWORDS.contains(&w.as_str()) => {
                 pending_path = None;
-                if let Some(name) = p.ident(1) {
-                    if !ITEM_KEYWORDS.contains(&name) {
-                        modules
-                            .entry(scope.clone())
-                            .or_default()
-                            .items
-                            .insert(name.to_string());
-                    }
-                }
+                let name = p.ident(1).filter(|n| !ITEM_KEYWORDS.contains(n));
+                define(modules, &scope, name);
                 p.i += 1;
             }
             Some(Tok::Ident(w)) if w == "macro_rules" && p.is_punct(1, '!') => {
-                if let Some(name) = p.ident(2) {
-                    modules
-                        .entry(scope.clone())
-                        .or_default()
-                        .items
-                        .insert(name.to_string());
-                }
+                define(modules, &scope, p.ident(2));
                 p.i += 3;
             }
             Some(Tok::Ident(first))

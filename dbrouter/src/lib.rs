@@ -6,8 +6,8 @@
 //! `docs/ARCHITECTURE.md` (checked by `tests/import_circles.rs`, with no import circle between
 //! files): [`plane`] (the top: [`DbPlane`] keeps the long-lived registries and hands each part
 //! the narrow handles it uses), [`status`], [`client`], [`pooling`], [`route`], [`ha`],
-//! [`server`], [`runtime`], and the leaves [`classify`], [`net`], [`stats`] and [`cancel`]. The
-//! wire protocol itself is the `switchyard-pgwire` crate.
+//! [`server`], [`runtime`], the leaves [`classify`], [`net`], [`stats`] and [`cancel`], and
+//! under them [`registry`]. The wire protocol itself is the `switchyard-pgwire` crate.
 //!
 //! # The plane
 //! [`DbPlane::build`] turns a validated config into a [`DbRuntime`] (clusters, primaries,
@@ -142,6 +142,7 @@ pub mod ha;
 pub mod net;
 pub mod plane;
 pub mod pooling;
+pub mod registry;
 pub mod route;
 pub mod runtime;
 pub mod server;

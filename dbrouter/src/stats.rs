@@ -20,13 +20,7 @@ pub struct Stats {
 impl Stats {
     /// Counters of cluster `name`.
     pub fn get(&self, name: &str) -> Arc<ClusterStats> {
-        if let Some(s) = self.clusters.get(name) {
-            return s.clone();
-        }
-        self.clusters
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::new(ClusterStats::new(name)))
-            .clone()
+        crate::registry::shared_with(&self.clusters, name, || ClusterStats::new(name))
     }
 }
 

@@ -50,6 +50,7 @@ fn describe_tag(tag: u8) -> String {
 
 /// Longest body a client may send in a message of type `tag` once logged in, or `None` for a
 /// type clients never send.
+#[inline]
 pub fn frontend_limit(tag: u8) -> Option<usize> {
     match tag {
         // Query, FunctionCall, Bind, Parse, CopyData.
@@ -61,6 +62,7 @@ pub fn frontend_limit(tag: u8) -> Option<usize> {
 }
 
 /// Limit while a client authenticates: only `p` (password, SASL) and `X` (Terminate).
+#[inline]
 pub fn auth_limit(tag: u8) -> Option<usize> {
     match tag {
         b'p' => Some(AUTH_LIMIT),
@@ -71,11 +73,13 @@ pub fn auth_limit(tag: u8) -> Option<usize> {
 
 /// Limit for server messages: any type, up to the large limit (servers are trusted to speak
 /// the protocol, not to be bug-free).
+#[inline]
 pub fn backend_limit(_tag: u8) -> Option<usize> {
     Some(LARGE_LIMIT)
 }
 
 /// Check a message header; returns the body length.
+#[inline]
 pub fn check_header(
     header: &[u8; HEADER_LEN],
     limit: impl Fn(u8) -> Option<usize>,
@@ -121,20 +125,12 @@ pub fn decode(
     buf: &mut BytesMut,
     limit: impl Fn(u8) -> Option<usize>,
 ) -> Result<Option<Frame>, FrameError> {
-    let Some(header) = buf.get(..HEADER_LEN) else {
+    let Some((tag, body)) = peek(buf, limit)? else {
         return Ok(None);
     };
-    let mut h = [0u8; HEADER_LEN];
-    h.copy_from_slice(header);
-    let body = check_header(&h, limit)?;
-    if buf.len() < HEADER_LEN + body {
-        // Room for what is declared, but not all at once: a declared length is no promise.
-        buf.reserve((HEADER_LEN + body - buf.len()).min(64 * 1024));
-        return Ok(None);
-    }
     buf.advance(HEADER_LEN);
     Ok(Some(Frame {
-        tag: h[0],
+        tag,
         body: buf.split_to(body),
     }))
 }
@@ -160,6 +156,7 @@ pub fn peek(
 }
 
 /// Append one message: `tag`, length, then `parts` one after the other.
+#[inline]
 pub fn put(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 4;
     out.reserve(HEADER_LEN + len);

@@ -45,13 +45,7 @@ impl Drop for Admitted {
 impl Admission {
     /// The counts of `cluster` (created on first use).
     pub fn counts(&self, cluster: &str) -> Arc<Counts> {
-        if let Some(c) = self.clusters.get(cluster) {
-            return c.clone();
-        }
-        self.clusters
-            .entry(cluster.to_string())
-            .or_default()
-            .clone()
+        crate::registry::shared(&self.clusters, cluster)
     }
 
     /// Admit a client of `cluster` if fewer than `max` are in (`None`: no cap known, as for

@@ -263,13 +263,7 @@ impl Failovers {
 
     /// The state of `cluster` (created on first use).
     pub fn cluster(&self, cluster: &str) -> Arc<ClusterFailover> {
-        if let Some(c) = self.clusters.get(cluster) {
-            return c.clone();
-        }
-        self.clusters
-            .entry(cluster.to_string())
-            .or_default()
-            .clone()
+        crate::registry::shared(&self.clusters, cluster)
     }
 
     /// Whether a failover or switchover of `cluster` is under way.

@@ -202,10 +202,7 @@ impl NodeMonitor {
     }
 
     fn entry(&self, addr: &str) -> Arc<NodeEntry> {
-        if let Some(e) = self.nodes.get(addr) {
-            return e.clone();
-        }
-        self.nodes.entry(addr.to_string()).or_default().clone()
+        crate::registry::shared(&self.nodes, addr)
     }
 }
 

@@ -3,13 +3,10 @@
 //! statements ([`StatementRegistry`]) and its counters ([`TxCounters`]); and [`Shared`], what a
 //! session gets of the plane besides its [`crate::server::upstream::Upstream`].
 
-use std::sync::Arc;
-
-use dashmap::DashMap;
-
 use super::prepared::StatementRegistry;
 use super::report::TxCounters;
 use crate::ha::Verdicts;
+use crate::registry::ByNode;
 
 /// Transaction pooling's state of one node.
 #[derive(Debug, Default)]
@@ -21,21 +18,7 @@ pub struct TxNode {
 }
 
 /// Every node's [`TxNode`], by cluster and node address (created on first use).
-#[derive(Debug, Default)]
-pub struct TxNodes {
-    nodes: DashMap<(String, String), Arc<TxNode>>,
-}
-
-impl TxNodes {
-    /// The state of `node` in `cluster`.
-    pub fn get(&self, cluster: &str, node: &str) -> Arc<TxNode> {
-        let id = (cluster.to_string(), node.to_string());
-        if let Some(n) = self.nodes.get(&id) {
-            return n.clone();
-        }
-        self.nodes.entry(id).or_default().clone()
-    }
-}
+pub type TxNodes = ByNode<TxNode>;
 
 /// What a transaction-pooled session uses of the plane besides its upstream: the health
 /// verdicts (a write turn waits for a failover; a lost server's message says whether it is

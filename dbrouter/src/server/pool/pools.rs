@@ -5,41 +5,35 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use super::node::NodePool;
+use crate::registry::ByNode;
 use crate::runtime::DbRuntime;
 use crate::stats::Stats;
 
 /// Server connection pools by cluster and node address.
 #[derive(Debug, Default)]
 pub struct Pools {
-    pools: DashMap<(String, String), Arc<NodePool>>,
+    pools: ByNode<NodePool>,
 }
 
 impl Pools {
     /// The pool of `node` in `cluster` (created on first use).
     pub fn get(&self, cluster: &str, node: &str) -> Arc<NodePool> {
-        let id = (cluster.to_string(), node.to_string());
-        if let Some(p) = self.pools.get(&id) {
-            return p.clone();
-        }
-        self.pools.entry(id).or_default().clone()
+        self.pools.get(cluster, node)
     }
 
     /// `(open, idle)` server connections of `node` in `cluster`.
     pub fn counts(&self, cluster: &str, node: &str) -> (usize, usize) {
         self.pools
-            .get(&(cluster.to_string(), node.to_string()))
-            .map_or((0, 0), |p| p.counts())
+            .with(cluster, node, NodePool::counts)
+            .unwrap_or((0, 0))
     }
 
     /// Close idle server connections that expired, died, or whose cluster or node left the
     /// config (`rt`: the live runtime), then pre-open `pool.min_size` connections in the
     /// background on every node not `down` (the monitor's verdict).
     pub fn reap(&self, rt: Option<Arc<DbRuntime>>, stats: &Stats, down: impl Fn(&str) -> bool) {
-        for entry in self.pools.iter() {
-            let (cluster, node) = entry.key();
+        self.pools.for_each(|cluster, node, pool| {
             let settings = rt
                 .as_ref()
                 .and_then(|rt| rt.clusters.get(cluster))
@@ -49,10 +43,10 @@ impl Pools {
                     .then(|| c.pool.clone())
                 });
             match settings {
-                Some(s) => entry.value().reap_now(&s),
-                None => entry.value().clear(),
+                Some(s) => pool.reap_now(&s),
+                None => pool.clear(),
             }
-        }
+        });
         // pool.min_size: pre-open connections in the background (pool::warm).
         let Some(rt) = rt else { return };
         for c in rt.clusters.values().filter(|c| c.pool.min_size > 0) {
