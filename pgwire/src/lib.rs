@@ -29,3 +29,7 @@ pub mod login;
 pub mod md5;
 pub mod scram;
 pub mod startup;
+
+#[cfg(test)]
+#[path = "robustness_tests.rs"]
+mod robustness_tests;
