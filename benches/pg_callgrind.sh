@@ -89,15 +89,15 @@ for w in $workloads; do
       sleep 0.5
     done
     vpid=$router # the subshell exec'd valgrind, which runs the tool in the same process
-    callgrind_control -i on "$vpid" >/dev/null
+    callgrind_control -i on "$vpid" >/dev/null 2>&1
     started=$SECONDS
     "$pg/pgbench" -h 127.0.0.1 -p "$router_port" -U postgres -n "${flags[@]}" -M "$mode" \
       -c "$clients" -j 1 -t "$tx" postgres >"$out/$tag.pgbench" 2>&1
     took=$((SECONDS - started + 1))
-    callgrind_control -d "$vpid" >/dev/null
+    callgrind_control -d "$vpid" >/dev/null 2>&1
     sleep "$took"
-    callgrind_control -d "$vpid" >/dev/null
-    callgrind_control -i off "$vpid" >/dev/null
+    callgrind_control -d "$vpid" >/dev/null 2>&1
+    callgrind_control -i off "$vpid" >/dev/null 2>&1
     kill "$router"; wait "$router" 2>/dev/null || true
     router=""
     done_tx=$(awk '/number of transactions actually processed/ { split($NF, n, "/"); print n[1] }' "$out/$tag.pgbench")

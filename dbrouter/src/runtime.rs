@@ -35,11 +35,13 @@ pub struct Live(Arc<ArcSwapOption<DbRuntime>>);
 
 impl Live {
     /// The live runtime, once a config has been applied.
+    #[inline]
     pub fn load(&self) -> Option<Arc<DbRuntime>> {
         self.0.load_full()
     }
 
     /// The live runtime of cluster `name`, if it is configured.
+    #[inline]
     pub fn cluster(&self, name: &str) -> Option<Arc<ClusterRuntime>> {
         self.0
             .load()

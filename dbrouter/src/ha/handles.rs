@@ -37,16 +37,19 @@ impl Verdicts {
     }
 
     /// The monitor's verdicts on every node (for replica selection).
+    #[inline]
     pub fn monitor(&self) -> &NodeMonitor {
         &self.monitor
     }
 
     /// What the monitor knows about the node at `addr`, once it has been checked.
+    #[inline]
     pub fn node(&self, addr: &str) -> Option<Arc<NodeView>> {
         self.monitor.view(addr)
     }
 
     /// Whether a failover or switchover of `cluster` is under way.
+    #[inline]
     pub fn failover_running(&self, cluster: &str) -> bool {
         self.failovers.running(cluster)
     }

@@ -69,6 +69,7 @@ impl<'a> Upstream<'a> {
 
     /// The cluster as it is now (as of the login when it has left the config): transaction
     /// pooling routes every turn by it, so a promoted primary takes writes at once.
+    #[inline]
     pub fn live(&self) -> Arc<ClusterRuntime> {
         self.live
             .cluster(self.cluster)
@@ -76,6 +77,7 @@ impl<'a> Upstream<'a> {
     }
 
     /// Pool settings in force now (those of the login when the cluster left the config).
+    #[inline]
     pub fn settings(&self) -> PoolSettings {
         self.live().pool.clone()
     }

@@ -267,6 +267,7 @@ impl Failovers {
     }
 
     /// Whether a failover or switchover of `cluster` is under way.
+    #[inline]
     pub fn running(&self, cluster: &str) -> bool {
         self.clusters
             .get(cluster)

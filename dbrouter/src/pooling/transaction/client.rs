@@ -311,6 +311,7 @@ impl TxRelay<'_> {
     }
 
     /// Answers the router makes up that are due now.
+    #[inline]
     pub fn drain_synthetic(&mut self) {
         if let Some(h) = self.held.as_mut() {
             while let Some(tag) = h.expect.take_synthetic() {

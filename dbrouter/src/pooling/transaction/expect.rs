@@ -191,6 +191,7 @@ impl Expect {
 
     /// The router's own answer due now, if one is at the front (markers with no answer are
     /// dropped on the way).
+    #[inline]
     pub fn take_synthetic(&mut self) -> Option<u8> {
         loop {
             match self.q.front() {

@@ -148,6 +148,7 @@ impl ClientStatements {
     }
 
     /// The statement the client calls `name`, if it prepared one (never for the unnamed one).
+    #[inline]
     pub fn get(&self, name: &[u8]) -> Option<&Arc<StatementDef>> {
         if name.is_empty() {
             return None;

@@ -23,6 +23,7 @@ impl Pools {
     }
 
     /// `(open, idle)` server connections of `node` in `cluster`.
+    #[inline]
     pub fn counts(&self, cluster: &str, node: &str) -> (usize, usize) {
         self.pools
             .with(cluster, node, NodePool::counts)
