@@ -157,7 +157,8 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
         (Method::GET, "/metrics") => match needs(Role::Viewer) {
             Ok(_) => match &state.metrics {
                 Some(h) => {
-                    response::with_type(StatusCode::OK, "text/plain; version=0.0.4", h.render())
+                    let text = crate::metrics::render(h, &state.applier);
+                    response::with_type(StatusCode::OK, "text/plain; version=0.0.4", text)
                 }
                 None => error(StatusCode::NOT_FOUND, "metrics are not enabled"),
             },
