@@ -137,31 +137,29 @@ mod tests {
         assert_eq!(s.authenticate(None), Err(AuthError::Missing));
     }
 
-    #[test]
-    fn missing_env_token_names_the_key() {
+    /// The error of resolving one token with `credential`.
+    fn resolve_error(credential: TokenCredential) -> String {
         let mut control = switchyard_config::parse("")
             .map(|c| c.control)
             .unwrap_or_else(|e| panic!("{e}"));
         control.tokens = vec![TokenConfig {
             name: "ops".into(),
             role: Role::Admin,
-            credential: TokenCredential::Env("SWITCHYARD_TEST_SURELY_UNSET".into()),
+            credential,
         }];
-        let err = TokenSet::from_config(&control).err().unwrap_or_default();
+        TokenSet::from_config(&control).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn missing_env_token_names_the_key() {
+        let err = resolve_error(TokenCredential::Env("SWITCHYARD_TEST_SURELY_UNSET".into()));
         assert!(err.contains("control.tokens[0].env"), "{err}");
     }
 
     #[test]
     fn a_missing_hash_variable_names_the_key() {
-        let mut control = switchyard_config::parse("")
-            .map(|c| c.control)
-            .unwrap_or_else(|e| panic!("{e}"));
-        control.tokens = vec![TokenConfig {
-            name: "viewer".into(),
-            role: Role::Viewer,
-            credential: TokenCredential::Sha256Env("SWITCHYARD_TEST_SURELY_UNSET".into()),
-        }];
-        let err = TokenSet::from_config(&control).err().unwrap_or_default();
+        let unset = TokenCredential::Sha256Env("SWITCHYARD_TEST_SURELY_UNSET".into());
+        let err = resolve_error(unset);
         assert!(err.contains("control.tokens[0].sha256_env"), "{err}");
     }
 }

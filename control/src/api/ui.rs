@@ -26,50 +26,28 @@ struct Asset {
     body: &'static str,
 }
 
-const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 
+/// An asset from `ui/`, served at `/ui/<file>`.
+macro_rules! asset {
+    ($file:literal, $content_type:expr) => {
+        Asset {
+            path: concat!("/ui/", $file),
+            content_type: $content_type,
+            body: include_str!(concat!("ui/", $file)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/ui/",
-        content_type: HTML,
-        body: include_str!("ui/index.html"),
-    },
-    Asset {
-        path: "/ui/style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("ui/style.css"),
-    },
-    Asset {
-        path: "/ui/favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_str!("ui/favicon.svg"),
-    },
-    Asset {
-        path: "/ui/app.js",
-        content_type: JS,
-        body: include_str!("ui/app.js"),
-    },
-    Asset {
-        path: "/ui/dom.js",
-        content_type: JS,
-        body: include_str!("ui/dom.js"),
-    },
-    Asset {
-        path: "/ui/http.js",
-        content_type: JS,
-        body: include_str!("ui/http.js"),
-    },
-    Asset {
-        path: "/ui/postgres.js",
-        content_type: JS,
-        body: include_str!("ui/postgres.js"),
-    },
-    Asset {
-        path: "/ui/config.js",
-        content_type: JS,
-        body: include_str!("ui/config.js"),
-    },
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("style.css", "text/css; charset=utf-8"),
+    asset!("favicon.svg", "image/svg+xml"),
+    asset!("app.js", JS),
+    asset!("dom.js", JS),
+    asset!("http.js", JS),
+    asset!("postgres.js", JS),
+    asset!("config.js", JS),
 ];
 
 /// Whether `path` belongs to the page.
@@ -85,8 +63,8 @@ pub fn serve(method: &Method, path: &str) -> Response<Body> {
             "method not allowed: use GET",
         );
     }
-    let path = if path == "/ui" || path == "/ui/index.html" {
-        "/ui/"
+    let path = if path == "/ui" || path == "/ui/" {
+        "/ui/index.html"
     } else {
         path
     };
@@ -118,7 +96,7 @@ mod tests {
 
     #[test]
     fn every_file_is_served_with_the_policy_and_no_store() {
-        for path in ASSETS.iter().map(|a| a.path).chain(["/ui"]) {
+        for path in ASSETS.iter().map(|a| a.path).chain(["/ui", "/ui/"]) {
             let resp = serve(&Method::GET, path);
             assert_eq!(resp.status(), StatusCode::OK, "{path}");
             let h = resp.headers();
