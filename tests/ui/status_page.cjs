@@ -5,6 +5,7 @@
 //   (not in a URL, not in a cookie), and a reload does not ask again;
 // - a drain, a flip and a Postgres switchover made through the API appear on the page within
 //   2 s each (the time is printed);
+// - the config history shows each version's diff (a click picks the version);
 // - every request the page made went to its own origin, none with the token in its URL.
 // Screenshots go to $SHOTS. Prints one JSON line `RESULT {...}` with the timings.
 
@@ -120,7 +121,14 @@ async function appears(page, selector, what) {
     await page.waitForSelector('[data-cluster="main"] [data-fenced]');
     await page.screenshot({ path: `${SHOTS}/switchover.png`, fullPage: true });
 
-    // 7. What the page asked for.
+    // 7. The history: the newest version's diff is shown; a click shows another one's.
+    await page.waitForSelector('pre.diff[data-diff-to]');
+    await page.click('[data-version="2"]');
+    await appears(page, 'pre.diff[data-diff-to="2"]', 'the diff of version 2');
+    const diff = await page.textContent('pre.diff[data-diff-to="2"]');
+    check(diff.includes('state = "drain"'), `version 2's diff does not show the drain: ${diff}`);
+
+    // 8. What the page asked for.
     const foreign = requests.filter((u) => !u.startsWith(BASE));
     check(foreign.length === 0, `requests to other origins: ${foreign.join(', ')}`);
     check(!requests.some((u) => u.includes(VIEWER)), 'a request carried the token in its URL');

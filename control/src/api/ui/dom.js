@@ -7,7 +7,16 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 function fill(el, attrs, children) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
-    if (key === 'onclick') el.addEventListener('click', value);
+    if (key === 'onclick') {
+      el.addEventListener('click', value);
+      // Keyboard users choose with Enter or Space (the element gets a tabindex).
+      el.addEventListener('keydown', (ev) => {
+        if (ev.key === 'Enter' || ev.key === ' ') {
+          ev.preventDefault();
+          value(ev);
+        }
+      });
+    }
     else if (key === 'class') el.setAttribute('class', value);
     else el.setAttribute(key, value === true ? '' : String(value));
   }
