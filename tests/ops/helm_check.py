@@ -36,7 +36,8 @@ def cases(chart_dir):
         "antiAffinity": "hard",
         "tokenHashes": {"values": {"SWITCHYARD_ADMIN_SHA256": HASH, "SWITCHYARD_VIEWER_SHA256": HASH}},
     }
-    return {"ingress": {}, "ingress-monitored": monitored, "postgres-sidecar": sidecar}
+    ingress = {"tokenHashes": {"existingSecret": "switchyard-token-hashes"}}
+    return {"ingress": ingress, "ingress-monitored": monitored, "postgres-sidecar": sidecar}
 
 
 def check_deployment(case, d, docs):
@@ -81,8 +82,20 @@ def check_service_monitor(case, sm, docs):
             fail(case, "the ServiceMonitor has no bearer token")
 
 
+def check_refusals(chart_dir):
+    """Values that cannot work are refused at render time, with the reason."""
+    try:
+        helm.Chart.load(chart_dir).render({}, name="edge", namespace="ingress")
+    except Exception as e:  # HelmRenderError
+        if "tokenHashes.existingSecret" not in str(e):
+            fail("no-token-hashes", f"refused for another reason: {e}")
+    else:
+        fail("no-token-hashes", "rendered without a Secret of token hashes")
+
+
 def main():
     chart_dir, out_dir = sys.argv[1], sys.argv[2]
+    check_refusals(chart_dir)
     summary = {}
     for case, values in cases(chart_dir).items():
         report = helm.lint(chart_dir, values, strict=True)

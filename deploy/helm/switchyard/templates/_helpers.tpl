@@ -28,6 +28,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "switchyard.tokenSecret" -}}
 {{- if .Values.tokenHashes.existingSecret -}}
 {{- .Values.tokenHashes.existingSecret -}}
+{{- else if not .Values.tokenHashes.values -}}
+{{- fail "set tokenHashes.existingSecret (a Secret of token hashes) or tokenHashes.values" -}}
 {{- else -}}
 {{- printf "%s-token-hashes" (include "switchyard.fullname" .) -}}
 {{- end -}}
