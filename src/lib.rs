@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod build_info;
 pub mod pgops;
 pub mod planes;
 

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod readiness;
 mod run;
 
 /// mimalloc: the proxy path allocates per request (pingora's header maps, our labels);
@@ -21,7 +22,7 @@ use sha2::{Digest, Sha256};
 /// and a Postgres router (pooling, read/write split, failover), driven by one TOML config
 /// that reloads live and an authenticated control API.
 #[derive(Parser)]
-#[command(version, propagate_version = true)]
+#[command(version = switchyard::build_info::LONG_VERSION, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -17,6 +17,7 @@ use switchyard_control::Applier;
 pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let metrics = switchyard_control::metrics::install()
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    switchyard::build_info::publish();
     let planes = Planes::new();
     let applier = Applier::start(&config_path, planes.list())?;
     // Failovers record their role changes through the single writer.
@@ -67,6 +68,11 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
         switchyard_control::watcher::watch(applier.clone(), std::future::pending())
     };
     let http = planes.http.clone();
+    // Readiness waits for the HTTP listeners pingora binds in `server.run` below.
+    let ready = crate::readiness::notify_when_serving(
+        config.http.listeners.iter().map(|l| l.addr).collect(),
+        applier.current().snapshot.version,
+    );
     let control = std::thread::Builder::new()
         .name("switchyard-control".into())
         .spawn(move || {
@@ -79,7 +85,9 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
                         metrics.run_upkeep();
                     }
                 });
+                tokio::spawn(ready);
                 switchyard_control::api::serve(listener, state, shutdown_signal()).await;
+                crate::readiness::notify_stopping();
             })
         })
         .context("starting the control thread")?;

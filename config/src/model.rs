@@ -63,6 +63,9 @@ pub enum TokenCredential {
     Sha256(#[serde(serialize_with = "ser_hex")] [u8; 32]),
     /// The token is read from this environment variable when the config is applied.
     Env(String),
+    /// The token's hex SHA-256 is read from this environment variable when the config is
+    /// applied (a Kubernetes Secret holds the hashes, never the tokens).
+    Sha256Env(String),
 }
 
 /// Control API roles, ordered by power: each role may do everything the one before may.

@@ -28,6 +28,7 @@ pub struct RawToken {
     pub name: Option<String>,
     pub role: Option<String>,
     pub sha256: Option<String>,
+    pub sha256_env: Option<String>,
     pub env: Option<String>,
 }
 

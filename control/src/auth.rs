@@ -40,6 +40,17 @@ impl TokenSet {
         for (i, t) in control.tokens.iter().enumerate() {
             let digest = match &t.credential {
                 TokenCredential::Sha256(h) => *h,
+                TokenCredential::Sha256Env(var) => {
+                    let mut digest = [0u8; 32];
+                    let value = std::env::var(var).unwrap_or_default();
+                    if hex::decode_to_slice(value.trim(), &mut digest).is_err() {
+                        return Err(format!(
+                            "control.tokens[{i}].sha256_env: environment variable {var} is not set or is not 64 hex digits (token {:?})",
+                            t.name
+                        ));
+                    }
+                    digest
+                }
                 TokenCredential::Env(var) => match std::env::var(var) {
                     Ok(v) if !v.is_empty() => Sha256::digest(v.as_bytes()).into(),
                     _ => {
@@ -126,17 +137,29 @@ mod tests {
         assert_eq!(s.authenticate(None), Err(AuthError::Missing));
     }
 
-    #[test]
-    fn missing_env_token_names_the_key() {
+    /// The error of resolving one token with `credential`.
+    fn resolve_error(credential: TokenCredential) -> String {
         let mut control = switchyard_config::parse("")
             .map(|c| c.control)
             .unwrap_or_else(|e| panic!("{e}"));
         control.tokens = vec![TokenConfig {
             name: "ops".into(),
             role: Role::Admin,
-            credential: TokenCredential::Env("SWITCHYARD_TEST_SURELY_UNSET".into()),
+            credential,
         }];
-        let err = TokenSet::from_config(&control).err().unwrap_or_default();
+        TokenSet::from_config(&control).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn missing_env_token_names_the_key() {
+        let err = resolve_error(TokenCredential::Env("SWITCHYARD_TEST_SURELY_UNSET".into()));
         assert!(err.contains("control.tokens[0].env"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_hash_variable_names_the_key() {
+        let unset = TokenCredential::Sha256Env("SWITCHYARD_TEST_SURELY_UNSET".into());
+        let err = resolve_error(unset);
+        assert!(err.contains("control.tokens[0].sha256_env"), "{err}");
     }
 }

@@ -1,6 +1,9 @@
-//! The Prometheus exporter: one recorder per process, rendered by `GET /metrics`.
+//! The Prometheus exporter: one recorder per process, rendered by `GET /metrics`, and the
+//! gauges read from the applier at scrape time (`switchyard_control_reload_failing`).
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::Applier;
 
 /// Latency buckets in seconds, from 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -15,4 +18,13 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())
+}
+
+/// The text format. First sets `switchyard_control_reload_failing`: 1 while the last reload
+/// of the file failed (the previous config keeps running, `/v1/status` says why), else 0; a
+/// state an alert can hold for as long as it lasts, unlike a counter of rejections.
+pub fn render(handle: &PrometheusHandle, applier: &Applier) -> String {
+    let failing = applier.last_error().is_some();
+    metrics::gauge!("switchyard_control_reload_failing").set(if failing { 1.0 } else { 0.0 });
+    handle.render()
 }

@@ -11,6 +11,7 @@
 //!   Switchyard with an HTTP listener, [`load`] sends a steady stream of requests through it,
 //!   [`tls`] makes certificates and is a TLS (HTTP/1.1 and HTTP/2) client.
 //! - For the Postgres router: [`pg`] runs a real PostgreSQL primary with streaming replicas.
+//! - For the operations tests: [`ops`] finds their tools and runs HTTP and Postgres together.
 //!
 //! Each test binary uses a different part of this module, hence the `dead_code` allowance.
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod etcd;
 pub mod http;
 pub mod load;
+pub mod ops;
 pub mod pg;
 pub mod proxy;
 pub mod tls;

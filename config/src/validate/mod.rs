@@ -126,18 +126,23 @@ fn validate_control(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<Cont
                 ("admin", Role::Admin),
             ],
         );
-        let credential = match (t.sha256, t.env) {
-            (Some(h), None) => sha256_hex(cx, &h, &tp.key("sha256")).map(TokenCredential::Sha256),
-            (None, Some(e)) => cx.env_name(e, &tp.key("env")).map(TokenCredential::Env),
-            (Some(_), Some(_)) => {
-                cx.err(&tp, "set only one of sha256 and env");
-                None
+        let credential = match (t.sha256, t.sha256_env, t.env) {
+            (Some(h), None, None) => {
+                sha256_hex(cx, &h, &tp.key("sha256")).map(TokenCredential::Sha256)
             }
-            (None, None) => {
+            (None, Some(e), None) => cx
+                .env_name(e, &tp.key("sha256_env"))
+                .map(TokenCredential::Sha256Env),
+            (None, None, Some(e)) => cx.env_name(e, &tp.key("env")).map(TokenCredential::Env),
+            (None, None, None) => {
                 cx.err(
                     &tp,
-                    "token has no hash: set sha256 = \"<hex sha-256 of the token>\" or env = \"VAR\" (plain-text tokens are not accepted)",
+                    "token has no hash: set sha256 = \"<hex sha-256 of the token>\", sha256_env = \"VAR\" or env = \"VAR\" (plain-text tokens are not accepted)",
                 );
+                None
+            }
+            _ => {
+                cx.err(&tp, "set only one of sha256, sha256_env and env");
                 None
             }
         };

@@ -292,7 +292,7 @@ fn set_etag(resp: &mut Response<Body>, version: u64) {
 }
 
 /// The value of `key` in a query string (no percent-decoding: our flags are plain words).
-fn query_flag(query: Option<&str>, key: &str) -> Option<String> {
+pub(super) fn query_flag(query: Option<&str>, key: &str) -> Option<String> {
     query?
         .split('&')
         .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))

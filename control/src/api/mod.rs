@@ -2,7 +2,10 @@
 //!
 //! Routes, and the role each needs:
 //! - `GET /health`: liveness, no token.
-//! - `GET /v1/status`, `GET /v1/config`, `GET /v1/config/history[/{version}]`, `GET /metrics`: viewer.
+//! - `GET /ui[/…]`: the status page's static files, no token (see `ui.rs`); the page reads
+//!   its data from the viewer routes.
+//! - `GET /v1/status`, `GET /v1/config`, `GET /v1/config/history[/{version}]`,
+//!   `GET /v1/config/diff`, `GET /metrics`: viewer.
 //! - `PUT /v1/config`, `POST /v1/config/rollback`: admin.
 //! - `POST /v1/upstreams/{name}/weights`, `…/flip`, `…/backends/{addr}/drain|enable`:
 //!   operator; `GET /v1/upstreams/{name}/flip`: viewer (see `upstreams.rs`).
@@ -16,8 +19,10 @@
 mod auth;
 mod clusters;
 mod config;
+mod diff;
 mod response;
 mod status;
+mod ui;
 mod upstreams;
 
 use std::convert::Infallible;
@@ -140,6 +145,11 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
         (Method::GET | Method::HEAD, "/health") => {
             response::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         }
+        (_, p) if ui::is_ui(p) => ui::serve(req.method(), p),
+        (Method::GET, "/v1/config/diff") => match needs(Role::Viewer) {
+            Ok(_) => diff::get(state, req.uri().query()),
+            Err(resp) => resp,
+        },
         (Method::GET, "/v1/status") => match needs(Role::Viewer) {
             Ok(_) => status::status(state),
             Err(resp) => resp,
@@ -147,7 +157,8 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
         (Method::GET, "/metrics") => match needs(Role::Viewer) {
             Ok(_) => match &state.metrics {
                 Some(h) => {
-                    response::with_type(StatusCode::OK, "text/plain; version=0.0.4", h.render())
+                    let text = crate::metrics::render(h, &state.applier);
+                    response::with_type(StatusCode::OK, "text/plain; version=0.0.4", text)
                 }
                 None => error(StatusCode::NOT_FOUND, "metrics are not enabled"),
             },

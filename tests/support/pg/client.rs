@@ -46,15 +46,7 @@ impl Router {
             users.join(", ")
         );
         let sy = Switchyard::start(|port| config::control_section(port, "10s", "50ms") + &cluster)?;
-        let status = sy.status()?;
-        let bound = status["planes"]["postgres"]["clusters"][0]["bound"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no bound Postgres listener in status: {status}"))?;
-        let port = bound
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| anyhow!("bad bound address {bound}"))?;
+        let port = listener_port(&sy.status()?)?;
         Ok(Router { sy, port })
     }
 
@@ -67,6 +59,18 @@ impl Router {
     pub fn cluster_status(&self) -> anyhow::Result<serde_json::Value> {
         Ok(self.sy.status()?["planes"]["postgres"]["clusters"][0].clone())
     }
+}
+
+/// The port the first cluster's Postgres listener got, from `/v1/status`.
+pub fn listener_port(status: &serde_json::Value) -> anyhow::Result<u16> {
+    let bound = status["planes"]["postgres"]["clusters"][0]["bound"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no bound Postgres listener in status: {status}"))?;
+    bound
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow!("bad bound address {bound}"))
 }
 
 /// Settings for a TCP connection to `127.0.0.1:port`.

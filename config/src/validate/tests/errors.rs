@@ -96,7 +96,7 @@ fn every_problem_is_reported_at_once() {
             (line(t, "\"soon\""), "control.reload_check_interval", "invalid duration \"soon\""),
             (line(t, "5000"), "control.history_limit", "5000 is out of range: expected 1 to 1000"),
             (tokens_1 - 4, "control.tokens[0]", "token has no hash"),
-            (tokens_1, "control.tokens[1]", "set only one of sha256 and env"),
+            (tokens_1, "control.tokens[1]", "set only one of sha256, sha256_env and env"),
             (tokens_1 + 1, "control.tokens[1].name", "duplicate token name \"ops\" (also control.tokens[0])"),
             (line(t, "\"not-hex\""), "control.tokens[2].sha256", "expected 64 hex digits"),
             (listeners_0 + 2, "http.listeners[0].addr", "127.0.0.1:7000 is already used by control.listen"),

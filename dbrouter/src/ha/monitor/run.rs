@@ -8,7 +8,9 @@
 //! - `switchyard_postgres_node_up{cluster,node,role}` (0 once marked down; role as
 //!   configured),
 //! - `switchyard_postgres_replica_lag_bytes{cluster,node}` and
-//!   `switchyard_postgres_replica_lag_seconds{cluster,node}` for replicas.
+//!   `switchyard_postgres_replica_lag_seconds{cluster,node}` for replicas, with the cluster's
+//!   `routing.max_replica_lag_bytes` and `max_replica_lag` beside them as
+//!   `switchyard_postgres_replica_lag_limit_bytes` and `…_limit_seconds` when set.
 //!
 //! A node listed by several clusters is checked once, with the settings and login of the
 //! first cluster listing it; its metrics carry each cluster's label.
@@ -178,6 +180,15 @@ fn publish(
             if let Some(secs) = lag.seconds {
                 metrics::gauge!("switchyard_postgres_replica_lag_seconds", "cluster" => cluster.clone(), "node" => node.clone())
                     .set(secs);
+            }
+            // The limits beside the lag, so an alert compares the two series as they are.
+            if let Some(limit) = c.routing.max_replica_lag_bytes {
+                metrics::gauge!("switchyard_postgres_replica_lag_limit_bytes", "cluster" => cluster.clone(), "node" => node.clone())
+                    .set(limit as f64);
+            }
+            if let Some(limit) = c.routing.max_replica_lag {
+                metrics::gauge!("switchyard_postgres_replica_lag_limit_seconds", "cluster" => cluster.clone(), "node" => node.clone())
+                    .set(limit.as_secs_f64());
             }
         }
         let error = view.last_error.as_ref();

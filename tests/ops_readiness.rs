@@ -1,0 +1,98 @@
+//! How Switchyard tells a service manager about itself, end to end with the real binary:
+//!
+//! - systemd's `Type=notify` protocol: with `$NOTIFY_SOCKET` set to a datagram socket the
+//!   test binds, `READY=1` arrives once the control API and the HTTP listener both serve (each
+//!   answers at the first try right after it arrives), and `STOPPING=1` on SIGTERM.
+//! - `switchyard --version` names the git commit the binary was built from.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use support::config::control_section;
+use support::http::Request;
+use support::{free_port, Switchyard};
+
+/// Wait for the next datagram on `socket`, as text.
+fn next_message(socket: &UnixDatagram) -> anyhow::Result<String> {
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .context("no message from switchyard on NOTIFY_SOCKET")?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path)?;
+    socket.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let http_port = free_port()?;
+    let sy = Switchyard::start_with(
+        &[("NOTIFY_SOCKET", path.to_str().context("socket path")?)],
+        &|conf, port| {
+            let file = conf.join("switchyard.toml");
+            let text = control_section(port, "10s", "50ms")
+                + &support::proxy::listener(http_port)
+                + "\n[http.upstreams.api.pools.blue]\nbackends = [\"127.0.0.1:9\"]\n\n\
+                   [[http.routes]]\nupstream = \"api\"\n";
+            std::fs::write(&file, text)?;
+            Ok(file)
+        },
+    )?;
+    let ready = next_message(&socket)?;
+    ensure!(
+        ready.lines().any(|l| l == "READY=1"),
+        "expected READY=1, got {ready:?}"
+    );
+    ensure!(
+        ready.contains("STATUS=serving config version 1"),
+        "{ready:?}"
+    );
+    // Both answer at once: no retry here.
+    let control = sy.send(Request::get("/health"))?;
+    ensure!(control.status == 200, "control API: {}", control.describe());
+    let http = Request::get("/health").send(([127, 0, 0, 1], http_port).into())?;
+    ensure!(http.status == 200, "HTTP listener: {}", http.describe());
+
+    sy.signal("TERM")?;
+    let stopping = next_message(&socket)?;
+    ensure!(
+        stopping.lines().any(|l| l == "STOPPING=1"),
+        "expected STOPPING=1, got {stopping:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn version_names_the_git_commit() -> anyhow::Result<()> {
+    let out = Command::new(support::BIN).arg("--version").output()?;
+    ensure!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let commit = text
+        .strip_prefix(concat!(
+            "switchyard ",
+            env!("CARGO_PKG_VERSION"),
+            " (commit "
+        ))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .with_context(|| format!("unexpected --version output {text:?}"))?;
+    // The checkout the test was built from, when there is one (and git to ask).
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match (std::env::var("SWITCHYARD_GIT_COMMIT"), head) {
+        (Ok(given), _) if !given.trim().is_empty() => ensure!(commit == given.trim(), "{text}"),
+        (_, Some(head)) => ensure!(commit == head, "--version says {commit}, HEAD is {head}"),
+        _ => ensure!(commit == "unknown", "{text}"),
+    }
+    Ok(())
+}
