@@ -38,6 +38,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "api/mod.rs",
             "api/clusters.rs",
             "api/config.rs",
+            "api/diff.rs",
             "api/status.rs",
             "api/upstreams.rs",
         ],
