@@ -3,17 +3,13 @@
 //! Redaction is by key name, in one place, so a new secret field is covered by adding its
 //! key to [`SECRET_KEYS`].
 
+mod keys;
 mod restore;
 
+pub use keys::{REDACTED, SECRET_KEYS};
 pub use restore::restore_redacted;
 
 use toml_edit::{DocumentMut, Item, Value};
-
-/// Keys whose values are secrets (or hashes of secrets) and never leave the process.
-pub const SECRET_KEYS: &[&str] = &["password", "sha256"];
-
-/// What a redacted value reads as.
-pub const REDACTED: &str = "<redacted>";
 
 /// The TOML text with every secret value replaced, comments and layout kept. Text that does
 /// not parse is not shown at all.
@@ -99,5 +95,18 @@ mod tests {
         assert_eq!(v["a"]["password"], REDACTED);
         assert_eq!(v["a"]["sha256"], REDACTED);
         assert_eq!(v["b"][0]["password"]["env"], "PW");
+    }
+
+    #[test]
+    fn get_edit_put_keeps_secrets() {
+        let current = "# c\n[[control.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"aa\"\n[[postgres.clusters]]\nusers = [{ name = \"app\", password = \"pw\" }]\n";
+        let edited = redact_toml(current).replace("admin", "operator");
+        let restored = restore_redacted(&edited, current);
+        assert!(restored.contains("sha256 = \"aa\""), "{restored}");
+        assert!(restored.contains("password = \"pw\""), "{restored}");
+        assert!(
+            restored.contains("role = \"operator\"") && restored.contains("# c"),
+            "{restored}"
+        );
     }
 }

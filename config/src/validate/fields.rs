@@ -3,10 +3,12 @@
 //! section validates every field before giving up.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{ConfigError, KeyPath};
-use crate::model::Address;
+use crate::model::{Address, TlsFiles};
+use crate::raw::RawTls;
 use crate::source::Source;
 
 /// Validation context: the source (for lines) and the errors found so far.
@@ -243,6 +245,23 @@ pub fn parse_address(s: &str) -> Result<Address, &'static str> {
         host: host.to_ascii_lowercase(),
         port,
     })
+}
+
+/// Most backends across all upstreams.
+pub const MAX_BACKENDS: usize = 10_000;
+
+/// A `{ cert = "...", key = "..." }` pair.
+pub(crate) fn tls_files(
+    cx: &mut Ctx<'_, '_>,
+    t: RawTls,
+    path: &KeyPath,
+) -> Option<Option<TlsFiles>> {
+    let cert = cx.required(t.cert, &path.key("cert"));
+    let key = cx.required(t.key, &path.key("key"));
+    Some(Some(TlsFiles {
+        cert: PathBuf::from(cert?),
+        key: PathBuf::from(key?),
+    }))
 }
 
 #[cfg(test)]

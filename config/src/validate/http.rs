@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use super::fields::Ctx;
-use super::{tls_files, MAX_BACKENDS};
+use super::fields::{tls_files, Ctx, MAX_BACKENDS};
 use crate::error::KeyPath;
 use crate::model::{
     ActiveHealthCheck, Backend, BackendState, Balance, HostMatch, HttpConfig, Listener, Pool,

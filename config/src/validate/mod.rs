@@ -10,17 +10,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{ConfigErrors, KeyPath};
-use crate::model::{Config, ControlConfig, Role, TlsFiles, TokenConfig, TokenCredential};
-use crate::raw::{RawControl, RawTls};
+use crate::model::{Config, ControlConfig, Role, TokenConfig, TokenCredential};
+use crate::raw::RawControl;
 use crate::source::{Node, Source};
 
-pub use fields::parse_address;
+pub(crate) use fields::tls_files;
 use fields::Ctx;
+pub use fields::{parse_address, MAX_BACKENDS};
 
 /// Largest config text accepted (a config with 10,000 backends is about 600 KB).
 pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
-/// Most backends across all upstreams.
-pub const MAX_BACKENDS: usize = 10_000;
 
 /// Parse and validate a config from TOML text.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
@@ -176,20 +175,6 @@ fn sha256_hex(cx: &mut Ctx<'_, '_>, s: &str, path: &KeyPath) -> Option<[u8; 32]>
         "expected 64 hex digits (e.g. from `printf %s \"$TOKEN\" | sha256sum` or `switchyard hash-token`)",
     );
     None
-}
-
-/// A `{ cert = "...", key = "..." }` pair.
-pub(crate) fn tls_files(
-    cx: &mut Ctx<'_, '_>,
-    t: RawTls,
-    path: &KeyPath,
-) -> Option<Option<TlsFiles>> {
-    let cert = cx.required(t.cert, &path.key("cert"));
-    let key = cx.required(t.key, &path.key("key"));
-    Some(Some(TlsFiles {
-        cert: PathBuf::from(cert?),
-        key: PathBuf::from(key?),
-    }))
 }
 
 /// Every listening address in the file must be distinct (port 0 excepted: the OS picks).
