@@ -216,6 +216,48 @@ fn put_honours_if_match_and_moves_the_etag() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issue 15: RFC 9110 §13.1.1. A tag that is no current version (`"abc"`), or any weak tag
+/// (the comparison is strong), fails the precondition: 412 with the current ETag, not 400.
+/// `*` matches the running config; a list matches when one of its strong tags does; only
+/// text that is not entity-tag syntax is a 400.
+#[test]
+fn if_match_compares_strongly_and_fails_with_412() -> anyhow::Result<()> {
+    let sy = start()?;
+    let put_with = |text: &str, if_match: &str| {
+        sy.send(
+            Request::put("/v1/config", text)
+                .bearer(ADMIN)
+                .header("If-Match", if_match),
+        )
+    };
+    let v2_text = Conf::new(sy.port()).backend(9002).render();
+    for tag in ["\"abc\"", "W/\"1\"", "W/\"2\"", "\"01\"", "W/\"1\", \"zz\""] {
+        let r = put_with(&v2_text, tag)?;
+        assert_eq!(r.status, 412, "If-Match: {tag}: {}", r.describe());
+        assert_eq!(r.header("etag"), Some("\"1\""), "If-Match: {tag}");
+        assert!(r.json()?["error"].is_string(), "If-Match: {tag}");
+    }
+    for bad in ["abc", "\"1", "\"1\" \"2\"", "*, \"1\""] {
+        let r = put_with(&v2_text, bad)?;
+        assert_eq!(r.status, 400, "If-Match: {bad}: {}", r.describe());
+    }
+    assert_eq!(sy.version()?, 1);
+
+    let r = put_with(&v2_text, "\"7\", W/\"1\", \"1\"")?;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    let r = put_with(&Conf::new(sy.port()).backend(9003).render(), "*")?;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(sy.version()?, 3);
+    let audit = sy.audit()?;
+    let refused = audit
+        .iter()
+        .filter(|l| l["action"] == "config.put" && l["result"] == "rejected")
+        .count();
+    assert_eq!(refused, 9, "every refused attempt is audited: {audit:?}");
+    Ok(())
+}
+
 #[test]
 fn dry_run_lists_changes_and_changes_nothing() -> anyhow::Result<()> {
     let sy = start()?;

@@ -174,6 +174,80 @@ fn configmap_symlink_swap_is_a_new_version() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write `path` every 100 ms until the returned guard is dropped.
+struct Scribbler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Scribbler {
+    fn start(path: std::path::PathBuf, write: fn(&Path, u64) -> std::io::Result<()>) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = write(&path, n);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Scribbler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Scribbler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Issue 15: an access log, an editor's swap file or anything else written in the config's
+/// directory every 100 ms (more often than `reload_debounce`) must not hold a reload back;
+/// nor must the config file itself being rewritten without pause.
+#[test]
+fn busy_config_directory_does_not_starve_reloads() -> anyhow::Result<()> {
+    // The default debounce (the tests' 50 ms is shorter than the writers' period).
+    let conf = |port: u16, backend: u16| {
+        Conf {
+            debounce: "150ms",
+            ..Conf::new(port)
+        }
+        .backend(backend)
+        .render()
+    };
+    let sy = Switchyard::start(|p| conf(p, 9001))?;
+    let dir = sy.conf_dir();
+    let _log = Scribbler::start(dir.join("access.log"), |p, n| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
+        writeln!(f, "request {n}")
+    });
+    let _swap = Scribbler::start(dir.join(".switchyard.toml.swp"), |p, n| {
+        std::fs::write(p, n.to_string())
+    });
+    rename_over(sy.config_path(), &conf(sy.port(), 9002))?;
+    wait_for(&sy, 2, 9002)?;
+
+    // The config itself replaced (same text each time) every 100 ms: applied within the
+    // debounce ceiling all the same.
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let _ = TEXT.set(conf(sy.port(), 9003));
+    let _config = Scribbler::start(sy.config_path().to_path_buf(), |p, _| {
+        rename_over(p, TEXT.get().map_or("", String::as_str)).map_err(std::io::Error::other)
+    });
+    wait_for(&sy, 3, 9003)?;
+    Ok(())
+}
+
 #[test]
 fn syntax_error_keeps_the_old_version_and_is_reported() -> anyhow::Result<()> {
     let sy = Switchyard::start(|p| Conf::new(p).render())?;

@@ -29,8 +29,8 @@ pub struct Config {
 pub struct ControlConfig {
     /// Address of the control API (loopback by default).
     pub listen: SocketAddr,
-    /// JSON-lines audit log, one line per change attempt. Relative paths are taken
-    /// relative to the config file's directory by the control plane.
+    /// JSON-lines audit log, one line per change attempt: `-` (the default) is standard
+    /// output; relative paths are taken relative to the config file's directory.
     pub audit_log: PathBuf,
     /// Bearer tokens and their roles.
     pub tokens: Vec<TokenConfig>,

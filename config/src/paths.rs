@@ -19,12 +19,35 @@ impl Config {
     /// Make every relative path (audit log, certificates, keys) relative to `base`, the
     /// config file's directory. Pure: no file is touched.
     pub fn resolve_paths(&mut self, base: &Path) {
-        resolve(base, &mut self.control.audit_log);
+        // `-` is standard output, not a file named `-` beside the config.
+        if self.control.audit_log != Path::new("-") {
+            resolve(base, &mut self.control.audit_log);
+        }
         if let Some(t) = self.control.tls.as_mut() {
             resolve_tls(base, t);
         }
         for l in &mut self.http.listeners {
             l.tls.iter_mut().for_each(|t| resolve_tls(base, t));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn relative_paths_join_the_config_directory_but_stdout_stays() {
+        let mut config = crate::parse("[control]\naudit_log = \"audit.jsonl\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        config.resolve_paths(Path::new("/etc/sy"));
+        assert_eq!(
+            config.control.audit_log,
+            PathBuf::from("/etc/sy/audit.jsonl")
+        );
+
+        let mut config = crate::parse("").unwrap_or_else(|e| panic!("{e}"));
+        config.resolve_paths(Path::new("/etc/sy"));
+        assert_eq!(config.control.audit_log, PathBuf::from("-"));
     }
 }

@@ -3,6 +3,10 @@
 //! Lines carry who (token name and remote address), what (action), the versions before and
 //! after, the result and the error. Secrets never reach this file: actions name keys and
 //! versions, not values.
+//!
+//! The log is a file, or standard output when the path is [`STDOUT`] (`-`, the default:
+//! Switchyard's own logs go to standard error, so standard output carries only audit lines,
+//! which a journal or a container runtime keeps).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -33,23 +37,50 @@ pub struct AuditEntry {
     pub detail: Option<serde_json::Value>,
 }
 
-/// An append-only JSON-lines file.
+/// The `audit_log` path that means standard output.
+pub const STDOUT: &str = "-";
+
+/// An append-only JSON-lines file, or standard output.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<File>,
+    sink: Mutex<Sink>,
+}
+
+#[derive(Debug)]
+enum Sink {
+    File(File),
+    Stdout,
+}
+
+impl Sink {
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.write_all(line).and_then(|_| f.flush()),
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(line).and_then(|_| out.flush())
+            }
+        }
+    }
 }
 
 impl AuditLog {
-    /// Open (creating) the log for appending.
+    /// Open (creating) the log for appending; [`STDOUT`] is standard output.
     pub fn open(path: &Path) -> std::io::Result<Self> {
+        if path == Path::new(STDOUT) {
+            return Ok(AuditLog {
+                path: path.to_path_buf(),
+                sink: Mutex::new(Sink::Stdout),
+            });
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(AuditLog {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            sink: Mutex::new(Sink::File(file)),
         })
     }
 
@@ -68,11 +99,11 @@ impl AuditLog {
             }
         };
         line.push(b'\n');
-        let mut file = match self.file.lock() {
+        let mut sink = match self.sink.lock() {
             Ok(f) => f,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Err(e) = file.write_all(&line).and_then(|_| file.flush()) {
+        if let Err(e) = sink.write_line(&line) {
             tracing::error!(error = %e, path = %self.path.display(), "cannot write audit log");
         }
     }

@@ -2,18 +2,24 @@
 //!
 //! It watches the file's *directory*, not the file: editors save by writing a new file and
 //! renaming it over the old one, and Kubernetes ConfigMaps swap a `..data` symlink, and
-//! neither is seen by a watch on the old inode. Events are debounced, then the applier
-//! re-reads the file and compares content hashes, so spurious events cost one read. A slow
-//! periodic re-check covers filesystems that emit no events, and SIGHUP forces a reload.
+//! neither is seen by a watch on the old inode. Only events that name the config file itself
+//! (or its symlink target, or Kubernetes' `..data` link) count: an access log or an editor's
+//! swap file in the same directory is no reason to reload. Events are debounced, with a
+//! ceiling ([`DEBOUNCE_CEILING`]) so that a file rewritten without pause is still applied,
+//! then the applier re-reads the file and compares content hashes, so spurious events cost
+//! one read. A slow periodic re-check covers filesystems that emit no events, and SIGHUP
+//! forces a reload.
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::applier::{Applier, ApplyOutcome};
 
@@ -69,8 +75,7 @@ async fn run(
             _ = &mut shutdown => return,
             Some(()) = rx.recv() => {
                 let quiet = applier.current().snapshot.config.control.reload_debounce;
-                // Debounce: wait until the directory has been quiet for `quiet`.
-                while let Ok(Some(())) = timeout(quiet, rx.recv()).await {}
+                debounce(&mut rx, quiet).await;
                 false
             }
             _ = sleep_until(next_check) => false,
@@ -81,6 +86,21 @@ async fn run(
         };
         check(&applier, force).await;
         next_check = Instant::now() + interval(&applier);
+    }
+}
+
+/// Wait until the config file has seen no event for `quiet`, but never longer than `quiet`
+/// plus [`DEBOUNCE_CEILING`] after the first event: a file that is rewritten without pause
+/// (a tool writing it in a loop) is still read, and a half-written read is refused by
+/// validation and retried on the next event.
+async fn debounce(rx: &mut mpsc::UnboundedReceiver<()>, quiet: Duration) {
+    let ceiling = Instant::now() + quiet + DEBOUNCE_CEILING;
+    loop {
+        let until = (Instant::now() + quiet).min(ceiling);
+        match timeout_at(until, rx.recv()).await {
+            Ok(Some(())) if Instant::now() < ceiling => continue,
+            _ => return,
+        }
     }
 }
 
@@ -109,8 +129,10 @@ fn start_notify(
     config_path: &Path,
     tx: mpsc::UnboundedSender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
+    let names = watched_names(config_path);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // An error from the watcher (a queue overflow) may have hidden an event of ours.
+        if res.as_ref().map_or(true, |e| is_config_event(e, &names)) {
             let _ = tx.send(());
         }
     })?;
@@ -119,6 +141,40 @@ fn start_notify(
         tracing::debug!(dir = %dir.display(), "watching config directory");
     }
     Ok(watcher)
+}
+
+/// The directory entries whose events mean the config may have changed: the file's own
+/// name, the name of its symlink target (in the target's directory, also watched), and
+/// Kubernetes' `..data` link, which a ConfigMap update renames over.
+fn watched_names(config_path: &Path) -> Vec<OsString> {
+    let mut names = vec![OsString::from(KUBERNETES_DATA_LINK)];
+    names.extend(config_path.file_name().map(OsString::from));
+    if let Some(real) = std::fs::canonicalize(config_path)
+        .ok()
+        .and_then(|r| r.file_name().map(OsString::from))
+    {
+        names.push(real);
+    }
+    names.dedup();
+    names
+}
+
+/// Whether a directory event may have changed the config: it names one of `names` and is
+/// not a mere open or read (the applier's own read of the file would otherwise wake the
+/// watcher again).
+fn is_config_event(event: &notify::Event, names: &[OsString]) -> bool {
+    if event.need_rescan() {
+        return true;
+    }
+    if let EventKind::Access(kind) = event.kind {
+        if kind != AccessKind::Close(AccessMode::Write) {
+            return false;
+        }
+    }
+    event.paths.iter().any(|p| {
+        p.file_name()
+            .is_some_and(|n| names.iter().any(|w| w.as_os_str() == n))
+    })
 }
 
 /// The file's directory, and the directory of its real target if it is a symlink elsewhere.
@@ -140,6 +196,85 @@ fn watch_dirs(config_path: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// How much longer than `reload_debounce` a stream of events on the config file can hold a
+/// reload back: a change is read at most `reload_debounce` + this after its first event.
+pub const DEBOUNCE_CEILING: Duration = Duration::from_secs(1);
+
+/// The symlink a Kubernetes ConfigMap volume swaps to publish a new version.
+const KUBERNETES_DATA_LINK: &str = "..data";
+
 /// The periodic check interval is read from the running config; this is its floor, so a
 /// tiny value cannot turn the check into a busy loop.
 pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    fn event(kind: EventKind, path: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn only_events_naming_the_config_count() {
+        let names = watched_names(Path::new("/etc/sy/switchyard.toml"));
+        let write = EventKind::Modify(ModifyKind::Any);
+        assert!(is_config_event(
+            &event(write, "/etc/sy/switchyard.toml"),
+            &names
+        ));
+        assert!(!is_config_event(
+            &event(write, "/etc/sy/access.log"),
+            &names
+        ));
+        assert!(!is_config_event(
+            &event(
+                EventKind::Create(CreateKind::File),
+                "/etc/sy/.switchyard.toml.swp"
+            ),
+            &names
+        ));
+        // Kubernetes publishes a ConfigMap version by renaming `..data_tmp` over `..data`.
+        let rename = notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+            .add_path(PathBuf::from("/etc/sy/..data_tmp"))
+            .add_path(PathBuf::from("/etc/sy/..data"));
+        assert!(is_config_event(&rename, &names));
+        // Our own read of the file is no change.
+        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        assert!(!is_config_event(
+            &event(open, "/etc/sy/switchyard.toml"),
+            &names
+        ));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert!(is_config_event(
+            &event(closed, "/etc/sy/switchyard.toml"),
+            &names
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debounce_waits_for_quiet_but_not_forever() {
+        let quiet = Duration::from_millis(150);
+        // A single event: read once the file has been quiet for `quiet`.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        debounce(&mut rx, quiet).await;
+        assert_eq!(start.elapsed(), quiet);
+        // Events every 100 ms without end: read at the ceiling all the same.
+        let feeder = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        let start = Instant::now();
+        debounce(&mut rx, quiet).await;
+        let waited = start.elapsed();
+        assert!(waited >= quiet + DEBOUNCE_CEILING - Duration::from_millis(100));
+        assert!(waited <= quiet + DEBOUNCE_CEILING, "{waited:?}");
+        feeder.abort();
+    }
+}

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod framing;
 pub mod health;
 pub mod registry;
 mod request_metrics;

@@ -20,6 +20,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use switchyard_config::Route;
 
 use crate::balance::UpstreamRuntime;
+use crate::framing;
 use crate::registry::InFlight;
 use crate::{HttpPlane, HttpRuntime};
 
@@ -114,52 +115,13 @@ fn header_value(text: String) -> Result<HeaderValue> {
         .or_else(|e| Error::e_explain(ErrorType::InternalError, e.to_string()))
 }
 
-/// Framing problems that make a request unsafe to forward (request smuggling): both
-/// `Content-Length` and `Transfer-Encoding`, conflicting `Content-Length`s, or a
-/// `Transfer-Encoding` other than plain `chunked`. `cl_received`: the request as received
-/// had a `Content-Length` (see [`received_content_length`]).
-fn smuggling(req: &RequestHeader, cl_received: bool) -> Option<&'static str> {
-    let cls: Vec<_> = req.headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    let tes: Vec<_> = req
-        .headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .collect();
-    if (!cls.is_empty() || cl_received) && !tes.is_empty() {
-        return Some("both Content-Length and Transfer-Encoding\n");
-    }
-    if cls.windows(2).any(|w| w[0] != w[1]) {
-        return Some("conflicting Content-Length headers\n");
-    }
-    if cls.iter().any(|v| {
-        v.to_str()
-            .map_or(true, |s| s.trim().parse::<u64>().is_err())
-    }) {
-        return Some("invalid Content-Length\n");
-    }
-    if tes.len() > 1
-        || tes
-            .iter()
-            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
-    {
-        return Some("unsupported Transfer-Encoding\n");
-    }
-    None
-}
-
-/// Whether the HTTP/1 request as received had a `Content-Length` header. When
-/// `Transfer-Encoding` is present too, pingora removes `Content-Length` from the parsed header
-/// (RFC 9112 lets an intermediary do so) and would forward the request: the raw header block
-/// is the only place left to see the ambiguity and refuse it.
+/// Whether the HTTP/1 request as received had a `Content-Length` header (see
+/// [`framing::received_content_length`]).
 fn received_content_length(session: &Session) -> bool {
-    let Some(h1) = session.as_downstream().as_http1() else {
-        return false;
-    };
-    h1.get_headers_raw_bytes()
-        .split(|&b| b == b'\n')
-        .skip(1)
-        .filter_map(|line| line.split(|&b| b == b':').next())
-        .any(|name| name.trim_ascii().eq_ignore_ascii_case(b"content-length"))
+    session
+        .as_downstream()
+        .as_http1()
+        .is_some_and(|h1| framing::received_content_length(h1.get_headers_raw_bytes().as_ref()))
 }
 
 impl ProxyService {
@@ -238,7 +200,10 @@ impl ProxyHttp for ProxyService {
         let Some(rt) = self.plane.runtime() else {
             return respond(session, 503, "not configured\n", false).await;
         };
-        if let Some(why) = smuggling(session.req_header(), received_content_length(session)) {
+        if let Some(why) = framing::smuggling(
+            &session.req_header().headers,
+            received_content_length(session),
+        ) {
             return respond(session, 400, why, true).await;
         }
         let listener = rt

@@ -83,7 +83,9 @@ fn validate_control(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<Cont
         Some(p) => cx
             .required(Some(p), &path.key("audit_log"))
             .map(PathBuf::from),
-        None => Some(PathBuf::from("switchyard-audit.jsonl")),
+        // Standard output: a file beside the config would be written in the directory the
+        // reload watcher watches, which may be read-only (a ConfigMap) besides.
+        None => Some(PathBuf::from("-")),
     };
     let tls = match raw.tls {
         Some(t) => tls_files(cx, t, &path.key("tls")),

@@ -127,7 +127,7 @@ fn empty_file_is_all_defaults() {
     let config = parse_ok("");
     let control = &config.control;
     assert_eq!(control.listen, SocketAddr::from(([127, 0, 0, 1], 9901)));
-    assert_eq!(control.audit_log, PathBuf::from("switchyard-audit.jsonl"));
+    assert_eq!(control.audit_log, PathBuf::from("-"));
     assert!(control.tokens.is_empty() && control.tls.is_none());
     assert_eq!(control.history_limit, 50);
     assert_eq!(control.reload_check_interval, Duration::from_secs(10));

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use switchyard_config::redact::{redact_json, redact_toml};
 
 use super::response::{error, errors, json, with_type, Body};
-use super::{ApiState, MAX_BODY_BYTES};
+use super::{precondition, ApiState, MAX_BODY_BYTES};
 use crate::applier::{ApplyError, ApplyOutcome, ApplyRequest};
 use crate::audit::AuditEntry;
 use crate::auth::Principal;
@@ -73,7 +73,7 @@ pub async fn put(
     } else {
         "config.put"
     };
-    let expect_version = match if_match(&req) {
+    let expect_version = match if_match(state, &req) {
         Ok(v) => v,
         Err(resp) => return refused(state, &actor, action, resp),
     };
@@ -114,7 +114,7 @@ pub async fn rollback(
         remote: Some(remote),
     };
     let action = "config.rollback";
-    let expect_version = match if_match(&req) {
+    let expect_version = match if_match(state, &req) {
         Ok(v) => v,
         Err(resp) => return refused(state, &actor, action, resp),
     };
@@ -267,21 +267,26 @@ fn too_large() -> Response<Body> {
     )
 }
 
-/// `If-Match: "7"` → `Some(7)`; absent or `*` → `None`.
-fn if_match<B>(req: &Request<B>) -> Result<Option<u64>, Response<Body>> {
-    let Some(v) = req.headers().get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let s = v.to_str().unwrap_or("").trim();
-    if s == "*" {
-        return Ok(None);
-    }
-    let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
-    s.parse::<u64>().map(Some).map_err(|_| {
+/// The version `If-Match` expects, for the applier to check under its lock: `None` when
+/// absent or `*`. A header that can match no version (`"abc"`, a weak `W/"3"`) is 412 with
+/// the current ETag, as RFC 9110 says; only one that is not entity-tag syntax is 400.
+fn if_match<B>(state: &ApiState, req: &Request<B>) -> Result<Option<u64>, Response<Body>> {
+    let parsed = precondition::parse(req.headers().get_all(header::IF_MATCH)).map_err(|_| {
         error(
             StatusCode::BAD_REQUEST,
-            "If-Match must be a config version ETag such as \"7\"",
+            "If-Match must be * or a list of entity tags such as \"7\"",
         )
+    })?;
+    let current = state.applier.current().snapshot.version;
+    parsed.expect_version(current).map_err(|()| {
+        let mut resp = error(
+            StatusCode::PRECONDITION_FAILED,
+            format!(
+                "If-Match names no config version (the current one is \"{current}\"; weak tags never match)"
+            ),
+        );
+        set_etag(&mut resp, current);
+        resp
     })
 }
 

@@ -20,6 +20,7 @@ mod auth;
 mod clusters;
 mod config;
 mod diff;
+mod precondition;
 mod response;
 mod status;
 mod ui;

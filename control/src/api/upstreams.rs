@@ -208,6 +208,10 @@ pub(super) fn decode(segment: &str) -> Result<String, Response<Body>> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+            // Two hex digits: `from_str_radix` alone would also take a sign (`%+f`).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(bad());
+            }
             let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
             i += 3;

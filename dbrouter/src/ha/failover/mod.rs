@@ -31,7 +31,7 @@
 
 pub mod apply;
 mod arbitration;
-mod conninfo;
+pub mod conninfo;
 pub mod lease;
 pub mod probe;
 pub mod procedure;
