@@ -209,7 +209,7 @@ impl TxRelay<'_> {
         if has(h, &def) {
             h.expect.push(Entry::Synthetic(b'1'));
         } else {
-            frontend::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
+            frontend::put_parse(&mut h.to_server, &def.name, &def.query, def.types_to_send());
             h.expect.push(Entry::Parse {
                 swallow: false,
                 stmt: Some(def.clone()),
@@ -301,7 +301,7 @@ impl TxRelay<'_> {
         if has(h, def) {
             return;
         }
-        frontend::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
+        frontend::put_parse(&mut h.to_server, &def.name, &def.query, def.types_to_send());
         h.expect.push(Entry::Parse {
             swallow: true,
             stmt: Some(def.clone()),

@@ -64,6 +64,9 @@ pub enum Internal {
     Verify(Verify),
     /// Asking the primary for its WAL position after a client's write (read-your-writes).
     WalPosition,
+    /// The `Sync` after closing statements nobody can use any more
+    /// ([`super::prepared::closable`]).
+    Sweep,
 }
 
 /// Where a server message belongs.

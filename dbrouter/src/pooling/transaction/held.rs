@@ -45,6 +45,8 @@ pub(super) struct Held {
     pub write: bool,
     /// Client work went to it since its WAL position was last read.
     pub needs_wal: bool,
+    /// The turn ran DDL (the shared prepared statements are retired again when it ends).
+    pub ddl: bool,
     /// The server's FATAL error, when it said why it ends the connection.
     pub fatal: Option<String>,
     /// Why the connection must not be reused, if it must not.
@@ -68,6 +70,7 @@ impl Held {
             wal_position: None,
             write: false,
             needs_wal: false,
+            ddl: false,
             fatal: None,
             dirty: None,
         }

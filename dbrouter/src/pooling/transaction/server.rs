@@ -93,10 +93,11 @@ impl TxRelay<'_> {
                 if let Some(def) = h.expect.statement_at_front() {
                     let (code, text) = (error_code(body), error_message(body));
                     if prepared::is_stale(&code, &text) {
-                        // The next `Parse` of its text prepares it afresh (asyncpg's retry
-                        // after 0A000 then succeeds, as on a server of its own).
-                        tracing::debug!(cluster = %self.up.cluster, statement = %String::from_utf8_lossy(&def.name), code, "shared prepared statement went stale; forgetting it");
-                        self.node.statements.forget(def);
+                        // The schema changed where the router did not see it: the next
+                        // `Parse` of any text is prepared afresh (asyncpg's retry after 0A000
+                        // then succeeds, as on a server of its own).
+                        tracing::debug!(cluster = %self.up.cluster, node = %h.node, server_pid = h.conn.conn.key.pid, statement = %String::from_utf8_lossy(&def.name), code, "shared prepared statement went stale; retiring every statement");
+                        self.node.statements.retire_all();
                     }
                 }
                 let (forget, internal) = h.expect.on_error();
@@ -125,6 +126,7 @@ impl TxRelay<'_> {
                         }
                         self.tell_parameters();
                     }
+                    Some(Internal::Sweep) => {}
                     Some(Internal::WalPosition) => {
                         if let Some(e) = h.internal_error.take() {
                             tracing::debug!(cluster = %self.up.cluster, error = %e, "reading the primary's WAL position failed");
@@ -154,14 +156,26 @@ impl TxRelay<'_> {
                             .ok()
                     });
                 }
+                if tag == b't' {
+                    if let Some(def) = h.expect.statement_at_front() {
+                        def.resolve(body);
+                    }
+                }
                 match h.expect.on_message(tag).map_err(desync)? {
                     Seen::Forward => {
                         if tag == b'C' && matches!(body, b"DISCARD ALL\0" | b"DEALLOCATE ALL\0") {
                             h.conn.conn.state.prepared.clear();
                             self.me.statements.clear();
+                        } else if tag == b'C' && prepared::is_ddl(body) {
+                            // Statements prepared before may mean something else now: the
+                            // next `Parse` of any text is planned afresh (and again when the
+                            // turn ends, for DDL that commits or rolls back later).
+                            tracing::debug!(cluster = %self.up.cluster, node = %h.node, server_pid = h.conn.conn.key.pid, tag = %String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(body)), "DDL: retiring every shared prepared statement");
+                            h.ddl = true;
+                            self.node.statements.retire_all();
                         }
                     }
-                    Seen::Swallow => {}
+                    Seen::Swallow => forward = false,
                     Seen::Internal => {
                         if tag == b'D' && verifying {
                             if let Some(row) = verify_row(body) {
