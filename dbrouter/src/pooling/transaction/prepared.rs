@@ -68,6 +68,12 @@ pub struct StatementDef {
     /// The parameter types a server resolved for it (`ParameterDescription`), in `Parse`'s
     /// format: what it is prepared with on the next server connections.
     resolved: OnceLock<Box<[u8]>>,
+    /// What a server first described its result as: `RowDescription` or `NoData`, tag and
+    /// body (what its clients were told).
+    described: OnceLock<Box<[u8]>>,
+    /// Retired after DDL ([`StatementRegistry::retire_all`]): a copy prepared now may not
+    /// be what its clients were told.
+    retired: AtomicBool,
 }
 
 impl Drop for StatementDef {
@@ -87,6 +93,38 @@ impl StatementDef {
         if self.resolved.get().is_none() && description.len() >= 2 {
             let _ = self.resolved.set(description.into());
         }
+    }
+
+    /// A server described its result (`RowDescription` or `NoData`); the first is kept.
+    pub fn describe(&self, tag: u8, body: &[u8]) {
+        if self.described.get().is_none() {
+            let mut d = Vec::with_capacity(1 + body.len());
+            d.push(tag);
+            d.extend_from_slice(body);
+            let _ = self.described.set(d.into());
+        }
+    }
+
+    /// Whether it was retired after DDL.
+    #[inline]
+    pub fn retired(&self) -> bool {
+        self.retired.load(Relaxed)
+    }
+
+    /// Whether its result was described before.
+    pub fn is_described(&self) -> bool {
+        self.described.get().is_some()
+    }
+
+    /// Whether a server's description of a copy prepared now (`tag`, `body`) gives the
+    /// result its clients were told: the same column names, types and type modifiers, as
+    /// the server's own check ("cached plan must not change result type") compares them
+    /// (the tables the columns come from may differ). `true` when nothing was recorded.
+    pub fn same_result(&self, tag: u8, body: &[u8]) -> bool {
+        let Some(d) = self.described.get() else {
+            return true;
+        };
+        d.first() == Some(&tag) && result_shape(&d[1..]) == result_shape(body)
     }
 
     /// The parameter types to prepare it with: those a server resolved, once known (so a
@@ -167,6 +205,8 @@ impl StatementRegistry {
             effects: sql::inspect(query),
             accepted: AtomicBool::new(false),
             resolved: OnceLock::new(),
+            described: OnceLock::new(),
+            retired: AtomicBool::new(false),
         });
         map.insert(key.into(), def.clone());
         def
@@ -180,6 +220,9 @@ impl StatementRegistry {
             let mut map = self.by_text.lock().unwrap_or_else(|p| p.into_inner());
             std::mem::take(&mut *map)
         };
+        for def in retired.values() {
+            def.retired.store(true, Relaxed);
+        }
         // Dropped outside the lock (a drop takes `ALIVE`'s).
         drop(retired);
     }
@@ -192,6 +235,25 @@ impl StatementRegistry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A `RowDescription` body without what does not count for the result type (each column's
+/// table OID and attribute number, and its format code): `None` if malformed.
+fn result_shape(body: &[u8]) -> Option<Vec<&[u8]>> {
+    let (count, mut rest) = body.split_first_chunk::<2>()?;
+    let count = u16::from_be_bytes(*count);
+    let mut shape = Vec::with_capacity(usize::from(count) * 2);
+    for _ in 0..count {
+        let end = rest.iter().position(|&b| b == 0)?;
+        let (name, tail) = rest.split_at(end + 1);
+        // Table OID (4), attribute number (2), type OID (4), length (2), modifier (4),
+        // format (2).
+        let fields = tail.get(..18)?;
+        shape.push(name);
+        shape.push(&fields[6..16]);
+        rest = &tail[18..];
+    }
+    Some(shape)
 }
 
 fn registry_key(query: &[u8], types: &[u8]) -> Vec<u8> {

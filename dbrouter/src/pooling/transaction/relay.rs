@@ -126,6 +126,9 @@ pub(super) struct TxRelay<'a> {
     /// Read-your-writes: the primary's WAL position after this client's latest write; its
     /// reads go only to replicas that have replayed past it.
     pub min_lsn: Option<Lsn>,
+    /// A client message held back until the router's check of a statement it names is
+    /// answered ([`TxRelay::check_copy`]).
+    pub gate: Option<BytesMut>,
     /// What the last turn left for the next one's buffers.
     pub spare: Spare,
     /// Nodes this session's turns went to, by address: their names and pools (the plane

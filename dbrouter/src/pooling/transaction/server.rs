@@ -10,17 +10,21 @@
 use bytes::BytesMut;
 
 use super::expect::{Desync, Internal, Seen};
+use super::held::Check;
 use super::params;
 use super::prepared;
 use super::relay::{TxEnd, TxRelay};
 use super::sql::ParamOp;
 use crate::server::conn::ClientErrorOrFrame;
-use switchyard_pgwire::backend::SqlState;
+use switchyard_pgwire::backend::{self as message, SqlState};
 use switchyard_pgwire::backend::{
     data_row, error_code, error_is_fatal, error_message, first_column, parameter_status_fields,
 };
 use switchyard_pgwire::error::ClientError;
 use switchyard_pgwire::frame::{self, Frame, HEADER_LEN};
+
+/// The server's message when a statement's result type changed since it was prepared.
+const STALE_RESULT: &str = "cached plan must not change result type";
 
 fn desync(e: Desync) -> TxEnd {
     TxEnd::ServerViolation(e.to_string())
@@ -90,6 +94,17 @@ impl TxRelay<'_> {
                 forward = false;
             }
             b'E' => {
+                if h.expect.fail_at_front() {
+                    // The router's failing `Parse`: the client is owed the error its own
+                    // server would have given (see `TxRelay::check_copy`).
+                    forward = false;
+                    message::error_response(
+                        &mut self.to_client,
+                        "ERROR",
+                        SqlState::FEATURE_NOT_SUPPORTED,
+                        STALE_RESULT,
+                    );
+                }
                 if let Some(def) = h.expect.statement_at_front() {
                     let (code, text) = (error_code(body), error_message(body));
                     if prepared::is_stale(&code, &text) {
@@ -106,6 +121,9 @@ impl TxRelay<'_> {
                 }
                 if internal {
                     h.internal_error = Some(error_message(body));
+                }
+                if h.check == Some(Check::Pending) && !h.expect.checking() {
+                    h.check = Some(Check::Failed);
                 }
             }
             b'Z' => {
@@ -159,6 +177,16 @@ impl TxRelay<'_> {
                 if tag == b't' {
                     if let Some(def) = h.expect.statement_at_front() {
                         def.resolve(body);
+                    }
+                } else if matches!(tag, b'T' | b'n') {
+                    if let Some(def) = h.expect.check_at_front() {
+                        h.check = Some(if def.same_result(tag, body) {
+                            Check::Same
+                        } else {
+                            Check::Differs
+                        });
+                    } else if let Some(def) = h.expect.statement_at_front() {
+                        def.describe(tag, body);
                     }
                 }
                 match h.expect.on_message(tag).map_err(desync)? {
