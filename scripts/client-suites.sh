@@ -16,6 +16,7 @@
 #
 # Usage: scripts/client-suites.sh [tokio-postgres] [asyncpg]     (default: both)
 # Environment: MODES, WORK, SWITCHYARD_BIN (default: cargo build --bin switchyard),
+#   PG_CONF_EXTRA (more postgresql.conf lines, e.g. "log_statement = all" for a trace),
 #   ASYNCPG_VERSION (0.32.0), PYTEST_ARGS (extra, e.g. "-k test_prepare"),
 #   CARGO_TARGET_DIR for the tokio-postgres build (default: $WORK/../switchyard-suites-target).
 # Results: $WORK/results/<suite>-<mode>.{log,summary,failed}; a table at the end.
@@ -129,6 +130,7 @@ shared_buffers = '32MB'
 password_encryption = 'scram-sha-256'
 max_prepared_transactions = 10
 logging_collector = off
+${PG_CONF_EXTRA:-}
 CONF
   cat >"$pgdir/data/pg_hba.conf" <<HBA
 local all all trust

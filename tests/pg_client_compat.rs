@@ -122,3 +122,74 @@ async fn a_statement_prepared_again_after_ddl_is_planned_afresh() -> anyhow::Res
     );
     Ok(())
 }
+
+/// The server's pid of the connection a client's next turn gets.
+async fn backend_pid(c: &tokio_postgres::Client) -> anyhow::Result<i32> {
+    Ok(c.query_one("select pg_backend_pid()", &[]).await?.get(0))
+}
+
+/// A statement prepared before DDL and then bound on a server connection that never had it
+/// must behave as the client's own statement on a direct connection: 0A000 when its result
+/// type changed, not rows of the new shape decoded with the old description. The router
+/// prepares it there again, compares the server's description with the one its client was
+/// told, and fails the request as the server would have.
+#[tokio::test]
+async fn a_statement_prepared_again_after_ddl_elsewhere_fails_as_on_its_own_server(
+) -> anyhow::Result<()> {
+    let Some((_pg, router)) = setup(r#"{ max_size = 2, checkout_timeout = "5s" }"#)? else {
+        return Ok(());
+    };
+    let config = router.config("app", "app-pw");
+    let (a, b, c) = (
+        pg::connect(&config).await?,
+        pg::connect(&config).await?,
+        pg::connect(&config).await?,
+    );
+    a.batch_execute("CREATE TABLE tab2 (a int, b int); INSERT INTO tab2 VALUES (1, 2)")
+        .await?;
+    // `b` holds one server connection; `a` prepares and runs its statement on the other.
+    b.batch_execute("BEGIN").await?;
+    let held = backend_pid(&b).await?;
+    let before = a.prepare("SELECT * FROM tab2").await?;
+    let row = a.query_one(&before, &[]).await?;
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (1, 2));
+    b.batch_execute("COMMIT").await?;
+    a.batch_execute("ALTER TABLE tab2 ALTER COLUMN b SET DATA TYPE text")
+        .await?;
+
+    // Now hold the connection that has `a`'s statement, so that `a` gets the one that
+    // never had it.
+    b.batch_execute("BEGIN").await?;
+    c.batch_execute("BEGIN").await?;
+    let (pb, pc) = (backend_pid(&b).await?, backend_pid(&c).await?);
+    let fresh = if pb == held { &c } else { &b };
+    anyhow::ensure!(pb != pc, "b and c share a server connection");
+    fresh.batch_execute("COMMIT").await?;
+    match a.query_one(&before, &[]).await {
+        Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {}
+        other => anyhow::bail!("expected 0A000 as on a direct connection: {other:?}"),
+    }
+    // Again: the copy is checked again, as the server checks the client's own statement.
+    match a.query_one(&before, &[]).await {
+        Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {}
+        other => anyhow::bail!("expected 0A000 again: {other:?}"),
+    }
+    // In a transaction it fails the transaction, as the server's own error would.
+    a.batch_execute("BEGIN").await?;
+    assert!(a.query_one(&before, &[]).await.is_err());
+    match a.query_one("select 1", &[]).await {
+        Err(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => {}
+        other => anyhow::bail!("expected 25P02 after the failed statement: {other:?}"),
+    }
+    a.batch_execute("ROLLBACK").await?;
+    let after = a.prepare("SELECT * FROM tab2").await?;
+    let row = a.query_one(&after, &[]).await?;
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, String>(1)),
+        (1, "2".to_string())
+    );
+    for t in [&b, &c] {
+        t.batch_execute("ROLLBACK").await?;
+    }
+    Ok(())
+}

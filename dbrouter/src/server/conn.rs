@@ -54,6 +54,9 @@ pub struct ServerConn {
 pub struct ServerState {
     pub params: BTreeMap<String, String>,
     pub prepared: HashSet<u64>,
+    /// Transaction pooling's count of dropped statements when `prepared` was last swept of
+    /// copies nobody can use.
+    pub swept: u64,
 }
 
 /// Why a server connection could not be had.

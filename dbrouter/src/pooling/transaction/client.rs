@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use super::expect::Entry;
+use super::held::Check;
 use super::prepared::StatementDef;
 use super::relay::{Held, TxEnd, TxRelay, HIGH};
 use super::sql::{self, Effects};
@@ -31,6 +32,20 @@ impl TxRelay<'_> {
     /// Handle the whole messages the client sent, as long as the server keeps up.
     pub async fn client_messages(&mut self) -> Result<(), TxEnd> {
         loop {
+            if let Some(msg) = self.gate.take() {
+                if self
+                    .held
+                    .as_ref()
+                    .is_some_and(|h| h.check == Some(Check::Pending))
+                {
+                    // The check it waits for is not answered yet.
+                    self.gate = Some(msg);
+                    return Ok(());
+                }
+                self.on_client(msg[0], &msg).await?;
+                self.drain_synthetic();
+                continue;
+            }
             if self
                 .held
                 .as_ref()
@@ -164,6 +179,14 @@ impl TxRelay<'_> {
     fn note(&mut self, fx: &Effects) {
         if let Some(h) = self.held.as_mut() {
             h.ops.extend(fx.ops.iter().cloned());
+            if fx.ddl {
+                // Retired before it runs, too: a `Parse` the router would otherwise answer
+                // from a shared copy while this DDL holds its lock would be described by the
+                // server once it committed, and fail with 0A000 where a direct connection's
+                // `Parse` would have waited for the lock and planned afresh.
+                h.ddl = true;
+                self.node.statements.retire_all();
+            }
         }
         if let (Some(why), None) = (fx.pin, self.pinned) {
             self.pinned = Some(why);
@@ -209,7 +232,7 @@ impl TxRelay<'_> {
         if has(h, &def) {
             h.expect.push(Entry::Synthetic(b'1'));
         } else {
-            frontend::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
+            frontend::put_parse(&mut h.to_server, &def.name, &def.query, def.types_to_send());
             h.expect.push(Entry::Parse {
                 swallow: false,
                 stmt: Some(def.clone()),
@@ -234,6 +257,9 @@ impl TxRelay<'_> {
         }
         match (def, self.held.as_mut()) {
             (Some(def), Some(h)) if !h.expect.skipping() => {
+                if self.check_copy(&def, msg) {
+                    return Ok(());
+                }
                 self.prepare(&def);
                 if let Some(h) = self.held.as_mut() {
                     frontend::put_bind(&mut h.to_server, portal, &def.name, rest);
@@ -258,6 +284,9 @@ impl TxRelay<'_> {
         }
         match (def, self.held.as_mut()) {
             (Some(def), Some(h)) if !h.expect.skipping() => {
+                if self.check_copy(&def, msg) {
+                    return Ok(());
+                }
                 self.prepare(&def);
                 if let Some(h) = self.held.as_mut() {
                     frontend::put_target(&mut h.to_server, b'D', b'S', &def.name);
@@ -295,13 +324,58 @@ impl TxRelay<'_> {
         Ok(())
     }
 
+    /// Before the client's `msg` (a `Bind` or `Describe` of `def`) goes to a server
+    /// connection that must prepare `def` again although DDL retired it since its clients
+    /// were told its result: prepare it, describe it and wait (`msg` is kept in `gate`) to
+    /// compare. A direct connection would keep the client's statement and fail it with 0A000
+    /// if its result type changed; a copy planned now would silently return rows of another
+    /// shape. When the check says so, the request fails that way: the fresh copy is closed
+    /// (the next use checks again, and fails again, as on its own server) and a `Parse` that
+    /// cannot succeed makes the server skip to `Sync` and fail a transaction, with 0A000 for
+    /// the client in place of its error. `true`: `msg` was handled (deferred or failed).
+    fn check_copy(&mut self, def: &Arc<StatementDef>, msg: &[u8]) -> bool {
+        let Some(h) = self.held.as_mut() else {
+            return false;
+        };
+        match h.check.take() {
+            Some(Check::Differs) => {
+                tracing::debug!(cluster = %self.up.cluster, node = %h.node, server_pid = h.conn.conn.key.pid, statement = %String::from_utf8_lossy(&def.name), "a statement prepared again after DDL has another result type: failing it with 0A000");
+                h.conn.conn.state.prepared.remove(&def.id);
+                frontend::put_target(&mut h.to_server, b'C', b'S', &def.name);
+                h.expect.push(Entry::Close { swallow: true });
+                frontend::put_parse(&mut h.to_server, b"sy_fail", b"!", &[0, 0]);
+                h.expect.push(Entry::Fail);
+                h.mid_batch = true;
+                return true;
+            }
+            Some(_) => return false,
+            None => {}
+        }
+        if !def.retired() || !def.is_described() || has(h, def) {
+            return false;
+        }
+        frontend::put_parse(&mut h.to_server, &def.name, &def.query, def.types_to_send());
+        h.expect.push(Entry::Parse {
+            swallow: true,
+            stmt: Some(def.clone()),
+            client: None,
+        });
+        frontend::put_target(&mut h.to_server, b'D', b'S', &def.name);
+        h.expect.push(Entry::Check(def.clone()));
+        put(&mut h.to_server, b'H', &[]);
+        h.check = Some(Check::Pending);
+        h.mid_batch = true;
+        self.gate = Some(msg.into());
+        true
+    }
+
     /// Prepare `def` on the held server connection first if it lacks it.
     fn prepare(&mut self, def: &Arc<StatementDef>) {
         let Some(h) = self.held.as_mut() else { return };
         if has(h, def) {
             return;
         }
-        frontend::put_parse(&mut h.to_server, &def.name, &def.query, &def.types);
+        frontend::put_parse(&mut h.to_server, &def.name, &def.query, def.types_to_send());
         h.expect.push(Entry::Parse {
             swallow: true,
             stmt: Some(def.clone()),

@@ -53,6 +53,14 @@ pub enum Entry {
     CopyEnd,
     /// The router's own query: everything up to `ReadyForQuery` is swallowed.
     Internal(Internal),
+    /// The router's `Describe` of a statement it just prepared again after DDL, to compare
+    /// with what its clients were told: `ParameterDescription`, then `RowDescription` or
+    /// `NoData`, all swallowed.
+    Check(Arc<StatementDef>),
+    /// A `Parse` the router sent to fail on purpose (the server then skips to `Sync`, and a
+    /// transaction fails, as for the client's own failed request): its error is replaced
+    /// by the one the client is owed.
+    Fail,
 }
 
 /// The router's own queries.
@@ -64,6 +72,9 @@ pub enum Internal {
     Verify(Verify),
     /// Asking the primary for its WAL position after a client's write (read-your-writes).
     WalPosition,
+    /// The `Sync` after closing statements nobody can use any more
+    /// ([`super::prepared::closable`]).
+    Sweep,
 }
 
 /// Where a server message belongs.
@@ -248,7 +259,17 @@ impl Expect {
                 }
             }
             Some(Entry::Close { .. }) => return desync("Close"),
-            Some(Entry::Synthetic(_)) | Some(Entry::CopyEnd) => return desync("nothing"),
+            Some(Entry::Check(_)) => match tag {
+                b't' => Seen::Swallow,
+                b'T' | b'n' => {
+                    self.pop();
+                    Seen::Swallow
+                }
+                _ => return desync("Describe"),
+            },
+            Some(Entry::Synthetic(_)) | Some(Entry::CopyEnd) | Some(Entry::Fail) => {
+                return desync("nothing")
+            }
         };
         if matches!(tag, b'G' | b'W') {
             self.on_copy_in();
@@ -282,6 +303,25 @@ impl Expect {
             Some(Entry::Bind(stmt) | Entry::Describe(stmt)) => stmt.as_ref(),
             _ => None,
         }
+    }
+
+    /// The statement whose copy the router is checking ([`Entry::Check`]), if that answer is
+    /// next.
+    pub fn check_at_front(&self) -> Option<&Arc<StatementDef>> {
+        match self.q.front() {
+            Some(Entry::Check(def)) => Some(def),
+            _ => None,
+        }
+    }
+
+    /// Whether a check is still owed.
+    pub fn checking(&self) -> bool {
+        self.q.iter().any(|e| matches!(e, Entry::Check(_)))
+    }
+
+    /// Whether the error now due is the answer to the router's [`Entry::Fail`].
+    pub fn fail_at_front(&self) -> bool {
+        matches!(self.q.front(), Some(Entry::Fail))
     }
 
     /// An `ErrorResponse`. After an extended-protocol message the server skips to the next

@@ -19,6 +19,20 @@ pub(super) struct Spare {
     expect: Expect,
 }
 
+/// Where the router's check of a statement prepared again after DDL stands
+/// ([`super::expect::Entry::Check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Sent, not answered: the client's message waits.
+    Pending,
+    /// The copy gives the result its clients were told.
+    Same,
+    /// It does not: the client's request fails as on its own server (0A000).
+    Differs,
+    /// Preparing it failed; the client got that error.
+    Failed,
+}
+
 /// A server connection a client holds for its turn, and what is in flight on it.
 #[derive(Debug)]
 pub(super) struct Held {
@@ -45,6 +59,10 @@ pub(super) struct Held {
     pub write: bool,
     /// Client work went to it since its WAL position was last read.
     pub needs_wal: bool,
+    /// The check of a statement prepared again after DDL, while one is under way.
+    pub check: Option<Check>,
+    /// The turn ran DDL (the shared prepared statements are retired again when it ends).
+    pub ddl: bool,
     /// The server's FATAL error, when it said why it ends the connection.
     pub fatal: Option<String>,
     /// Why the connection must not be reused, if it must not.
@@ -68,6 +86,8 @@ impl Held {
             wal_position: None,
             write: false,
             needs_wal: false,
+            ddl: false,
+            check: None,
             fatal: None,
             dirty: None,
         }

@@ -142,6 +142,7 @@ pub async fn serve(
         lost: None,
         turn_writes: false,
         min_lsn: None,
+        gate: None,
         spare: Default::default(),
         pools: Vec::new(),
     };

@@ -18,20 +18,37 @@
 //! `Parse` would wait for a connection forever. (The price: a statement that no longer
 //! parses, because a table was dropped since, fails at its `Bind` instead.)
 //!
-//! A server's copy can go stale where a client's own statement would not: a client that
-//! prepares a text again after DDL expects it planned afresh, but gets the copy prepared
-//! before. When a `Bind` or `Describe` of a shared statement fails because the copy no longer
-//! fits the catalog ([`is_stale`]), the registry forgets it, so the next `Parse` of that text
-//! is prepared anew (asyncpg re-prepares after `0A000` by itself). Parameter types that
-//! were inferred from a table since dropped and created again with other column types stay
-//! as they were without any error: a known limit of sharing statements by text.
+//! A shared copy must follow the schema as a client's own statement would: a client that
+//! prepares a text after DDL expects it planned afresh, with the types the server infers
+//! now. So any DDL a turn runs (a `CommandComplete` tagged `CREATE …`, `ALTER …` or
+//! `DROP …`, see [`is_ddl`]) *retires* every registered statement ([`StatementRegistry::retire_all`]),
+//! at once and again when the turn ends (DDL in a transaction is seen by others only once
+//! it commits, and undone if it rolls back): the next `Parse` of any text gets a new global
+//! name and is prepared afresh on each server connection where it is bound. DDL the router
+//! does not see (another router, a direct migration) shows as an error on a shared copy
+//! ([`is_stale`]: 0A000 "cached plan must not change result type", XX000 "cache lookup
+//! failed"), which retires every statement the same way; the client gets the error, as it
+//! would from its own statement, and its retry is planned afresh (asyncpg retries by
+//! itself).
+//!
+//! A client's statement prepared *before* the DDL keeps its server copies, and behaves on
+//! them as on a direct connection: the server revalidates it, keeps its parameter types,
+//! and fails it with 0A000 if its result type changed. Where it must be prepared again (a
+//! server connection that never had it), it is sent with the parameter types the server
+//! first resolved for it ([`StatementDef::types_to_send`]), as a direct connection keeps
+//! them. Retired statements no client holds any more are closed on each server connection
+//! at its next turn ([`closable`]), so DDL does not leave server connections growing.
+//!
+//! This is what PgBouncer (1.21+, `max_prepared_statements`) and PgDog do — share by text
+//! and parameter types under a global name — plus the schema tracking they lack (PgBouncer
+//! documents the 0A000 after a migration and says to `RECONNECT`).
 //!
 //! TODO: bound the registry and each server's set (PgBouncer's `max_prepared_statements`
 //! closes the least recently used one); today both grow with the distinct statement texts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use super::sql::{self, Effects};
 
@@ -48,9 +65,76 @@ pub struct StatementDef {
     pub effects: Effects,
     /// A server accepted it (answered `ParseComplete`).
     accepted: AtomicBool,
+    /// The parameter types a server resolved for it (`ParameterDescription`), in `Parse`'s
+    /// format: what it is prepared with on the next server connections.
+    resolved: OnceLock<Box<[u8]>>,
+    /// What a server first described its result as: `RowDescription` or `NoData`, tag and
+    /// body (what its clients were told).
+    described: OnceLock<Box<[u8]>>,
+    /// Retired after DDL ([`StatementRegistry::retire_all`]): a copy prepared now may not
+    /// be what its clients were told.
+    retired: AtomicBool,
+}
+
+impl Drop for StatementDef {
+    fn drop(&mut self) {
+        ALIVE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+        DROPPED.fetch_add(1, Relaxed);
+    }
 }
 
 impl StatementDef {
+    /// A server described its parameters (a `ParameterDescription` body, which has the
+    /// layout of `Parse`'s type section); the first description is kept.
+    pub fn resolve(&self, description: &[u8]) {
+        if self.resolved.get().is_none() && description.len() >= 2 {
+            let _ = self.resolved.set(description.into());
+        }
+    }
+
+    /// A server described its result (`RowDescription` or `NoData`); the first is kept.
+    pub fn describe(&self, tag: u8, body: &[u8]) {
+        if self.described.get().is_none() {
+            let mut d = Vec::with_capacity(1 + body.len());
+            d.push(tag);
+            d.extend_from_slice(body);
+            let _ = self.described.set(d.into());
+        }
+    }
+
+    /// Whether it was retired after DDL.
+    #[inline]
+    pub fn retired(&self) -> bool {
+        self.retired.load(Relaxed)
+    }
+
+    /// Whether its result was described before.
+    pub fn is_described(&self) -> bool {
+        self.described.get().is_some()
+    }
+
+    /// Whether a server's description of a copy prepared now (`tag`, `body`) gives the
+    /// result its clients were told: the same column names, types and type modifiers, as
+    /// the server's own check ("cached plan must not change result type") compares them
+    /// (the tables the columns come from may differ). `true` when nothing was recorded.
+    pub fn same_result(&self, tag: u8, body: &[u8]) -> bool {
+        let Some(d) = self.described.get() else {
+            return true;
+        };
+        d.first() == Some(&tag) && result_shape(&d[1..]) == result_shape(body)
+    }
+
+    /// The parameter types to prepare it with: those a server resolved, once known (so a
+    /// copy prepared on another server connection after DDL keeps the client's parameter
+    /// types, as its own statement would), else those the client gave.
+    #[inline]
+    pub fn types_to_send(&self) -> &[u8] {
+        self.resolved.get().map_or(&self.types, |t| t)
+    }
+
     /// A server answered `ParseComplete` to it.
     pub fn accept(&self) {
         self.accepted.store(true, Relaxed);
@@ -67,6 +151,36 @@ impl StatementDef {
 /// a reload may change which node that is.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// Ids of the statements that exist (registered, or held by a client or a request in
+/// flight); a server connection's copy of any other may be closed.
+static ALIVE: LazyLock<Mutex<HashSet<u64>>> = LazyLock::new(Default::default);
+
+/// How many statements were dropped: a server connection whose set was last swept at
+/// another count may hold copies nobody can use ([`closable`]).
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The count of dropped statements now (see [`closable`]).
+#[inline]
+pub fn dropped() -> u64 {
+    DROPPED.load(Relaxed)
+}
+
+/// The statements of `prepared` (a server connection's set) that no longer exist: retired
+/// and held by no client, so no client can bind them again. The caller closes them.
+pub fn closable(prepared: &HashSet<u64>) -> Vec<u64> {
+    let alive = ALIVE.lock().unwrap_or_else(|p| p.into_inner());
+    prepared
+        .iter()
+        .filter(|id| !alive.contains(id))
+        .copied()
+        .collect()
+}
+
+/// The global name of statement `id`.
+pub fn global_name(id: u64) -> Vec<u8> {
+    format!("sy_{id}").into_bytes()
+}
+
 /// Global statement names by text and parameter types, for one node.
 #[derive(Debug, Default)]
 pub struct StatementRegistry {
@@ -82,28 +196,35 @@ impl StatementRegistry {
             return def.clone();
         }
         let id = NEXT_ID.fetch_add(1, Relaxed) + 1;
+        ALIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         let def = Arc::new(StatementDef {
             id,
-            name: format!("sy_{id}").into_bytes().into(),
+            name: global_name(id).into(),
             query: query.into(),
             types: types.into(),
             effects: sql::inspect(query),
             accepted: AtomicBool::new(false),
+            resolved: OnceLock::new(),
+            described: OnceLock::new(),
+            retired: AtomicBool::new(false),
         });
         map.insert(key.into(), def.clone());
         def
     }
 
-    /// The servers' copies of `def` went stale (see [`is_stale`]): the next `Parse` of its
-    /// text and types gets a new global statement, prepared afresh where it is used.
-    /// Clients that hold `def` keep it, and get the server's error again if they use it, as
-    /// they would from their own statement on a server.
-    pub fn forget(&self, def: &StatementDef) {
-        let key = registry_key(&def.query, &def.types);
-        let mut map = self.by_text.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&key[..]).is_some_and(|d| d.id == def.id) {
-            map.remove(&key[..]);
+    /// The schema changed (see the module's notes): every statement is retired, and the
+    /// next `Parse` of any text gets a new one, prepared afresh where it is used. Clients
+    /// keep the statements they hold.
+    pub fn retire_all(&self) {
+        let retired = {
+            let mut map = self.by_text.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *map)
+        };
+        for def in retired.values() {
+            def.retired.store(true, Relaxed);
         }
+        // Dropped outside the lock (a drop takes `ALIVE`'s).
+        drop(retired);
     }
 
     /// Statements registered.
@@ -114,6 +235,25 @@ impl StatementRegistry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A `RowDescription` body without what does not count for the result type (each column's
+/// table OID and attribute number, and its format code): `None` if malformed.
+fn result_shape(body: &[u8]) -> Option<Vec<&[u8]>> {
+    let (count, mut rest) = body.split_first_chunk::<2>()?;
+    let count = u16::from_be_bytes(*count);
+    let mut shape = Vec::with_capacity(usize::from(count) * 2);
+    for _ in 0..count {
+        let end = rest.iter().position(|&b| b == 0)?;
+        let (name, tail) = rest.split_at(end + 1);
+        // Table OID (4), attribute number (2), type OID (4), length (2), modifier (4),
+        // format (2).
+        let fields = tail.get(..18)?;
+        shape.push(name);
+        shape.push(&fields[6..16]);
+        rest = &tail[18..];
+    }
+    Some(shape)
 }
 
 fn registry_key(query: &[u8], types: &[u8]) -> Vec<u8> {
@@ -133,6 +273,18 @@ fn registry_key(query: &[u8], types: &[u8]) -> Vec<u8> {
 pub fn is_stale(code: &str, message: &str) -> bool {
     (code == "0A000" && message.starts_with("cached plan must not change result type"))
         || (code == "XX000" && message.starts_with("cache lookup failed for"))
+}
+
+/// Whether a `CommandComplete` body (its tag) is DDL that may change what statements
+/// prepared before it mean: their result or parameter types, or the types they name.
+#[inline]
+pub fn is_ddl(tag: &[u8]) -> bool {
+    match tag.first() {
+        Some(b'C') => tag.starts_with(b"CREATE "),
+        Some(b'A') => tag.starts_with(b"ALTER "),
+        Some(b'D') => tag.starts_with(b"DROP "),
+        _ => false,
+    }
 }
 
 /// One client's named statements: its names for them, and what they are.
@@ -194,19 +346,55 @@ mod tests {
     }
 
     #[test]
-    fn a_forgotten_statement_is_registered_anew() {
+    fn retired_statements_are_registered_anew_and_closable_once_dropped() {
         let reg = StatementRegistry::default();
         let old = reg.get(b"select * from t", &[0, 0]);
-        reg.forget(&old);
+        let other = reg.get(b"select 1", &[0, 0]);
+        let on_server: HashSet<u64> = [old.id, other.id].into();
+        let other_id = other.id;
+        drop(other);
+        reg.retire_all();
         let new = reg.get(b"select * from t", &[0, 0]);
         assert_ne!(old.id, new.id);
-        // Forgetting the old one again leaves the new one alone.
-        reg.forget(&old);
-        assert_eq!(reg.get(b"select * from t", &[0, 0]).id, new.id);
+        assert_eq!(reg.len(), 1);
+        // `old` is still held by a client: only the other one may be closed.
+        assert_eq!(closable(&on_server), vec![other_id]);
+        let before = dropped();
+        drop(old);
+        assert!(dropped() > before);
+        assert_eq!(closable(&on_server).len(), 2);
+        assert!(closable(&[new.id].into()).is_empty());
         assert!(is_stale("0A000", "cached plan must not change result type"));
         assert!(is_stale("XX000", "cache lookup failed for type 30866"));
         assert!(!is_stale("0A000", "cannot insert into view"));
         assert!(!is_stale("22P02", "invalid input syntax for type integer"));
+    }
+
+    #[test]
+    fn ddl_tags_are_recognised_and_resolved_types_are_kept() {
+        for tag in [
+            &b"ALTER TABLE\0"[..],
+            b"CREATE TYPE\0",
+            b"DROP TYPE\0",
+            b"CREATE INDEX\0",
+        ] {
+            assert!(is_ddl(tag), "{}", String::from_utf8_lossy(tag));
+        }
+        for tag in [
+            &b"SELECT 1\0"[..],
+            b"DELETE 3\0",
+            b"COPY 2\0",
+            b"COMMIT\0",
+            b"DISCARD ALL\0",
+        ] {
+            assert!(!is_ddl(tag), "{}", String::from_utf8_lossy(tag));
+        }
+        let reg = StatementRegistry::default();
+        let def = reg.get(b"insert into t values ($1)", &[0, 0]);
+        assert_eq!(def.types_to_send(), &[0, 0]);
+        def.resolve(&[0, 1, 0, 0, 4, 58]);
+        def.resolve(&[0, 1, 0, 0, 0, 23]);
+        assert_eq!(def.types_to_send(), &[0, 1, 0, 0, 4, 58]);
     }
 
     #[test]

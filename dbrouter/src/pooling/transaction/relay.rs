@@ -21,6 +21,7 @@ pub(super) use super::held::Held;
 use super::held::Spare;
 use super::nodes::TxNode;
 use super::params::{replay_sql, Verify};
+use super::prepared;
 use super::report::TxMetrics;
 use super::state::ClientState;
 use crate::cancel::CancelKey;
@@ -36,7 +37,7 @@ use switchyard_pgwire::backend::{self as message, SqlState};
 use switchyard_pgwire::backend::{error_code, error_message};
 use switchyard_pgwire::error::ClientError;
 use switchyard_pgwire::frame::put;
-use switchyard_pgwire::frontend::put_query;
+use switchyard_pgwire::frontend::{self, put_query};
 
 /// Nodes whose pools a session keeps at hand ([`TxRelay::node_pool`]).
 const POOLS_KEPT: usize = 16;
@@ -125,6 +126,9 @@ pub(super) struct TxRelay<'a> {
     /// Read-your-writes: the primary's WAL position after this client's latest write; its
     /// reads go only to replicas that have replayed past it.
     pub min_lsn: Option<Lsn>,
+    /// A client message held back until the router's check of a statement it names is
+    /// answered ([`TxRelay::check_copy`]).
+    pub gate: Option<BytesMut>,
     /// What the last turn left for the next one's buffers.
     pub spare: Spare,
     /// Nodes this session's turns went to, by address: their names and pools (the plane
@@ -391,6 +395,13 @@ impl TxRelay<'_> {
         if !h.idle() {
             return;
         }
+        if std::mem::take(&mut h.ddl) {
+            // Its DDL committed or rolled back: what others prepare now sees the outcome.
+            self.node.statements.retire_all();
+        }
+        if sweep(h) {
+            return;
+        }
         if !h.ops.is_empty() {
             let ops = std::mem::take(&mut h.ops);
             if let Some(v) = Verify::plan(&ops, &self.me.params, &h.conn.conn.state.params) {
@@ -436,4 +447,31 @@ impl TxRelay<'_> {
         self.pools.push((node.clone(), name.clone(), pool.clone()));
         (name, pool)
     }
+}
+
+/// Close the statements on `h`'s server connection that no client can use any more (retired
+/// after DDL and dropped: see [`super::prepared::closable`]). `true`: the closes are on their
+/// way and the turn ends when they are answered.
+fn sweep(h: &mut Held) -> bool {
+    let dropped = prepared::dropped();
+    let state = &mut h.conn.conn.state;
+    if state.swept == dropped {
+        return false;
+    }
+    state.swept = dropped;
+    if state.prepared.is_empty() {
+        return false;
+    }
+    let gone = prepared::closable(&state.prepared);
+    if gone.is_empty() {
+        return false;
+    }
+    for id in &gone {
+        state.prepared.remove(id);
+        frontend::put_target(&mut h.to_server, b'C', b'S', &prepared::global_name(*id));
+        h.expect.push(Entry::Close { swallow: true });
+    }
+    put(&mut h.to_server, b'S', &[]);
+    h.expect.push(Entry::Internal(Internal::Sweep));
+    true
 }

@@ -10,17 +10,21 @@
 use bytes::BytesMut;
 
 use super::expect::{Desync, Internal, Seen};
+use super::held::Check;
 use super::params;
 use super::prepared;
 use super::relay::{TxEnd, TxRelay};
 use super::sql::ParamOp;
 use crate::server::conn::ClientErrorOrFrame;
-use switchyard_pgwire::backend::SqlState;
+use switchyard_pgwire::backend::{self as message, SqlState};
 use switchyard_pgwire::backend::{
     data_row, error_code, error_is_fatal, error_message, first_column, parameter_status_fields,
 };
 use switchyard_pgwire::error::ClientError;
 use switchyard_pgwire::frame::{self, Frame, HEADER_LEN};
+
+/// The server's message when a statement's result type changed since it was prepared.
+const STALE_RESULT: &str = "cached plan must not change result type";
 
 fn desync(e: Desync) -> TxEnd {
     TxEnd::ServerViolation(e.to_string())
@@ -90,13 +94,25 @@ impl TxRelay<'_> {
                 forward = false;
             }
             b'E' => {
+                if h.expect.fail_at_front() {
+                    // The router's failing `Parse`: the client is owed the error its own
+                    // server would have given (see `TxRelay::check_copy`).
+                    forward = false;
+                    message::error_response(
+                        &mut self.to_client,
+                        "ERROR",
+                        SqlState::FEATURE_NOT_SUPPORTED,
+                        STALE_RESULT,
+                    );
+                }
                 if let Some(def) = h.expect.statement_at_front() {
                     let (code, text) = (error_code(body), error_message(body));
                     if prepared::is_stale(&code, &text) {
-                        // The next `Parse` of its text prepares it afresh (asyncpg's retry
-                        // after 0A000 then succeeds, as on a server of its own).
-                        tracing::debug!(cluster = %self.up.cluster, statement = %String::from_utf8_lossy(&def.name), code, "shared prepared statement went stale; forgetting it");
-                        self.node.statements.forget(def);
+                        // The schema changed where the router did not see it: the next
+                        // `Parse` of any text is prepared afresh (asyncpg's retry after 0A000
+                        // then succeeds, as on a server of its own).
+                        tracing::debug!(cluster = %self.up.cluster, node = %h.node, server_pid = h.conn.conn.key.pid, statement = %String::from_utf8_lossy(&def.name), code, "shared prepared statement went stale; retiring every statement");
+                        self.node.statements.retire_all();
                     }
                 }
                 let (forget, internal) = h.expect.on_error();
@@ -105,6 +121,9 @@ impl TxRelay<'_> {
                 }
                 if internal {
                     h.internal_error = Some(error_message(body));
+                }
+                if h.check == Some(Check::Pending) && !h.expect.checking() {
+                    h.check = Some(Check::Failed);
                 }
             }
             b'Z' => {
@@ -125,6 +144,7 @@ impl TxRelay<'_> {
                         }
                         self.tell_parameters();
                     }
+                    Some(Internal::Sweep) => {}
                     Some(Internal::WalPosition) => {
                         if let Some(e) = h.internal_error.take() {
                             tracing::debug!(cluster = %self.up.cluster, error = %e, "reading the primary's WAL position failed");
@@ -154,14 +174,36 @@ impl TxRelay<'_> {
                             .ok()
                     });
                 }
+                if tag == b't' {
+                    if let Some(def) = h.expect.statement_at_front() {
+                        def.resolve(body);
+                    }
+                } else if matches!(tag, b'T' | b'n') {
+                    if let Some(def) = h.expect.check_at_front() {
+                        h.check = Some(if def.same_result(tag, body) {
+                            Check::Same
+                        } else {
+                            Check::Differs
+                        });
+                    } else if let Some(def) = h.expect.statement_at_front() {
+                        def.describe(tag, body);
+                    }
+                }
                 match h.expect.on_message(tag).map_err(desync)? {
                     Seen::Forward => {
                         if tag == b'C' && matches!(body, b"DISCARD ALL\0" | b"DEALLOCATE ALL\0") {
                             h.conn.conn.state.prepared.clear();
                             self.me.statements.clear();
+                        } else if tag == b'C' && prepared::is_ddl(body) {
+                            // Statements prepared before may mean something else now: the
+                            // next `Parse` of any text is planned afresh (and again when the
+                            // turn ends, for DDL that commits or rolls back later).
+                            tracing::debug!(cluster = %self.up.cluster, node = %h.node, server_pid = h.conn.conn.key.pid, tag = %String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(body)), "DDL: retiring every shared prepared statement");
+                            h.ddl = true;
+                            self.node.statements.retire_all();
                         }
                     }
-                    Seen::Swallow => {}
+                    Seen::Swallow => forward = false,
                     Seen::Internal => {
                         if tag == b'D' && verifying {
                             if let Some(row) = verify_row(body) {

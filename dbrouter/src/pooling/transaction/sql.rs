@@ -27,11 +27,14 @@ pub struct Effects {
     pub ops: Vec<ParamOp>,
     /// Why the client must keep its server connection, if it must.
     pub pin: Option<&'static str>,
+    /// A statement of it is DDL (`CREATE`, `ALTER`, `DROP`): statements prepared before it
+    /// may mean something else once it ran (see [`super::prepared`]).
+    pub ddl: bool,
 }
 
 impl Effects {
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.pin.is_none()
+        self.ops.is_empty() && self.pin.is_none() && !self.ddl
     }
 }
 
@@ -72,6 +75,9 @@ fn might_matter(sql: &[u8]) -> bool {
         b"temp",
         b"hold",
         b"prepare",
+        b"create",
+        b"alter",
+        b"drop",
     ];
     sql.windows(3).enumerate().any(|(i, w)| {
         let first = w[0].to_ascii_lowercase();
@@ -91,6 +97,7 @@ fn statement_effects(toks: &[Tok<'_>], fx: &mut Effects) {
     };
     let is = |i: usize, kw: &str| word(i).is_some_and(|w| w.eq_ignore_ascii_case(kw.as_bytes()));
     let mut pin: Option<&'static str> = None;
+    fx.ddl |= is(0, "create") || is(0, "alter") || is(0, "drop");
     if is(0, "listen") {
         pin = Some("LISTEN");
     } else if is(0, "prepare") {

@@ -183,3 +183,14 @@ fn random_text_never_panics() {
         let _ = inspect(&sql);
     }
 }
+
+#[test]
+fn ddl_is_seen_in_any_statement_of_a_string() {
+    let ddl = |sql: &str| inspect(sql.as_bytes()).ddl;
+    assert!(ddl("ALTER TABLE jobs ADD COLUMN note text"));
+    assert!(ddl("BEGIN; drop type prio; COMMIT"));
+    assert!(ddl("/* migration */ Create Type prio AS ENUM ('a')"));
+    assert!(!ddl("SELECT * FROM jobs WHERE note = 'alter table'"));
+    assert!(!ddl("select dropped, created from t"));
+    assert!(!ddl("UPDATE t SET altered = true"));
+}
