@@ -14,6 +14,8 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod edge;
+pub mod headers;
 pub mod health;
 pub mod registry;
 mod request_metrics;

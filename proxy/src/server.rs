@@ -20,8 +20,10 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::listening::Service;
 use switchyard_config::Config;
 
+use crate::edge::{EdgeApp, ListenerEdge};
 use crate::service::ProxyService;
 use crate::HttpPlane;
 
@@ -50,11 +52,9 @@ pub fn build_server(plane: Arc<HttpPlane>, config: &Config) -> Result<Server, St
     server.bootstrap();
     for l in &config.http.listeners {
         let logic = ProxyService::new(plane.clone(), &l.name, !l.tls.is_empty());
-        let mut svc = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            logic,
-            &format!("listener {}", l.name),
-        );
+        let proxy = pingora::proxy::http_proxy(&server.configuration, logic);
+        let app = EdgeApp::new(proxy, Arc::new(ListenerEdge::new(l, plane.clone())));
+        let mut svc = Service::new(format!("listener {}", l.name), app);
         let addr = l.addr.to_string();
         if l.tls.is_empty() {
             svc.add_tcp(&addr);
