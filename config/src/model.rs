@@ -140,6 +140,9 @@ pub struct Listener {
     /// Client connections served at once; a connection over the cap is closed at once
     /// (counted), the ones already open are never dropped.
     pub max_connections: usize,
+    /// Size of the read buffer pingora puts under each client connection (taken at accept,
+    /// held until close); 0: none, reads go to the socket.
+    pub read_buffer_bytes: usize,
 }
 
 /// Which requests a route takes.

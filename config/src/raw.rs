@@ -49,6 +49,7 @@ pub struct RawListener {
     pub keepalive_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub max_connections: Option<i64>,
+    pub read_buffer_bytes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

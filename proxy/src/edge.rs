@@ -22,7 +22,8 @@ mod stream;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
@@ -56,20 +57,87 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let limits = self.edge.limits();
         // Over the cap the stream is dropped: the client sees the connection closed, and the
         // connections already open are untouched.
-        let limits = self.edge.limits();
         let _slot = self.edge.admit(&limits)?;
         // HTTP/2 multiplexes requests on one connection: the per-request phases do not apply
         // (pingora's h2 keep-alive and stream handling govern it).
-        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
-        let stream: Stream = Box::new(ClientStream::new(stream, self.edge.clone(), limits, !h2));
-        ServerApp::process_new(&self.proxy, stream, shutdown).await
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            let stream: Stream =
+                Box::new(ClientStream::new(stream, self.edge.clone(), limits, false));
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        let mut stream: Stream =
+            Box::new(ClientStream::new(stream, self.edge.clone(), limits, true));
+        // pingora's own keep-alive loop (`ServerApp for HttpServerApp` in pingora-core's
+        // `apps/mod.rs`), with a wait for each request's first byte before a session is
+        // made: a connection that has sent nothing holds no session, no head buffer and no
+        // proxy future, only its stream.
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut wait = (limits.header_timeout, Timeout::Header);
+        loop {
+            if !has_pipelined_prefix(settings.as_ref())
+                && !self.first_byte(&mut stream, wait, shutdown).await
+            {
+                return None;
+            }
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => session.set_keepalive((!*shutdown.borrow()).then_some(60)),
+            }
+            let reused = self.proxy.process_new_http(session, shutdown).await?;
+            let (s, next) = reused.consume();
+            stream = s;
+            settings = next;
+            wait = (limits.keepalive_timeout, Timeout::Keepalive);
+        }
     }
 
     async fn cleanup(&self) {
         ServerApp::cleanup(&*self.proxy).await;
     }
+}
+
+impl<SV> EdgeApp<SV> {
+    /// Wait for the next request's first byte (it stays in the stream, peeked), for at most
+    /// `wait.0`. `false`: the client closed, the time ran out (counted as `wait.1`) or the
+    /// server is shutting down.
+    async fn first_byte(
+        &self,
+        stream: &mut Stream,
+        wait: (std::time::Duration, Timeout),
+        shutdown: &ShutdownWatch,
+    ) -> bool {
+        let mut byte = [0u8; 1];
+        let mut shutdown = shutdown.clone();
+        if *shutdown.borrow() {
+            return false;
+        }
+        tokio::select! {
+            peeked = tokio::time::timeout(wait.0, stream.try_peek(&mut byte)) => match peeked {
+                // `Ok(false)`: this stream cannot peek (TLS); pingora's read waits instead,
+                // under the stream's deadline.
+                Ok(Ok(_)) => true,
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    self.edge.timed_out(wait.1);
+                    false
+                }
+            },
+            _ = shutdown.changed() => false,
+        }
+    }
+}
+
+/// Whether the previous request left bytes of the next one (pipelined) in `settings`: the
+/// next request is then already there, and waiting for a byte from the socket would stall it.
+/// pingora 0.9 has no accessor for them (`HttpPersistentSettings::pipelined_prefix` is
+/// private), so this reads its `Debug` form; when unsure it says yes, which only costs the
+/// early wait.
+fn has_pipelined_prefix(settings: Option<&HttpPersistentSettings>) -> bool {
+    settings.is_some_and(|s| !format!("{s:?}").contains("pipelined_prefix: None"))
 }
 
 /// The client stream of an HTTP/1 session, if it is one of ours.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::TlsAccept;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TlsAccept};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -56,8 +56,12 @@ pub fn build_server(plane: Arc<HttpPlane>, config: &Config) -> Result<Server, St
         let app = EdgeApp::new(proxy, Arc::new(ListenerEdge::new(l, plane.clone())));
         let mut svc = Service::new(format!("listener {}", l.name), app);
         let addr = l.addr.to_string();
+        let buffers = L4BufferSettings {
+            read: Some(l.read_buffer_bytes),
+            write: None,
+        };
         if l.tls.is_empty() {
-            svc.add_tcp(&addr);
+            svc.add_listener(ListenerConfig::tcp(addr).l4_buffer(buffers));
         } else {
             let resolver = plane
                 .resolver(&l.name)
@@ -66,7 +70,7 @@ pub fn build_server(plane: Arc<HttpPlane>, config: &Config) -> Result<Server, St
                 TlsSettings::with_callbacks(Box::new(NoCallbacks)).map_err(|e| e.to_string())?;
             tls.set_cert_resolver(resolver);
             tls.enable_h2();
-            svc.add_tls_with_settings(&addr, None, tls);
+            svc.add_listener(ListenerConfig::tcp(addr).tls(tls).l4_buffer(buffers));
         }
         server.add_service(svc);
     }

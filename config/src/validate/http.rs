@@ -159,6 +159,21 @@ fn listener(
         1,
         10_000_000,
     );
+    // pingora's 64 KiB under TLS (its reason: fewer reads of 16 KiB records); none in the
+    // clear, where the head and body parsers have buffers of their own and 64 KiB held by
+    // every idle connection is most of its memory.
+    let read_buffer_default = if tls.as_ref().is_some_and(|t| !t.is_empty()) {
+        64 * 1024
+    } else {
+        0
+    };
+    let read_buffer_bytes = cx.int(
+        raw.read_buffer_bytes,
+        &path.key("read_buffer_bytes"),
+        read_buffer_default,
+        0,
+        1024 * 1024,
+    );
     Some(Listener {
         name: name?,
         addr: addr?,
@@ -169,6 +184,7 @@ fn listener(
         keepalive_timeout: keepalive_timeout?,
         body_timeout: body_timeout?,
         max_connections: max_connections?,
+        read_buffer_bytes: read_buffer_bytes?,
     })
 }
 
