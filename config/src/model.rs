@@ -124,6 +124,25 @@ pub struct Listener {
     pub health_path: String,
     /// Largest request header block accepted.
     pub max_header_bytes: usize,
+    /// Longest time from a request's first byte (or from accept, for a connection's first
+    /// request) to the end of its header block (nginx `client_header_timeout`, HAProxy
+    /// `timeout http-request`).
+    #[serde(serialize_with = "ser_duration")]
+    pub header_timeout: Duration,
+    /// Longest time a keep-alive connection may sit idle between requests (nginx
+    /// `keepalive_timeout`, HAProxy `timeout http-keep-alive`).
+    #[serde(serialize_with = "ser_duration")]
+    pub keepalive_timeout: Duration,
+    /// Longest wait for the next bytes of a request body; a stalled body gets 408 (nginx
+    /// `client_body_timeout`).
+    #[serde(serialize_with = "ser_duration")]
+    pub body_timeout: Duration,
+    /// Client connections served at once; a connection over the cap is closed at once
+    /// (counted), the ones already open are never dropped.
+    pub max_connections: usize,
+    /// Size of the read buffer pingora puts under each client connection (taken at accept,
+    /// held until close); 0: none, reads go to the socket.
+    pub read_buffer_bytes: usize,
 }
 
 /// Which requests a route takes.
@@ -154,6 +173,9 @@ pub struct Route {
     pub write_timeout: Duration,
     /// Compress text responses with gzip when the client accepts it.
     pub gzip: bool,
+    /// Responses shorter than this (by `Content-Length`) are sent as they are (nginx
+    /// `gzip_min_length`): gzip's header and trailer alone are 18 bytes.
+    pub gzip_min_length: u64,
     /// Largest request body accepted.
     pub max_body_bytes: u64,
 }

@@ -45,6 +45,11 @@ pub struct RawListener {
     pub tls: Option<Vec<RawTls>>,
     pub health_path: Option<String>,
     pub max_header_bytes: Option<i64>,
+    pub header_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+    pub read_buffer_bytes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +62,7 @@ pub struct RawRoute {
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
     pub gzip: Option<bool>,
+    pub gzip_min_length: Option<i64>,
     pub max_body_bytes: Option<i64>,
 }
 

@@ -20,6 +20,11 @@ pub fn smuggling(headers: &HeaderMap, cl_received: bool) -> Option<&'static str>
     if cls.windows(2).any(|w| w[0] != w[1]) {
         return Some("conflicting Content-Length headers\n");
     }
+    // Two equal ones are ambiguous too (RFC 9112 §6.3 lets a recipient merge them, but what
+    // the backend does with the pair is its own choice): refuse rather than rewrite.
+    if cls.len() > 1 {
+        return Some("more than one Content-Length header\n");
+    }
     if cls.iter().any(|v| {
         v.to_str()
             .map_or(true, |s| s.trim().parse::<u64>().is_err())

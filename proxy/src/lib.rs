@@ -14,7 +14,9 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod edge;
 pub mod framing;
+pub mod headers;
 pub mod health;
 pub mod registry;
 mod request_metrics;

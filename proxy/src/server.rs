@@ -17,11 +17,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::TlsAccept;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TlsAccept};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::listening::Service;
 use switchyard_config::Config;
 
+use crate::edge::{EdgeApp, ListenerEdge};
 use crate::service::ProxyService;
 use crate::HttpPlane;
 
@@ -50,14 +52,16 @@ pub fn build_server(plane: Arc<HttpPlane>, config: &Config) -> Result<Server, St
     server.bootstrap();
     for l in &config.http.listeners {
         let logic = ProxyService::new(plane.clone(), &l.name, !l.tls.is_empty());
-        let mut svc = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            logic,
-            &format!("listener {}", l.name),
-        );
+        let proxy = pingora::proxy::http_proxy(&server.configuration, logic);
+        let app = EdgeApp::new(proxy, Arc::new(ListenerEdge::new(l, plane.clone())));
+        let mut svc = Service::new(format!("listener {}", l.name), app);
         let addr = l.addr.to_string();
+        let buffers = L4BufferSettings {
+            read: Some(l.read_buffer_bytes),
+            write: None,
+        };
         if l.tls.is_empty() {
-            svc.add_tcp(&addr);
+            svc.add_listener(ListenerConfig::tcp(addr).l4_buffer(buffers));
         } else {
             let resolver = plane
                 .resolver(&l.name)
@@ -66,7 +70,7 @@ pub fn build_server(plane: Arc<HttpPlane>, config: &Config) -> Result<Server, St
                 TlsSettings::with_callbacks(Box::new(NoCallbacks)).map_err(|e| e.to_string())?;
             tls.set_cert_resolver(resolver);
             tls.enable_h2();
-            svc.add_tls_with_settings(&addr, None, tls);
+            svc.add_listener(ListenerConfig::tcp(addr).tls(tls).l4_buffer(buffers));
         }
         server.add_service(svc);
     }

@@ -14,13 +14,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::{ResponseCompression, ResponseCompressionBuilder};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::protocols::http::compression::Algorithm;
+use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use switchyard_config::Route;
+use switchyard_config::{HostMatch, Route};
 
 use crate::balance::UpstreamRuntime;
 use crate::framing;
+use crate::headers;
 use crate::registry::InFlight;
 use crate::{HttpPlane, HttpRuntime};
 
@@ -177,10 +181,13 @@ impl ProxyService {
 impl ProxyHttp for ProxyService {
     type CTX = RequestCtx;
 
-    /// No downstream modules. pingora's default adds its response compression module,
-    /// disabled, which still costs a context and filter calls on every request; our gzip is
-    /// `upstream_compression`, enabled per route.
-    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+    /// One downstream module: response compression, disabled until a route enables it.
+    /// pingora's `upstream_compression` decides before `upstream_response_filter` runs, so
+    /// it could not honour `gzip_min_length`; the downstream module decides when the
+    /// response header is written, after it.
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        modules.add_module(ResponseCompressionBuilder::enable(0));
+    }
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
@@ -196,6 +203,20 @@ impl ProxyHttp for ProxyService {
         }
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        crate::edge::request_started(session);
+        // Answer pipelined requests one after the other, in order (RFC 9112 §9.3). Without
+        // this pingora closes the connection after the first answer, or fails the request in
+        // flight ("Sent data after end of body", a retryable connect error) when the next
+        // request arrives while it is served.
+        session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let Some(rt) = self.plane.runtime() else {
             return respond(session, 503, "not configured\n", false).await;
@@ -204,6 +225,10 @@ impl ProxyHttp for ProxyService {
             &session.req_header().headers,
             received_content_length(session),
         ) {
+            return respond(session, 400, why, true).await;
+        }
+        let req = session.req_header();
+        if let Some(why) = headers::host_problem(req.version, &req.headers) {
             return respond(session, 400, why, true).await;
         }
         let listener = rt
@@ -244,8 +269,18 @@ impl ProxyHttp for ProxyService {
         if too_big {
             return respond(session, 413, "request body too large\n", true).await;
         }
-        if route.gzip {
-            session.upstream_compression.adjust_level(6);
+        // gzip only (pingora would also pick brotli or zstd when listed first), and only
+        // when the client's q-values accept it: pingora's own parsing ignores them.
+        if route.gzip && headers::accepts_gzip(&req.headers) {
+            let req = &session.downstream_session;
+            if let Some(gz) = session
+                .downstream_modules_ctx
+                .get_mut::<ResponseCompression>()
+            {
+                gz.adjust_algorithm_level(Algorithm::Gzip, 6);
+                // The module saw the request while it was disabled: show it again.
+                gz.request_filter(req.req_header());
+            }
         }
         if let Some(up) = rt.upstreams.get(&route.upstream) {
             up.budget.record_request(unix_second());
@@ -375,7 +410,7 @@ impl ProxyHttp for ProxyService {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(ip) = session
             .client_addr()
@@ -383,15 +418,17 @@ impl ProxyHttp for ProxyService {
             .map(|a| a.ip())
         {
             // One allocation for the address, shared by both headers when there is no
-            // previous X-Forwarded-For (`HeaderValue` clones share their bytes).
+            // previous X-Forwarded-For (`HeaderValue` clones share their bytes). Every
+            // received X-Forwarded-For field is kept, in order (`insert_header` replaces
+            // them all).
             let real_ip = header_value(ip.to_string())?;
-            let xff = match upstream_request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) if !prev.trim().is_empty() => header_value(format!("{prev}, {ip}"))?,
-                _ => real_ip.clone(),
+            let xff = if upstream_request.headers.contains_key("x-forwarded-for") {
+                header_value(headers::forwarded_for(
+                    &upstream_request.headers,
+                    &ip.to_string(),
+                ))?
+            } else {
+                real_ip.clone()
             };
             upstream_request.insert_header("x-forwarded-for", xff)?;
             upstream_request.insert_header("x-real-ip", real_ip)?;
@@ -411,6 +448,17 @@ impl ProxyHttp for ProxyService {
             });
         if let Some(host) = host {
             upstream_request.insert_header("x-forwarded-host", host)?;
+        } else {
+            // An HTTP/1.0 request without Host (HTTP/1.1 ones were refused) goes upstream as
+            // HTTP/1.1, which must have one: the route's host, or else the backend's address.
+            let rt = ctx.rt.clone();
+            let route_host = rt.as_ref().and_then(|rt| match &ctx.route(rt)?.host {
+                HostMatch::Exact(h) => Some(h.clone()),
+                _ => None,
+            });
+            if let Some(h) = route_host.or_else(|| ctx.tried.last().cloned()) {
+                upstream_request.insert_header(header::HOST, header_value(h)?)?;
+            }
         }
         Ok(())
     }
@@ -422,9 +470,27 @@ impl ProxyHttp for ProxyService {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        // Hop-by-hop fields are for the backend's connection, not the client's (RFC 9110
+        // §7.6.1): pingora takes them out of requests, not of responses.
+        for name in headers::hop_by_hop(&resp.headers, status == 101) {
+            resp.remove_header(&name);
+        }
         let Some(rt) = ctx.rt.clone() else {
             return Ok(());
         };
+        let small = ctx.route(&rt).is_some_and(|r| {
+            headers::content_length(&resp.headers).is_some_and(|n| n < r.gzip_min_length)
+        });
+        if small {
+            if let Some(gz) = session
+                .downstream_modules_ctx
+                .get_mut::<ResponseCompression>()
+                .filter(|gz| gz.is_header_phase())
+            {
+                // Too short to gain from gzip (its header and trailer alone are 18 bytes).
+                gz.adjust_level(0);
+            }
+        }
         let Some(up) = ctx.upstream(&rt) else {
             return Ok(());
         };
@@ -462,7 +528,40 @@ impl ProxyHttp for ProxyService {
         Ok(())
     }
 
+    /// pingora's default, except that a stalled request body is 408 (it says 400).
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let code = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(code), _) => *code,
+            (_, ErrorSource::Upstream) => 502,
+            (ErrorType::ReadTimedout, ErrorSource::Downstream) => {
+                crate::edge::body_timed_out(session);
+                408
+            }
+            (
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+            ) => 0,
+            (_, ErrorSource::Downstream) => 400,
+            _ => 500,
+        };
+        if code > 0 {
+            if let Err(e) = session.respond_error(code).await {
+                tracing::debug!("error response not sent to the client: {e}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        crate::edge::request_done(session);
         ctx.attempt = None;
         let status = session
             .response_written()

@@ -3,6 +3,7 @@
 //!
 //! - [`Switchyard`] owns one running process (and its directory); dropping it kills the
 //!   process, so a failing test leaves nothing behind.
+//! - [`conn`] is raw HTTP/1.1 on one kept-alive connection, and a backend that records heads.
 //! - [`http`] is a small blocking HTTP/1.1 client on `std::net::TcpStream` that can also send
 //!   raw bytes no well-behaved client would.
 //! - [`config`] writes the configs the tests start from, and the tokens they call with.
@@ -19,6 +20,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod conn;
 pub mod etcd;
 pub mod http;
 pub mod load;

@@ -36,6 +36,29 @@ health_path = "/health"
     )
 }
 
+/// One listener `public` on `port` (with the extra listener keys `listener`), the routes
+/// `routes` (TOML tables; `host = "*"` to `api` when empty), and upstream `api` with one blue
+/// backend at `backend`.
+pub fn one_upstream(port: u16, backend: SocketAddr, listener: &str, routes: &str) -> String {
+    let routes = if routes.is_empty() {
+        "[[http.routes]]\nhost = \"*\"\nupstream = \"api\"\n"
+    } else {
+        routes
+    };
+    format!(
+        r#"
+[[http.listeners]]
+name = "public"
+addr = "127.0.0.1:{port}"
+{listener}
+
+{routes}
+[http.upstreams.api.pools.blue]
+backends = ["{backend}"]
+"#
+    )
+}
+
 /// A running Switchyard with an HTTP listener; derefs to the [`Switchyard`] process.
 pub struct Proxy {
     sy: Switchyard,

@@ -64,6 +64,17 @@ fn elements<'a>(
     found
 }
 
+/// A request head taking longer than this is not a real client: between HAProxy's usual
+/// `timeout http-request 10s` and nginx's `client_header_timeout 60s`.
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// nginx's `keepalive_timeout`: longer than browsers keep idle connections (Chrome: 300 s is
+/// cut to the server's), short enough that idle sockets do not pile up.
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// nginx's `client_body_timeout`, and what pingora used before it was configurable.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Room for tens of thousands of idle keep-alive clients, under the usual 65536 open files.
+const DEFAULT_MAX_CONNECTIONS: i64 = 50_000;
+
 fn listeners(
     cx: &mut Ctx<'_, '_>,
     node: Option<Node<'_>>,
@@ -122,12 +133,57 @@ fn listener(
         1024,
         1024 * 1024,
     );
+    let header_timeout = cx.duration(
+        raw.header_timeout,
+        &path.key("header_timeout"),
+        DEFAULT_HEADER_TIMEOUT,
+        false,
+    );
+    let keepalive_timeout = cx.duration(
+        raw.keepalive_timeout,
+        &path.key("keepalive_timeout"),
+        DEFAULT_KEEPALIVE_TIMEOUT,
+        false,
+    );
+    let body_timeout = cx.duration(
+        raw.body_timeout,
+        &path.key("body_timeout"),
+        DEFAULT_BODY_TIMEOUT,
+        false,
+    );
+    let max_connections = cx.int(
+        raw.max_connections,
+        &path.key("max_connections"),
+        DEFAULT_MAX_CONNECTIONS,
+        1,
+        10_000_000,
+    );
+    // pingora's 64 KiB under TLS (its reason: fewer reads of 16 KiB records); none in the
+    // clear, where the head and body parsers have buffers of their own and 64 KiB held by
+    // every idle connection is most of its memory.
+    let read_buffer_default = if tls.as_ref().is_some_and(|t| !t.is_empty()) {
+        64 * 1024
+    } else {
+        0
+    };
+    let read_buffer_bytes = cx.int(
+        raw.read_buffer_bytes,
+        &path.key("read_buffer_bytes"),
+        read_buffer_default,
+        0,
+        1024 * 1024,
+    );
     Some(Listener {
         name: name?,
         addr: addr?,
         tls: tls?,
         health_path: health_path.starts_with('/').then_some(health_path)?,
         max_header_bytes: max_header_bytes?,
+        header_timeout: header_timeout?,
+        keepalive_timeout: keepalive_timeout?,
+        body_timeout: body_timeout?,
+        max_connections: max_connections?,
+        read_buffer_bytes: read_buffer_bytes?,
     })
 }
 
@@ -228,6 +284,13 @@ fn route(
         0,
         i64::MAX,
     );
+    let gzip_min_length = cx.int(
+        raw.gzip_min_length,
+        &path.key("gzip_min_length"),
+        1024,
+        0,
+        i64::MAX,
+    );
     let upstream = upstream.filter(|u| upstreams.contains(u));
     Some(Route {
         host: host?,
@@ -238,6 +301,7 @@ fn route(
         read_timeout: read_timeout?,
         write_timeout: write_timeout?,
         gzip: raw.gzip.unwrap_or(false),
+        gzip_min_length: gzip_min_length?,
         max_body_bytes: max_body_bytes?,
     })
 }

@@ -1,0 +1,177 @@
+//! The client side of each HTTP listener: how many connections it serves and how long a
+//! client may take (nginx's `client_header_timeout`, `keepalive_timeout`,
+//! `client_body_timeout`; HAProxy's `timeout http-request`, `timeout http-keep-alive`,
+//! `maxconn`).
+//!
+//! pingora 0.9 has no deadline for a whole request head: its read timeout restarts on every
+//! read (`read_request_buf` in `pingora-core/src/protocols/http/v1/server.rs`), so a client
+//! sending one header byte a second holds its connection for ever, and after the first request
+//! on a connection the keep-alive wait is unbounded (`respect_keepalive` sets it to
+//! "infinite" for HTTP/1.1). Nor does it cap connections. So each listener's app is an
+//! [`EdgeApp`] around pingora's `HttpProxy`: it refuses connections over the cap and wraps
+//! every accepted stream in a [`ClientStream`], which fails a read that waits past the
+//! connection's current deadline. The proxy hooks move a connection between phases
+//! ([`request_started`] when a head has been parsed, [`request_done`] when the response is
+//! done), so the deadline is the head's while a head is read, the keep-alive one while the
+//! connection idles, and none while a request is served (the body timeout is pingora's read
+//! timeout between body reads, set per request from the listener).
+
+mod limits;
+mod stream;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::proxy::{HttpProxy, ProxyHttp};
+use pingora::server::ShutdownWatch;
+
+pub use limits::{Limits, ListenerEdge, Timeout};
+pub use stream::ClientStream;
+
+/// A listener's app: pingora's proxy behind the connection cap and the client deadlines.
+pub struct EdgeApp<SV> {
+    proxy: Arc<HttpProxy<SV>>,
+    edge: Arc<ListenerEdge>,
+}
+
+impl<SV> EdgeApp<SV> {
+    pub fn new(proxy: HttpProxy<SV>, edge: Arc<ListenerEdge>) -> Self {
+        EdgeApp {
+            proxy: Arc::new(proxy),
+            edge,
+        }
+    }
+}
+
+#[async_trait]
+impl<SV> ServerApp for EdgeApp<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let limits = self.edge.limits();
+        // Over the cap the stream is dropped: the client sees the connection closed, and the
+        // connections already open are untouched.
+        let _slot = self.edge.admit(&limits)?;
+        // HTTP/2 multiplexes requests on one connection: the per-request phases do not apply
+        // (pingora's h2 keep-alive and stream handling govern it).
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            let stream: Stream =
+                Box::new(ClientStream::new(stream, self.edge.clone(), limits, false));
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        let mut stream: Stream =
+            Box::new(ClientStream::new(stream, self.edge.clone(), limits, true));
+        // pingora's own keep-alive loop (`ServerApp for HttpServerApp` in pingora-core's
+        // `apps/mod.rs`), with a wait for each request's first byte before a session is
+        // made: a connection that has sent nothing holds no session, no head buffer and no
+        // proxy future, only its stream.
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut wait = (limits.header_timeout, Timeout::Header);
+        loop {
+            if !has_pipelined_prefix(settings.as_ref())
+                && !self.first_byte(&mut stream, wait, shutdown).await
+            {
+                return None;
+            }
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => session.set_keepalive((!*shutdown.borrow()).then_some(60)),
+            }
+            let reused = self.proxy.process_new_http(session, shutdown).await?;
+            let (s, next) = reused.consume();
+            stream = s;
+            settings = next;
+            wait = (limits.keepalive_timeout, Timeout::Keepalive);
+        }
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(&*self.proxy).await;
+    }
+}
+
+impl<SV> EdgeApp<SV> {
+    /// Wait for the next request's first byte (it stays in the stream, peeked), for at most
+    /// `wait.0`. `false`: the client closed, the time ran out (counted as `wait.1`) or the
+    /// server is shutting down.
+    async fn first_byte(
+        &self,
+        stream: &mut Stream,
+        wait: (std::time::Duration, Timeout),
+        shutdown: &ShutdownWatch,
+    ) -> bool {
+        let mut byte = [0u8; 1];
+        let mut shutdown = shutdown.clone();
+        if *shutdown.borrow() {
+            return false;
+        }
+        tokio::select! {
+            peeked = tokio::time::timeout(wait.0, stream.try_peek(&mut byte)) => match peeked {
+                // `Ok(false)`: this stream cannot peek (TLS); pingora's read waits instead,
+                // under the stream's deadline.
+                Ok(Ok(_)) => true,
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    self.edge.timed_out(wait.1);
+                    false
+                }
+            },
+            _ = shutdown.changed() => false,
+        }
+    }
+}
+
+/// Whether the previous request left bytes of the next one (pipelined) in `settings`: the
+/// next request is then already there, and waiting for a byte from the socket would stall it.
+/// pingora 0.9 has no accessor for them (`HttpPersistentSettings::pipelined_prefix` is
+/// private), so this reads its `Debug` form; when unsure it says yes, which only costs the
+/// early wait.
+fn has_pipelined_prefix(settings: Option<&HttpPersistentSettings>) -> bool {
+    settings.is_some_and(|s| !format!("{s:?}").contains("pipelined_prefix: None"))
+}
+
+/// The client stream of an HTTP/1 session, if it is one of ours.
+fn client_stream(session: &pingora::proxy::Session) -> Option<&ClientStream> {
+    session
+        .as_downstream()
+        .stream()?
+        .as_any()
+        .downcast_ref::<ClientStream>()
+}
+
+/// A request head has been parsed: no head deadline while it is served, and the listener's
+/// body timeout between body reads.
+pub fn request_started(session: &mut pingora::proxy::Session) {
+    let body_timeout = client_stream(session).map(|c| {
+        c.serving();
+        c.limits().body_timeout
+    });
+    if let Some(t) = body_timeout {
+        session.as_downstream_mut().set_read_timeout(Some(t));
+    }
+}
+
+/// The response is done: the connection idles under the keep-alive deadline until the next
+/// request's first byte.
+pub fn request_done(session: &pingora::proxy::Session) {
+    if let Some(c) = client_stream(session) {
+        c.idle();
+    }
+}
+
+/// Count a stalled request body (pingora reports it as a downstream read timeout).
+pub fn body_timed_out(session: &pingora::proxy::Session) {
+    if let Some(c) = client_stream(session) {
+        c.edge().timed_out(Timeout::Body);
+    }
+}
