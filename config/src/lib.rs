@@ -15,6 +15,7 @@ mod paths;
 mod raw;
 pub mod redact;
 mod source;
+pub mod store;
 mod validate;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, KeyPath};
 pub use model::*;
 pub use source::Source;
+pub use store::{EtcdStore, EtcdTls, StoreConfig, StoreKind};
 pub use validate::{parse, parse_address, MAX_BACKENDS, MAX_CONFIG_BYTES};
 
 /// An applied config: its version, content hash, the validated model and the text it came from.

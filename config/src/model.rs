@@ -20,6 +20,8 @@ pub struct Config {
     pub control: ControlConfig,
     pub http: HttpConfig,
     pub postgres: PostgresConfig,
+    /// Where the config lives (`[store]`): the file (default) or a shared document in etcd.
+    pub store: crate::store::StoreConfig,
 }
 
 // === control ===
@@ -455,7 +457,7 @@ impl Serialize for Secret {
 
 // === serde helpers ===
 
-fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))
 }
 
