@@ -26,7 +26,6 @@ pub use diff::{diff, Change};
 pub use error::{ConfigError, ConfigErrors, KeyPath};
 pub use model::*;
 pub use source::Source;
-pub use store::{EtcdStore, EtcdTls, StoreConfig, StoreKind};
 pub use validate::{parse, parse_address, MAX_BACKENDS, MAX_CONFIG_BYTES};
 
 /// An applied config: its version, content hash, the validated model and the text it came from.

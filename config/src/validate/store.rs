@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use super::fields::Ctx;
 use crate::error::KeyPath;
-use crate::model::TlsFiles;
+use crate::model::{EtcdStore, EtcdTls, StoreConfig, StoreKind, TlsFiles};
 use crate::raw::RawStore;
 use crate::source::Node;
-use crate::store::{EtcdStore, EtcdTls, StoreConfig, StoreKind};
 
 pub(super) fn validate(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<StoreConfig> {
     let path = KeyPath::root().key("store");
