@@ -8,13 +8,24 @@ mod support;
 
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{ensure, Context};
 use support::backend::Backend;
 use support::config::{ADMIN, VIEWER};
 use support::etcd_cluster::EtcdCluster;
-use support::fleet::{converged, fleet, node, put, put_ok, shared, start3, CONVERGE};
+use support::fleet::{converged, fleet, node, node_via, put, put_ok, shared, start3, CONVERGE};
 use support::load::Load;
+use support::pg::ha::Relay;
 use support::{consistently, eventually, live_backend, Request, Switchyard};
+
+/// PUT `text` until it answers 200 (503s while etcd elects a leader); the version running
+/// it. A PUT that timed out after etcd committed it answers "unchanged" on the next try.
+fn applied_eventually(n: &Switchyard, text: &str) -> anyhow::Result<u64> {
+    eventually(Duration::from_secs(15), || {
+        let r = put(n, text, None)?;
+        ensure!(r.status == 200, "PUT: {}", r.describe());
+        r.json()?["version"].as_u64().context("version")
+    })
+}
 
 /// `GET /v1/config/history` and its versions, newest first.
 fn history(n: &Switchyard) -> anyhow::Result<(serde_json::Value, Vec<u64>)> {
@@ -192,9 +203,7 @@ fn losing_etcd_stops_changes_never_traffic_and_the_fleet_catches_up() -> anyhow:
     let leader = etcd.leader()?;
     etcd.kill(leader);
     let b1 = Backend::start("b1")?;
-    let v = eventually(Duration::from_secs(15), || {
-        put_ok(&a, &shared(&b1.addr_str()), None)
-    })?;
+    let v = applied_eventually(&a, &shared(&b1.addr_str()))?;
     converged(&nodes, v, &b1.addr_str())?;
     etcd.start_all()?;
 
@@ -245,9 +254,7 @@ fn losing_etcd_stops_changes_never_traffic_and_the_fleet_catches_up() -> anyhow:
         })?;
     }
     let b2 = Backend::start("b2")?;
-    let v2 = eventually(Duration::from_secs(10), || {
-        put_ok(&c, &shared(&b2.addr_str()), None)
-    })?;
+    let v2 = applied_eventually(&c, &shared(&b2.addr_str()))?;
     converged(&nodes, v2, &b2.addr_str())?;
     eventually(CONVERGE, || {
         let f = fleet(&a)?;
@@ -321,5 +328,61 @@ fn a_restarted_node_keeps_version_and_history_with_a_state_file() -> anyhow::Res
         (s["version"].as_u64(), s["source"].as_str()),
         (Some(5), Some("startup"))
     );
+    Ok(())
+}
+
+#[test]
+fn a_node_cut_off_from_etcd_keeps_serving_and_resyncs_after_compaction() -> anyhow::Result<()> {
+    let Some(etcd) = EtcdCluster::start(3)? else {
+        return Ok(());
+    };
+    let blue = Backend::start("blue")?;
+    let a = node(&etcd, "a", Some(&blue.addr_str()))?;
+    let b = node(&etcd, "b", None)?;
+    // C reaches etcd only through relays the test can cut.
+    let rt = support::backend::runtime();
+    let mut relays = Vec::new();
+    for e in etcd.endpoints() {
+        let port: u16 = e.rsplit(':').next().context("port")?.parse()?;
+        relays.push(rt.block_on(Relay::start(port))?);
+    }
+    let through: Vec<String> = relays
+        .iter()
+        .map(|r| format!("\"http://127.0.0.1:{}\"", r.port))
+        .collect();
+    let c = node_via(&format!("[{}]", through.join(", ")), "c", None)?;
+    converged(&[&a, &b, &c], 1, &blue.addr_str())?;
+    let load = Load::start(c.http, 2, Request::get("/"));
+    load.wait_for(20, Duration::from_secs(10))?;
+
+    relays.iter().for_each(Relay::cut);
+    eventually(CONVERGE, || {
+        let s = c.status()?;
+        ensure!(s["store"]["reachable"] == false, "{}", s["store"]);
+        Ok(())
+    })?;
+    let green = Backend::start("green")?;
+    assert_eq!(put_ok(&a, &shared(&green.addr_str()), Some(1))?, 2);
+    converged(&[&a, &b], 2, &green.addr_str())?;
+    let r = put(&c, &shared(&blue.addr_str()), None)?;
+    assert_eq!(r.status, 503, "{}", r.describe());
+    assert_eq!(c.version()?, 1, "C cannot have seen version 2");
+    // etcd forgets the revisions C would resume from: C must read the document in full.
+    etcd.compact()?;
+
+    relays.iter().for_each(Relay::restore);
+    converged(&[&a, &b, &c], 2, &green.addr_str())?;
+    eventually(CONVERGE, || {
+        let s = c.status()?;
+        ensure!(s["store"]["reachable"] == true, "{}", s["store"]);
+        Ok(())
+    })?;
+    assert!(
+        c.stderr().contains("reading the config document in full"),
+        "C resynced without noticing the compaction:\n{}",
+        c.stderr()
+    );
+    load.wait_for(20, Duration::from_secs(10))?;
+    load.finish()?.assert_no_failures()?;
     Ok(())
 }

@@ -33,7 +33,7 @@ upstream = "api"
 
 /// A node's own file: control listener, audit log, HTTP listener and `[store]`; the first
 /// node's also holds the shared part (it seeds the document).
-pub fn local(port: u16, http: u16, etcd: &EtcdCluster, node: &str, seed: Option<&str>) -> String {
+pub fn local(port: u16, http: u16, endpoints: &str, node: &str, seed: Option<&str>) -> String {
     let head = match seed {
         Some(backend) => shared(backend).replace(
             "listen = \"127.0.0.1:0\"",
@@ -44,7 +44,6 @@ pub fn local(port: u16, http: u16, etcd: &EtcdCluster, node: &str, seed: Option<
     format!(
         "{head}{listener}\n[store]\nkind = \"etcd\"\nendpoints = {endpoints}\nprefix = \"/sy-test\"\nnode = \"{node}\"\ntimeout = \"1s\"\nlease_ttl = \"3s\"\n",
         listener = listener(http),
-        endpoints = etcd.endpoints_toml(),
     )
 }
 
@@ -61,10 +60,15 @@ impl std::ops::Deref for Node {
 }
 
 pub fn node(etcd: &EtcdCluster, name: &str, seed: Option<&str>) -> anyhow::Result<Node> {
+    node_via(&etcd.endpoints_toml(), name, seed)
+}
+
+/// [`node`] reaching etcd at `endpoints` (a TOML array), e.g. through relays.
+pub fn node_via(endpoints: &str, name: &str, seed: Option<&str>) -> anyhow::Result<Node> {
     let http = free_port()?;
     let sy = Switchyard::start_with(&[], &|dir, port| {
         let path = dir.join("switchyard.toml");
-        std::fs::write(&path, local(port, http, etcd, name, seed))?;
+        std::fs::write(&path, local(port, http, endpoints, name, seed))?;
         Ok(path)
     })?;
     let http = SocketAddr::from(([127, 0, 0, 1], http));
