@@ -4,7 +4,8 @@
 # crate (its build script compiles libpg_query with cc and runs bindgen, which loads
 # libclang.so and needs clang's builtin headers; it needs neither the clang binary nor protoc,
 # since the crate ships its generated protobuf code), and the PostgreSQL server binaries the
-# Postgres tests start, and etcd for the failover lease tests; then the operations tests'
+# Postgres tests start, etcd for the failover lease and fleet tests, and protoc for the
+# etcd-client crate's build; then the operations tests'
 # tools (apt here, npm and PyPI packages in scripts/install-ops-tools.sh). Does nothing for
 # what is already there.
 set -euo pipefail
@@ -20,8 +21,10 @@ fi
 command -v curl >/dev/null 2>&1 || need+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
-# etcd: the failover lease tests run a real one.
+# etcd: the failover lease tests and the fleet tests (tests/fleet.rs) run a real one.
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# protoc: the etcd-client crate (the fleet store) compiles etcd's protos in its build script.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 # The operations tests (tests/ops_*.rs): a browser for the status page, promtool for the
 # alert rules, Node.js for playwright-core, Python's venv for the chart and Dockerfile
 # checks, objcopy for the release split (systemd-analyze comes with systemd).

@@ -19,19 +19,20 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     switchyard::build_info::publish();
     let planes = Planes::new();
-    let applier = Applier::start(&config_path, planes.list())?;
-    // Failovers record their role changes through the single writer.
-    planes
-        .postgres
-        .failover
-        .set_sink(Arc::new(switchyard::pgops::ConfigWriter(applier.clone())));
-    let config = applier.current().snapshot.config.clone();
     let control_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("switchyard-control")
         .build()
         .context("starting the control runtime")?;
+    // With a shared store (etcd) this reads, or seeds, the shared document.
+    let applier = control_rt.block_on(Applier::open(&config_path, planes.list()))?;
+    // Failovers record their role changes through the single writer.
+    planes
+        .postgres
+        .failover
+        .set_sink(Arc::new(switchyard::pgops::ConfigWriter(applier.clone())));
+    let config = applier.current().snapshot.config.clone();
     let listen = config.control.listen;
     let listener = control_rt
         .block_on(tokio::net::TcpListener::bind(listen))
@@ -62,11 +63,32 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
         ))),
     });
     // The watcher installs its file watch and SIGHUP handler now, inside the control runtime,
-    // so both are in place before the API answers.
-    let watcher = {
-        let _enter = control_rt.enter();
-        switchyard_control::watcher::watch(applier.clone(), std::future::pending())
-    };
+    // so both are in place before the API answers. With a shared store the node follows the
+    // store instead (its own file holds only node-local settings, read at start).
+    let follower: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        match applier.store().etcd().cloned() {
+            None => {
+                let _enter = control_rt.enter();
+                Box::pin(switchyard_control::watcher::watch(
+                    applier.clone(),
+                    std::future::pending(),
+                ))
+            }
+            Some(store) => {
+                let info = switchyard_control::store::fleet::NodeInfo {
+                    addresses: serde_json::json!({
+                        "control": bound,
+                        "http": config.http.listeners.iter().map(|l| l.addr).collect::<Vec<_>>(),
+                    }),
+                    binary_version: switchyard::build_info::LONG_VERSION.to_string(),
+                };
+                let (a, s, f) = (applier.clone(), store.clone(), applier.clone());
+                Box::pin(async move {
+                    tokio::spawn(switchyard_control::store::fleet::register(a, s, info));
+                    switchyard_control::store::sync::follow(f, store).await
+                })
+            }
+        };
     let http = planes.http.clone();
     // Readiness waits for the HTTP listeners pingora binds in `server.run` below.
     let ready = crate::readiness::notify_when_serving(
@@ -77,7 +99,7 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .name("switchyard-control".into())
         .spawn(move || {
             control_rt.block_on(async move {
-                tokio::spawn(watcher);
+                tokio::spawn(follower);
                 tokio::spawn(switchyard_proxy::health::run(http));
                 tokio::spawn(async move {
                     loop {

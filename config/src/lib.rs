@@ -15,6 +15,7 @@ mod paths;
 mod raw;
 pub mod redact;
 mod source;
+pub mod store;
 mod validate;
 
 use std::sync::Arc;

@@ -20,6 +20,8 @@ pub struct Config {
     pub control: ControlConfig,
     pub http: HttpConfig,
     pub postgres: PostgresConfig,
+    /// Where the config lives (`[store]`): the file (default) or a shared document in etcd.
+    pub store: StoreConfig,
 }
 
 // === control ===
@@ -439,6 +441,66 @@ pub struct EtcdSettings {
     pub lease_ttl: Duration,
 }
 
+// === store ===
+
+/// `[store]`: where the config lives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// File mode: a JSON file keeping the version counter and the bounded history, so both
+    /// survive a restart. Off when absent (versions start again at 1).
+    pub state_file: Option<PathBuf>,
+    /// Etcd mode's settings (`None` with `kind = "file"`).
+    pub etcd: Option<EtcdStore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    File,
+    Etcd,
+}
+
+/// How a node reaches the shared document in etcd.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EtcdStore {
+    /// `http://host:port` or `https://host:port` of etcd members.
+    pub endpoints: Vec<String>,
+    /// Key prefix: the document is `<prefix>/config`, its history `<prefix>/history/<version>`,
+    /// the registered nodes `<prefix>/members/<node>`.
+    pub prefix: String,
+    /// This node's id in `GET /v1/fleet` (default: `<hostname>-<control port>`).
+    pub node: Option<String>,
+    /// Deadline of every etcd request; a change gets 503 after it.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// TTL of the node's registration lease.
+    #[serde(serialize_with = "ser_duration")]
+    pub lease_ttl: Duration,
+    /// Names of the environment variables holding the etcd user and password (never the
+    /// secrets themselves).
+    pub user_env: Option<String>,
+    pub password_env: Option<String>,
+    /// TLS to etcd: the CA to trust, and optionally a client certificate.
+    pub tls: Option<EtcdTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub client: Option<TlsFiles>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::File,
+            state_file: None,
+            etcd: None,
+        }
+    }
+}
+
 /// A secret string (a password). `Debug` never shows it; `Serialize` does, because the
 /// canonical form is hashed: code that shows a config redacts it with [`crate::redact`].
 ///
@@ -477,7 +539,7 @@ impl Serialize for Secret {
 
 // === serde helpers ===
 
-fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))
 }
 

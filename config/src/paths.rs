@@ -29,6 +29,15 @@ impl Config {
         for l in &mut self.http.listeners {
             l.tls.iter_mut().for_each(|t| resolve_tls(base, t));
         }
+        if let Some(p) = self.store.state_file.as_mut() {
+            resolve(base, p);
+        }
+        if let Some(t) = self.store.etcd.as_mut().and_then(|e| e.tls.as_mut()) {
+            resolve(base, &mut t.ca);
+            if let Some(c) = t.client.as_mut() {
+                resolve_tls(base, c);
+            }
+        }
     }
 }
 

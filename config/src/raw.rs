@@ -214,3 +214,24 @@ pub struct RawEtcd {
     pub prefix: Option<String>,
     pub lease_ttl: Option<String>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStore {
+    pub kind: Option<String>,
+    pub state_file: Option<String>,
+    pub endpoints: Option<Vec<String>>,
+    pub prefix: Option<String>,
+    pub node: Option<String>,
+    pub timeout: Option<String>,
+    pub lease_ttl: Option<String>,
+    pub user_env: Option<String>,
+    pub password_env: Option<String>,
+    pub tls: Option<RawStoreTls>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawStoreTls {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}

@@ -295,3 +295,93 @@ fn debug_output_hides_passwords() {
         "{shown}"
     );
 }
+
+mod store {
+    use crate::store::{overlay, strip_local};
+    use crate::{StoreConfig, StoreKind};
+
+    const LOCAL_FILE: &str = r#"
+[control]
+listen = "127.0.0.1:9911"
+history_limit = 3
+
+[store]
+kind = "etcd"
+endpoints = ["http://127.0.0.1:2379"]
+"#;
+
+    const SHARED: &str = r#"
+[control]
+listen = "0.0.0.0:1"
+history_limit = 20
+
+[[control.tokens]]
+name = "ops"
+role = "admin"
+env = "OPS_TOKEN"
+
+[store]
+kind = "file"
+"#;
+
+    #[test]
+    fn overlay_takes_node_keys_from_the_local_file_and_the_rest_from_the_shared_one() {
+        let text = overlay(SHARED, LOCAL_FILE).unwrap_or_default();
+        let config = crate::parse(&text).map_err(|e| e.to_string());
+        let config = config.as_ref().map_err(|e| e.as_str());
+        let Ok(config) = config else {
+            panic!("{config:?}\n{text}");
+        };
+        assert_eq!(config.control.listen.port(), 9911);
+        assert_eq!(config.control.history_limit, 20, "shared, not local");
+        assert_eq!(config.control.tokens.len(), 1);
+        assert_eq!(config.store.kind, StoreKind::Etcd);
+    }
+
+    #[test]
+    fn strip_local_keeps_only_what_is_shared() {
+        let text = strip_local(LOCAL_FILE).unwrap_or_default();
+        assert!(
+            !text.contains("store") && !text.contains("listen"),
+            "{text}"
+        );
+        assert!(text.contains("history_limit = 3"), "{text}");
+        assert!(strip_local("[control\n").is_err());
+        assert!(overlay("x = = 1", LOCAL_FILE).is_err());
+    }
+
+    #[test]
+    fn store_section_is_validated_with_key_paths() {
+        let paths = |text: &str| -> Vec<String> {
+            match crate::parse(text) {
+                Ok(_) => vec![],
+                Err(e) => e.0.into_iter().map(|e| e.path).collect(),
+            }
+        };
+        assert_eq!(
+            paths("[store]\nkind = \"file\"\nendpoints = [\"http://a:1\"]\n"),
+            ["store.endpoints"]
+        );
+        assert_eq!(paths("[store]\nkind = \"etcd\"\n"), ["store.endpoints"]);
+        assert_eq!(paths("[store]\nkind = \"zk\"\n"), ["store.kind"]);
+        assert_eq!(
+            paths("[store]\nkind = \"etcd\"\nendpoints = [\"http://a:1\"]\nuser_env = \"U\"\n"),
+            ["store"]
+        );
+        assert_eq!(
+            paths("[store]\nkind = \"etcd\"\nendpoints = [\"https://a:1\"]\n"),
+            ["store.endpoints[0]"]
+        );
+        let ok = crate::parse(
+            "[store]\nkind = \"etcd\"\nendpoints = [\"http://a:1/\"]\nprefix = \"/sy/\"\nuser_env = \"U\"\npassword_env = \"P\"\n",
+        );
+        let etcd = ok.ok().and_then(|c| c.store.etcd);
+        assert_eq!(etcd.as_ref().map(|e| e.prefix.as_str()), Some("/sy"));
+        assert_eq!(
+            etcd.map(|e| e.endpoints),
+            Some(vec!["http://a:1".to_string()])
+        );
+        let default = crate::parse("").ok().map(|c| c.store);
+        assert_eq!(default, Some(StoreConfig::default()));
+    }
+}

@@ -3,8 +3,14 @@
 //! parse → validate → build every plane (and the control plane's own runtime) → persist →
 //! swap → record history → audit. A failure at any step leaves the previous config running
 //! and tells the caller why.
+//!
+//! "Persist" is the [`Store`]'s: the config file (plus the optional state file), or a
+//! compare-and-swap of the shared document in etcd, whose newer versions (written by other
+//! nodes) come back in through [`Applier::apply_from_store`] (see `follow.rs`).
 
+mod boot;
 mod edit;
+mod follow;
 mod outcome;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -23,6 +29,8 @@ use crate::history::{Actor, Applied, History, HistoryLine, Origin};
 use crate::persist::write_atomically;
 use crate::plane::{Plane, Prepared};
 use crate::runtime::ControlRuntime;
+use crate::store::etcd::{CasError, MAX_DOC_BYTES};
+use crate::store::{Head, Record, Store};
 
 pub use edit::EditRequest;
 pub use outcome::{ApplyError, ApplyOutcome, ApplyRequest, ReloadError, StartError};
@@ -39,78 +47,12 @@ pub struct Applier {
     planes: Vec<Arc<dyn Plane>>,
     config_path: PathBuf,
     base_dir: PathBuf,
+    store: Store,
+    /// A store version that failed to build here, so it is reported once, not on every event.
+    failed_version: Mutex<Option<u64>>,
 }
 
 impl Applier {
-    /// Load the config file and bring every plane up with it as version 1.
-    pub fn start(
-        config_path: &Path,
-        planes: Vec<Arc<dyn Plane>>,
-    ) -> Result<Arc<Applier>, StartError> {
-        let path_str = config_path.display().to_string();
-        let text = std::fs::read_to_string(config_path).map_err(|error| StartError::Read {
-            path: path_str.clone(),
-            error,
-        })?;
-        // The directory the file is named in, not the one behind its symlinks: a Kubernetes
-        // ConfigMap links every key through `..data` into a versioned directory that the next
-        // update deletes, so relative paths resolved there break after one update.
-        let base_dir = std::path::absolute(config_path)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("."));
-        let invalid = |error| StartError::Invalid {
-            path: path_str.clone(),
-            error,
-        };
-        let config = parse_in(&text, &base_dir).map_err(|e| invalid(ApplyError::Invalid(e)))?;
-        let runtime =
-            ControlRuntime::build(&config, None).map_err(|e| invalid(ApplyError::Build(e)))?;
-        let prepared = prepare_all(&planes, &config).map_err(|e| invalid(ApplyError::Build(e)))?;
-        prepared.into_iter().for_each(|p| p.commit());
-        let applied = Arc::new(Applied {
-            snapshot: Snapshot {
-                version: 1,
-                hash: content_hash(&config),
-                config,
-                source: Arc::from(text.as_str()),
-            },
-            at: OffsetDateTime::now_utc(),
-            actor: Actor::system("startup"),
-            origin: Origin::Startup,
-        });
-        let mut history = History::default();
-        history.push(
-            (*applied).clone(),
-            applied.snapshot.config.control.history_limit,
-        );
-        let audit = runtime.audit.clone();
-        let applier = Arc::new(Applier {
-            writer: tokio::sync::Mutex::new(()),
-            current: ArcSwap::new(applied.clone()),
-            runtime: ArcSwap::from_pointee(runtime),
-            history: Mutex::new(history),
-            file_hash: Mutex::new(text_hash(&text)),
-            last_error: ArcSwapOption::empty(),
-            planes,
-            config_path: config_path.to_path_buf(),
-            base_dir,
-        });
-        audit.record(&AuditEntry {
-            time: applied.at,
-            actor: "startup".into(),
-            remote: None,
-            action: "start".into(),
-            version_before: 0,
-            version_after: 1,
-            result: "applied",
-            error: None,
-            detail: Some(serde_json::json!({ "hash": applied.snapshot.hash })),
-        });
-        metrics::gauge!("switchyard_control_config_version").set(1.0);
-        Ok(applier)
-    }
-
     /// The running config.
     pub fn current(&self) -> Arc<Applied> {
         self.current.load_full()
@@ -127,6 +69,11 @@ impl Applier {
 
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// Where the config lives (file or etcd).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn last_error(&self) -> Option<Arc<ReloadError>> {
@@ -146,7 +93,7 @@ impl Applier {
     /// Apply config text.
     pub async fn apply(&self, req: ApplyRequest) -> Result<ApplyOutcome, ApplyError> {
         let _writer = self.writer.lock().await;
-        self.apply_locked(req, None)
+        retry_conflicts(|| self.apply_locked(req.clone(), None)).await
     }
 
     /// Re-read the config file and apply it if its text changed since we last read or wrote
@@ -183,17 +130,19 @@ impl Applier {
             tracing::warn!(path = %self.config_path.display(), "config file is empty; keeping the running config");
             return Some(Err(err));
         }
-        let outcome = self.apply_locked(
-            ApplyRequest {
-                text: Arc::from(text),
-                origin: Origin::File,
-                actor: Actor::system("file"),
-                action: "config.reload",
-                expect_version: None,
-                dry_run: false,
-            },
-            None,
-        );
+        let outcome = self
+            .apply_locked(
+                ApplyRequest {
+                    text: Arc::from(text),
+                    origin: Origin::File,
+                    actor: Actor::system("file"),
+                    action: "config.reload",
+                    expect_version: None,
+                    dry_run: false,
+                },
+                None,
+            )
+            .await;
         if force && matches!(outcome, Ok(ApplyOutcome::Unchanged { .. })) {
             self.refresh_locked();
         }
@@ -241,10 +190,21 @@ impl Applier {
         expect_version: Option<u64>,
     ) -> Result<ApplyOutcome, ApplyError> {
         let _writer = self.writer.lock().await;
+        let stored = match (self.source_of(version), self.store.etcd()) {
+            (None, Some(store)) => match store.record(version).await {
+                Ok(r) => r.map(|r| Arc::<str>::from(r.text)),
+                Err(e) => return Err(ApplyError::Unavailable(e)),
+            },
+            _ => None,
+        };
         let text = {
             let history = lock(&self.history);
-            match history.get(version) {
-                Some(a) => a.snapshot.source.clone(),
+            match history
+                .get(version)
+                .map(|a| a.snapshot.source.clone())
+                .or(stored)
+            {
+                Some(text) => text,
                 None => {
                     let err = ApplyError::UnknownVersion {
                         version,
@@ -262,28 +222,50 @@ impl Applier {
                 }
             }
         };
-        self.apply_locked(
-            ApplyRequest {
-                text,
-                origin: Origin::Rollback,
-                actor,
-                action: "config.rollback",
-                expect_version,
-                dry_run: false,
-            },
-            None,
-        )
+        let req = ApplyRequest {
+            text,
+            origin: Origin::Rollback,
+            actor,
+            action: "config.rollback",
+            expect_version,
+            dry_run: false,
+        };
+        retry_conflicts(|| self.apply_locked(req.clone(), None)).await
     }
 
-    /// Apply under the writer lock; `detail` goes into the audit line.
-    fn apply_locked(
+    /// Apply under the writer lock; `detail` goes into the audit line. With etcd, the
+    /// shared document is read first (and applied here if it is newer).
+    async fn apply_locked(
         &self,
         req: ApplyRequest,
         detail: Option<serde_json::Value>,
     ) -> Result<ApplyOutcome, ApplyError> {
+        let head = if req.dry_run {
+            Ok(None)
+        } else {
+            self.sync_locked().await
+        };
+        match head {
+            Ok(head) => self.apply_synced(req, detail, head.as_ref()).await,
+            Err(e) => {
+                let version = self.current().snapshot.version;
+                self.audit_with(&req.actor, req.action, version, None, Err(&e), detail);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Applier::apply_locked`] after the store was read: `head` is the shared document
+    /// (etcd), `None` for the file.
+    async fn apply_synced(
+        &self,
+        req: ApplyRequest,
+        detail: Option<serde_json::Value>,
+        head: Option<&Head>,
+    ) -> Result<ApplyOutcome, ApplyError> {
         let started = Instant::now();
         let before = self.current.load_full();
-        let result = self.try_apply(&req, &before);
+        let result = self.try_apply(&req, &before, head).await;
         let source = req.origin.as_str();
         let (label, after) = match &result {
             Ok(ApplyOutcome::Applied { after, .. }) => ("applied", Some(after.snapshot.version)),
@@ -312,7 +294,10 @@ impl Applier {
             }
             Ok(_) => {}
         }
-        if !(req.origin == Origin::File && label == "unchanged") {
+        // A lost compare-and-swap is retried; only the final attempt is audited.
+        let conflict = matches!(result, Err(ApplyError::Conflict));
+        let quiet_reload = req.origin == Origin::File && label == "unchanged";
+        if !(conflict || quiet_reload) {
             let res = result.as_ref().map(|_| label);
             let version = before.snapshot.version;
             self.audit_with(&req.actor, req.action, version, after, res, detail);
@@ -320,22 +305,32 @@ impl Applier {
         result
     }
 
-    fn try_apply(
+    async fn try_apply(
         &self,
         req: &ApplyRequest,
         before: &Arc<Applied>,
+        head: Option<&Head>,
     ) -> Result<ApplyOutcome, ApplyError> {
+        // The version a change is based on: the shared document's with etcd (this node may
+        // run an older one if the newest failed to build here), the running one otherwise.
+        let base = head.map_or(before.snapshot.version, |h| h.version);
         if let Some(expected) = req.expect_version {
-            if expected != before.snapshot.version {
+            if expected != base {
                 return Err(ApplyError::Stale {
-                    current: before.snapshot.version,
+                    current: base,
                     expected,
                 });
             }
         }
-        let config = parse_in(&req.text, &self.base_dir).map_err(ApplyError::Invalid)?;
+        let text: Arc<str> = match &self.store {
+            Store::Etcd { .. } => switchyard_config::store::strip_local(&req.text)
+                .map(Arc::from)
+                .unwrap_or_else(|_| req.text.clone()),
+            Store::File { .. } => req.text.clone(),
+        };
+        let config = self.parse(&text).map_err(ApplyError::Invalid)?;
         let hash = content_hash(&config);
-        if hash == before.snapshot.hash {
+        if hash == before.snapshot.hash && base == before.snapshot.version {
             if req.origin == Origin::File {
                 self.last_error.store(None);
             }
@@ -354,36 +349,84 @@ impl Applier {
                 changes,
             });
         }
-        if !matches!(req.origin, Origin::File | Origin::Startup) {
-            let previous = std::mem::replace(&mut *lock(&self.file_hash), text_hash(&req.text));
-            if let Err(e) = write_atomically(&self.config_path, &req.text) {
-                *lock(&self.file_hash) = previous;
-                return Err(ApplyError::Persist(e));
+        let at = OffsetDateTime::now_utc();
+        let version = base + 1;
+        match (&self.store, head) {
+            (Store::Etcd { client, .. }, Some(head)) => {
+                if text.len() > MAX_DOC_BYTES {
+                    return Err(ApplyError::Invalid(ConfigErrors::single(
+                        "(store)",
+                        format!(
+                            "the shared document is {} bytes; etcd mode takes at most {MAX_DOC_BYTES}",
+                            text.len()
+                        ),
+                    )));
+                }
+                let record = Record {
+                    version,
+                    applied_at: at,
+                    actor: req.actor.name.clone(),
+                    remote: req.actor.remote,
+                    source: req.origin,
+                    text: text.to_string(),
+                };
+                let limit = config.control.history_limit;
+                match client.cas(head, &text, &record, limit).await {
+                    Ok(_) => {}
+                    Err(CasError::Conflict) => return Err(ApplyError::Conflict),
+                    Err(CasError::Unavailable(e)) => return Err(ApplyError::Unavailable(e)),
+                }
+            }
+            (Store::Etcd { .. }, None) => {
+                return Err(ApplyError::Unavailable(
+                    "the shared document was not read".into(),
+                ))
+            }
+            (Store::File { .. }, _) => {
+                if !matches!(req.origin, Origin::File | Origin::Startup) {
+                    let previous = std::mem::replace(&mut *lock(&self.file_hash), text_hash(&text));
+                    if let Err(e) = write_atomically(&self.config_path, &text) {
+                        *lock(&self.file_hash) = previous;
+                        return Err(ApplyError::Persist(e));
+                    }
+                }
             }
         }
         // Everything fallible is done: go live.
-        prepared.into_iter().for_each(|p| p.commit());
-        self.runtime.store(Arc::new(runtime));
-        let limit = config.control.history_limit;
         let after = Arc::new(Applied {
             snapshot: Snapshot {
-                version: before.snapshot.version + 1,
+                version,
                 hash,
                 config,
-                source: req.text.clone(),
+                source: text,
             },
-            at: OffsetDateTime::now_utc(),
+            at,
             actor: req.actor.clone(),
             origin: req.origin,
         });
-        self.current.store(after.clone());
-        lock(&self.history).push((*after).clone(), limit);
-        self.last_error.store(None);
+        self.go_live(prepared, runtime, after.clone());
         Ok(ApplyOutcome::Applied {
             before: before.snapshot.version,
             after,
             changes,
         })
+    }
+
+    /// Commit prepared planes and runtime, make `after` current and record it.
+    fn go_live(
+        &self,
+        prepared: Vec<Box<dyn Prepared>>,
+        runtime: ControlRuntime,
+        after: Arc<Applied>,
+    ) {
+        prepared.into_iter().for_each(|p| p.commit());
+        self.runtime.store(Arc::new(runtime));
+        let limit = after.snapshot.config.control.history_limit;
+        self.current.store(after.clone());
+        lock(&self.history).push((*after).clone(), limit);
+        self.last_error.store(None);
+        *lock(&self.failed_version) = None;
+        self.save_state();
     }
 
     /// Write one audit line for an attempt.
@@ -427,10 +470,34 @@ impl Applier {
 }
 
 /// Parse and validate, then make relative paths relative to the config file's directory.
-fn parse_in(text: &str, base_dir: &Path) -> Result<Arc<Config>, ConfigErrors> {
-    let mut config = switchyard_config::parse(text)?;
+/// With etcd, `text` is the shared document and the node-local keys come from `local`.
+fn parse_in(text: &str, base_dir: &Path, local: Option<&str>) -> Result<Arc<Config>, ConfigErrors> {
+    let effective = match local.map(|l| switchyard_config::store::overlay(text, l)) {
+        Some(Ok(t)) => std::borrow::Cow::Owned(t),
+        // Not valid TOML: parsing the text itself reports where.
+        Some(Err(_)) | None => std::borrow::Cow::Borrowed(text),
+    };
+    let mut config = switchyard_config::parse(&effective)?;
     config.resolve_paths(base_dir);
     Ok(Arc::new(config))
+}
+
+/// Run an apply again when the shared document changed under it (a lost compare-and-swap):
+/// the next attempt reads the newer document first, so nothing is lost, and a caller's
+/// `If-Match` then fails as stale.
+async fn retry_conflicts<F, Fut>(mut attempt: F) -> Result<ApplyOutcome, ApplyError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<ApplyOutcome, ApplyError>>,
+{
+    let mut result = attempt().await;
+    for _ in 0..8 {
+        if !matches!(result, Err(ApplyError::Conflict)) {
+            break;
+        }
+        result = attempt().await;
+    }
+    result
 }
 
 /// Prepare every plane; the first failure stops and drops what was prepared.
@@ -468,6 +535,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Applier {
+    /// Parse `text` as this node runs it (with etcd: overlaid with the node-local keys).
+    fn parse(&self, text: &str) -> Result<Arc<Config>, ConfigErrors> {
+        let local = match &self.store {
+            Store::Etcd { local, .. } => Some(&**local),
+            Store::File { .. } => None,
+        };
+        parse_in(text, &self.base_dir, local)
+    }
+
     /// The TOML text of a version still in the history.
     pub fn source_of(&self, version: u64) -> Option<Arc<str>> {
         lock(&self.history)

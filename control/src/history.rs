@@ -3,12 +3,12 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use switchyard_config::Snapshot;
 use time::OffsetDateTime;
 
 /// Where a change came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// The config file at start-up.
@@ -21,6 +21,8 @@ pub enum Origin {
     Rollback,
     /// An automatic Postgres failover.
     Failover,
+    /// A version of the shared document another node wrote (etcd store).
+    Store,
 }
 
 impl Origin {
@@ -31,6 +33,7 @@ impl Origin {
             Origin::Api => "api",
             Origin::Rollback => "rollback",
             Origin::Failover => "failover",
+            Origin::Store => "store",
         }
     }
 }

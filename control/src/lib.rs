@@ -15,6 +15,7 @@ pub mod ops;
 pub mod persist;
 pub mod plane;
 pub mod runtime;
+pub mod store;
 pub mod watcher;
 
 pub use applier::{Applier, ApplyError, ApplyOutcome, ApplyRequest, EditRequest, StartError};

@@ -94,7 +94,7 @@ impl Drop for Etcd {
     }
 }
 
-fn which(name: &str) -> anyhow::Result<String> {
+pub(crate) fn which(name: &str) -> anyhow::Result<String> {
     let out = Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()?;

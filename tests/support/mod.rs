@@ -22,6 +22,8 @@ pub mod backend;
 pub mod config;
 pub mod conn;
 pub mod etcd;
+pub mod etcd_cluster;
+pub mod fleet;
 pub mod http;
 pub mod load;
 pub mod ops;
@@ -202,6 +204,11 @@ impl Switchyard {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn()
+    }
+
+    /// Stop the process (SIGKILL); [`Switchyard::restart`] starts it again.
+    pub fn stop(&mut self) {
+        self.kill();
     }
 
     fn kill(&mut self) {

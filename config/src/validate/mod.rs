@@ -3,6 +3,7 @@
 mod fields;
 mod http;
 mod postgres;
+mod store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,28 +39,34 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut control_node = None;
     let mut http_node = None;
     let mut postgres_node = None;
+    let mut store_node = None;
     for (key, _, node) in src.root().entries().unwrap_or_default() {
         match key {
             "control" => control_node = Some(node),
             "http" => http_node = Some(node),
             "postgres" => postgres_node = Some(node),
+            "store" => store_node = Some(node),
             other => cx.err(
                 &root.key(other.to_string()),
-                "unknown key: expected control, http or postgres",
+                "unknown key: expected control, http or postgres (or store)",
             ),
         }
     }
     let control = validate_control(&mut cx, control_node);
     let http = http::validate(&mut cx, http_node);
     let postgres = postgres::validate(&mut cx, postgres_node);
+    let store = store::validate(&mut cx, store_node);
     check_listen_conflicts(&mut cx);
     let mut errors = cx.errors;
     if errors.is_empty() {
-        if let (Some(control), Some(http), Some(postgres)) = (control, http, postgres) {
+        if let (Some(control), Some(http), Some(postgres), Some(store)) =
+            (control, http, postgres, store)
+        {
             return Ok(Config {
                 control,
                 http,
                 postgres,
+                store,
             });
         }
         // Every `None` above records an error, so this is unreachable in practice; say so

@@ -230,6 +230,11 @@ pub(super) fn outcome_response(outcome: Result<ApplyOutcome, ApplyError>) -> Res
         ),
         Err(e @ ApplyError::UnknownVersion { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(ApplyError::Edit(e)) => error(super::upstreams::edit_status(&e), e.to_string()),
+        Err(e @ ApplyError::Unavailable(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("change refused: {e} (nothing was applied; the running config keeps serving)"),
+        ),
+        Err(e @ ApplyError::Conflict) => error(StatusCode::PRECONDITION_FAILED, e.to_string()),
         Err(e @ ApplyError::Persist(_)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("change refused: {e} (nothing was applied)"),

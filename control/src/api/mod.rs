@@ -4,7 +4,7 @@
 //! - `GET /health`: liveness, no token.
 //! - `GET /ui[/…]`: the status page's static files, no token (see `ui.rs`); the page reads
 //!   its data from the viewer routes.
-//! - `GET /v1/status`, `GET /v1/config`, `GET /v1/config/history[/{version}]`,
+//! - `GET /v1/status`, `GET /v1/fleet`, `GET /v1/config`, `GET /v1/config/history[/{version}]`,
 //!   `GET /v1/config/diff`, `GET /metrics`: viewer.
 //! - `PUT /v1/config`, `POST /v1/config/rollback`: admin.
 //! - `POST /v1/upstreams/{name}/weights`, `…/flip`, `…/backends/{addr}/drain|enable`:
@@ -153,6 +153,10 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
         },
         (Method::GET, "/v1/status") => match needs(Role::Viewer) {
             Ok(_) => status::status(state),
+            Err(resp) => resp,
+        },
+        (Method::GET, "/v1/fleet") => match needs(Role::Viewer) {
+            Ok(_) => status::fleet(state).await,
             Err(resp) => resp,
         },
         (Method::GET, "/metrics") => match needs(Role::Viewer) {

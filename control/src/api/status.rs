@@ -1,8 +1,9 @@
-//! `GET /v1/status`: what is running, since when, applied by whom, and each plane's state.
+//! `GET /v1/status`: what is running, since when, applied by whom, each plane's state and
+//! the store's; `GET /v1/fleet`: every node sharing the store, and whether they converged.
 
 use http::{Response, StatusCode};
 
-use super::response::{json, Body};
+use super::response::{error, json, Body};
 use super::ApiState;
 
 pub fn status(state: &ApiState) -> Response<Body> {
@@ -32,7 +33,25 @@ pub fn status(state: &ApiState) -> Response<Body> {
             "uptime_seconds": state.started.elapsed().as_secs(),
             "last_reload_error": state.applier.last_error().as_deref(),
             "restart_required": restart_required,
+            "store": state.applier.store().status(),
             "planes": planes,
         }),
     )
+}
+
+/// `GET /v1/fleet`: 404 without a shared store, 503 while it is unreachable.
+pub async fn fleet(state: &ApiState) -> Response<Body> {
+    let Some(store) = state.applier.store().etcd() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this node has no fleet: store.kind is \"file\"",
+        );
+    };
+    match crate::store::fleet::fleet(store).await {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("config store unreachable: {e}"),
+        ),
+    }
 }

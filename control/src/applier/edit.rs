@@ -33,12 +33,26 @@ impl Applier {
     /// [`ApplyOutcome::Unchanged`].
     pub async fn apply_edit<F>(&self, req: EditRequest, edit: F) -> Result<ApplyOutcome, ApplyError>
     where
-        F: FnOnce(&Snapshot) -> Result<String, EditError>,
+        F: Fn(&Snapshot) -> Result<String, EditError>,
     {
         let _writer = self.writer.lock().await;
-        let before = self.current();
-        let version = before.snapshot.version;
+        // A lost compare-and-swap (etcd) reruns the edit on the newer document.
+        let mut result = self.edit_locked(&req, &edit).await;
+        for _ in 0..8 {
+            if !matches!(result, Err(ApplyError::Conflict)) {
+                break;
+            }
+            result = self.edit_locked(&req, &edit).await;
+        }
+        result
+    }
+
+    async fn edit_locked<F>(&self, req: &EditRequest, edit: &F) -> Result<ApplyOutcome, ApplyError>
+    where
+        F: Fn(&Snapshot) -> Result<String, EditError>,
+    {
         let refuse = |err: ApplyError| {
+            let version = self.current().snapshot.version;
             tracing::warn!(action = req.action, actor = %req.actor.name, "change refused: {err}");
             self.audit_with(
                 &req.actor,
@@ -50,6 +64,15 @@ impl Applier {
             );
             Err(err)
         };
+        let head = match self.sync_locked().await {
+            Ok(h) => h,
+            Err(e) => return refuse(e),
+        };
+        if let Some(e) = self.behind(head.as_ref()) {
+            return refuse(e);
+        }
+        let before = self.current();
+        let version = before.snapshot.version;
         if let Some(expected) = req.expect_version.filter(|e| *e != version) {
             return refuse(ApplyError::Stale {
                 current: version,
@@ -63,12 +86,13 @@ impl Applier {
         let apply = ApplyRequest {
             text: Arc::from(text),
             origin: req.origin,
-            actor: req.actor,
+            actor: req.actor.clone(),
             action: req.action,
             expect_version: None,
             dry_run: false,
         };
-        self.apply_locked(apply, req.detail)
+        self.apply_synced(apply, req.detail.clone(), head.as_ref())
+            .await
     }
 }
 

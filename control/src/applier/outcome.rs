@@ -58,6 +58,12 @@ pub enum ApplyError {
     /// pool or backend, …); [`EditError::kind`] says how to answer.
     #[error("{0}")]
     Edit(EditError),
+    /// The config store (etcd) cannot be reached: nothing was changed.
+    #[error("config store unreachable: {0}")]
+    Unavailable(String),
+    /// The shared document changed between read and write (retried, or 412 with If-Match).
+    #[error("the shared config document changed concurrently")]
+    Conflict,
 }
 
 impl ApplyError {

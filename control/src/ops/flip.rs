@@ -188,16 +188,19 @@ impl Flips {
             expect_version: None,
             detail: Some(detail),
         };
-        let mut plan = None;
+        // The edit may run more than once (a lost compare-and-swap on a shared store reruns
+        // it on the newer document): the plan of the last run is the one applied.
+        let plan = std::sync::Mutex::new(None);
         let outcome = applier
             .apply_edit(edit, |s| {
                 let p = Plan::new(&s.config, upstream, &req.to)?;
                 let text = set_pool_weights(&s.source, upstream, &p.list())?;
-                plan = Some(p);
+                *crate::applier::lock(&plan) = Some(p);
                 Ok(text)
             })
             .await
             .map_err(FlipError::Apply)?;
+        let plan = plan.into_inner().unwrap_or_else(|p| p.into_inner());
         let (ApplyOutcome::Applied { after, .. }, Some(plan)) = (&outcome, plan) else {
             return Ok(FlipStarted {
                 outcome,

@@ -1,0 +1,63 @@
+//! One version of the config as the store keeps it ([`Record`]: text plus who applied it,
+//! when and from where), and file mode's state file (the version counter and the bounded
+//! history, written atomically beside the config after every change).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::history::{Applied, Origin};
+use crate::persist::write_atomically;
+
+/// A stored version: what `<prefix>/history/<version>` and the state file hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub version: u64,
+    /// Unix seconds.
+    #[serde(with = "time::serde::timestamp")]
+    pub applied_at: OffsetDateTime,
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<SocketAddr>,
+    pub source: Origin,
+    pub text: String,
+}
+
+impl Record {
+    pub fn of(applied: &Applied) -> Record {
+        Record {
+            version: applied.snapshot.version,
+            applied_at: applied.at,
+            actor: applied.actor.name.clone(),
+            remote: applied.actor.remote,
+            source: applied.origin,
+            text: applied.snapshot.source.to_string(),
+        }
+    }
+}
+
+/// File mode's state file: the newest version and the history, newest last.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub version: u64,
+    pub history: Vec<Record>,
+}
+
+/// Read the state file; `Ok(None)` when it does not exist yet.
+pub fn read_state(path: &Path) -> Result<Option<State>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("state file {} is not valid: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read state file {}: {e}", path.display())),
+    }
+}
+
+/// Replace the state file (atomically).
+pub fn write_state(path: &Path, state: &State) -> Result<(), String> {
+    let text = serde_json::to_string(state).map_err(|e| e.to_string())?;
+    write_atomically(path, &text)
+}
