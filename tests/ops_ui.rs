@@ -86,7 +86,7 @@ fn browse(
 ) -> anyhow::Result<std::process::Output> {
     Command::new(node)
         .arg(repo().join("tests/ui/status_page.cjs"))
-        .env("PLAYWRIGHT_CORE", &playwright)
+        .env("PLAYWRIGHT_CORE", playwright)
         .env("SY_URL", format!("http://{}", rig.proxy.addr()))
         .env("VIEWER_TOKEN", VIEWER)
         .env("OPERATOR_TOKEN", OPERATOR)
