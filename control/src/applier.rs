@@ -32,8 +32,7 @@ use crate::runtime::ControlRuntime;
 use crate::store::etcd::{CasError, MAX_DOC_BYTES};
 use crate::store::{Head, Record, Store};
 
-pub use edit::EditRequest;
-pub use outcome::{ApplyError, ApplyOutcome, ApplyRequest, ReloadError, StartError};
+pub use outcome::{ApplyError, ApplyOutcome, ApplyRequest, EditRequest, ReloadError, StartError};
 
 /// The single writer of Switchyard's config.
 pub struct Applier {

@@ -16,10 +16,11 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use switchyard_config::Role;
 
-use super::config::{read_body, refused};
+use super::auth;
+use super::refusal::{denied, refused};
+use super::request::{decode, read_body};
 use super::response::{error, json, Body};
-use super::upstreams::decode;
-use super::{auth, denied, ApiState};
+use super::state::ApiState;
 use crate::history::Actor;
 use crate::plane::ClusterOp;
 

@@ -3,16 +3,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use switchyard_config::redact::{redact_json, redact_toml};
 
-use super::response::{error, errors, json, with_type, Body};
-use super::{precondition, ApiState, MAX_BODY_BYTES};
-use crate::applier::{ApplyError, ApplyOutcome, ApplyRequest};
-use crate::audit::AuditEntry;
+use super::outcome::{outcome_response, set_etag};
+use super::precondition;
+use super::refusal::refused;
+use super::request::{query_flag, read_body};
+use super::response::{error, json, with_type, Body};
+use super::state::ApiState;
+use crate::applier::ApplyRequest;
 use crate::auth::Principal;
 use crate::history::{Actor, Origin};
 
@@ -145,133 +146,6 @@ pub async fn rollback(
     )
 }
 
-/// Record a change attempt refused before it reached the applier (a bad `If-Match`, a body
-/// too large or not UTF-8, a malformed rollback request) and pass the refusal on: every
-/// attempt is in the audit log, not only those the applier saw.
-pub(super) fn refused(
-    state: &ApiState,
-    actor: &Actor,
-    action: &str,
-    resp: Response<Body>,
-) -> Response<Body> {
-    let version = state.applier.current().snapshot.version;
-    let status = resp.status();
-    state.applier.runtime().audit.record(&AuditEntry {
-        time: time::OffsetDateTime::now_utc(),
-        actor: actor.name.clone(),
-        remote: actor.remote,
-        action: action.to_string(),
-        version_before: version,
-        version_after: version,
-        result: "rejected",
-        error: Some(format!(
-            "{} ({})",
-            status.canonical_reason().unwrap_or("refused"),
-            status.as_u16()
-        )),
-        detail: None,
-    });
-    resp
-}
-
-pub(super) fn outcome_response(outcome: Result<ApplyOutcome, ApplyError>) -> Response<Body> {
-    match outcome {
-        Ok(ApplyOutcome::Applied {
-            before,
-            after,
-            changes,
-        }) => {
-            let mut resp = json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "result": "applied",
-                    "version_before": before,
-                    "version": after.snapshot.version,
-                    "hash": after.snapshot.hash,
-                    "changes": changes,
-                }),
-            );
-            set_etag(&mut resp, after.snapshot.version);
-            resp
-        }
-        Ok(ApplyOutcome::Unchanged { current }) => {
-            let mut resp = json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "result": "unchanged",
-                    "version": current.snapshot.version,
-                    "hash": current.snapshot.hash,
-                    "changes": [],
-                }),
-            );
-            set_etag(&mut resp, current.snapshot.version);
-            resp
-        }
-        Ok(ApplyOutcome::DryRun {
-            current,
-            hash,
-            changes,
-        }) => json(
-            StatusCode::OK,
-            &serde_json::json!({ "result": "dry_run", "valid": true, "version": current, "hash": hash, "changes": changes }),
-        ),
-        Err(e @ ApplyError::Stale { current, .. }) => {
-            let mut resp = error(StatusCode::PRECONDITION_FAILED, e.to_string());
-            set_etag(&mut resp, current);
-            resp
-        }
-        Err(e @ ApplyError::Invalid(_)) => {
-            errors(StatusCode::BAD_REQUEST, "invalid config", &e.errors())
-        }
-        Err(e @ ApplyError::Build(_)) => errors(
-            StatusCode::BAD_REQUEST,
-            "config cannot be applied",
-            &e.errors(),
-        ),
-        Err(e @ ApplyError::UnknownVersion { .. }) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(ApplyError::Edit(e)) => error(super::upstreams::edit_status(&e), e.to_string()),
-        Err(e @ ApplyError::Unavailable(_)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("change refused: {e} (nothing was applied; the running config keeps serving)"),
-        ),
-        Err(e @ ApplyError::Conflict) => error(StatusCode::PRECONDITION_FAILED, e.to_string()),
-        Err(e @ ApplyError::Persist(_)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("change refused: {e} (nothing was applied)"),
-        ),
-    }
-}
-
-/// Collect a request body, refusing more than [`MAX_BODY_BYTES`] with 413.
-pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
-        let len = len.to_str().ok().and_then(|l| l.parse::<u64>().ok());
-        match len {
-            Some(n) if n > MAX_BODY_BYTES as u64 => return Err(too_large()),
-            Some(_) => {}
-            None => return Err(error(StatusCode::BAD_REQUEST, "invalid Content-Length")),
-        }
-    }
-    match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("cannot read request body: {e}"),
-        )),
-    }
-}
-
-fn too_large() -> Response<Body> {
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-    )
-}
-
 /// The version `If-Match` expects, for the applier to check under its lock: `None` when
 /// absent or `*`. A header that can match no version (`"abc"`, a weak `W/"3"`) is 412 with
 /// the current ETag, as RFC 9110 says; only one that is not entity-tag syntax is 400.
@@ -293,19 +167,4 @@ fn if_match<B>(state: &ApiState, req: &Request<B>) -> Result<Option<u64>, Respon
         set_etag(&mut resp, current);
         resp
     })
-}
-
-fn set_etag(resp: &mut Response<Body>, version: u64) {
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
-}
-
-/// The value of `key` in a query string (no percent-decoding: our flags are plain words).
-pub(super) fn query_flag(query: Option<&str>, key: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.to_string())
 }

@@ -10,9 +10,9 @@ use http::{Response, StatusCode};
 use similar::TextDiff;
 use switchyard_config::redact::redact_toml;
 
-use super::config::query_flag;
+use super::request::query_flag;
 use super::response::{error, json, Body};
-use super::ApiState;
+use super::state::ApiState;
 
 /// Lines of context around each change.
 const CONTEXT: usize = 3;

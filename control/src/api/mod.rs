@@ -20,8 +20,12 @@ mod auth;
 mod clusters;
 mod config;
 mod diff;
+mod outcome;
 mod precondition;
+mod refusal;
+mod request;
 mod response;
+mod state;
 mod status;
 mod ui;
 mod upstreams;
@@ -30,57 +34,20 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics_exporter_prometheus::PrometheusHandle;
 use switchyard_config::Role;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use crate::applier::Applier;
+pub use state::{ApiState, MAX_BODY_BYTES};
+
+use refusal::denied;
 use response::{error, Body};
-
-/// Largest request body accepted: a config at the size limit, plus slack.
-pub const MAX_BODY_BYTES: usize = switchyard_config::MAX_CONFIG_BYTES + 64 * 1024;
-
-/// What every request handler can reach.
-pub struct ApiState {
-    pub applier: Arc<Applier>,
-    pub metrics: Option<PrometheusHandle>,
-    /// Where the API actually listens.
-    pub bound: SocketAddr,
-    pub started: Instant,
-    /// The HTTP plane's counters, for flip verification; `None` without an HTTP plane.
-    pub traffic: Option<Arc<dyn crate::plane::TrafficStats>>,
-    /// Runtime operations' state (flips being verified); `Ops::default()`.
-    pub ops: crate::ops::Ops,
-    /// The Postgres router's operations (promote, switchover, rejoin), when it runs.
-    pub clusters: Option<Arc<dyn crate::plane::ClusterOps>>,
-}
-
-impl ApiState {
-    /// API state with fresh runtime-operation state.
-    pub fn new(
-        applier: Arc<Applier>,
-        metrics: Option<PrometheusHandle>,
-        bound: SocketAddr,
-        traffic: Option<Arc<dyn crate::plane::TrafficStats>>,
-    ) -> Self {
-        ApiState {
-            applier,
-            metrics,
-            bound,
-            started: Instant::now(),
-            traffic,
-            ops: crate::ops::Ops::default(),
-            clusters: None,
-        }
-    }
-}
 
 /// Serve the control API on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -208,37 +175,4 @@ async fn route(state: &ApiState, remote: SocketAddr, req: Request<Incoming>) -> 
         ),
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     }
-}
-
-/// Record a refused change attempt in the audit log and pass the refusal on. A token that
-/// is valid but lacks the role is named as the actor.
-fn denied<B>(
-    state: &ApiState,
-    req: &Request<B>,
-    remote: SocketAddr,
-    action: &str,
-    resp: Response<Body>,
-) -> Response<Body> {
-    let version = state.applier.current().snapshot.version;
-    let reason = if resp.status() == StatusCode::FORBIDDEN {
-        "forbidden"
-    } else {
-        "unauthenticated"
-    };
-    let runtime = state.applier.runtime();
-    let actor = auth::authorize(&runtime, req, Role::Viewer)
-        .map(|p| p.name)
-        .unwrap_or_else(|_| "(unauthenticated)".into());
-    runtime.audit.record(&crate::audit::AuditEntry {
-        time: time::OffsetDateTime::now_utc(),
-        actor,
-        remote: Some(remote),
-        action: action.to_string(),
-        version_before: version,
-        version_after: version,
-        result: "denied",
-        error: Some(format!("{reason} ({})", resp.status().as_u16())),
-        detail: None,
-    });
-    resp
 }

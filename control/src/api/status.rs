@@ -4,7 +4,7 @@
 use http::{Response, StatusCode};
 
 use super::response::{error, json, Body};
-use super::ApiState;
+use super::state::ApiState;
 
 pub fn status(state: &ApiState) -> Response<Body> {
     let applied = state.applier.current();

@@ -12,24 +12,17 @@ use std::net::SocketAddr;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use switchyard_config::edit::{EditError, EditErrorKind};
 use switchyard_config::{BackendState, Role};
 
-use super::config::{outcome_response, read_body, refused};
+use super::auth;
+use super::outcome::outcome_response;
+use super::refusal::{denied, refused};
+use super::request::{decode, read_body};
 use super::response::{error, json, Body};
-use super::{auth, denied, ApiState};
+use super::state::ApiState;
 use crate::applier::ApplyOutcome;
 use crate::history::Actor;
 use crate::ops::{self, FlipError, FlipRequest};
-
-/// The HTTP status for an edit error.
-pub(super) fn edit_status(e: &EditError) -> StatusCode {
-    match e.kind() {
-        EditErrorKind::NotFound => StatusCode::NOT_FOUND,
-        EditErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        EditErrorKind::Conflict => StatusCode::CONFLICT,
-    }
-}
 
 /// One operation, parsed from the path.
 enum Op {
@@ -192,39 +185,6 @@ fn flip_response(started: ops::FlipStarted) -> Response<Body> {
         }),
     };
     json(StatusCode::OK, &body)
-}
-
-/// Percent-decode one path segment; 400 if it is not UTF-8 after decoding.
-pub(super) fn decode(segment: &str) -> Result<String, Response<Body>> {
-    let bad = || {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid percent-encoding in path segment {segment:?}"),
-        )
-    };
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-            // Two hex digits: `from_str_radix` alone would also take a sign (`%+f`).
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return Err(bad());
-            }
-            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let decoded = String::from_utf8(out).map_err(|_| bad())?;
-    if decoded.is_empty() {
-        return Err(error(StatusCode::BAD_REQUEST, "empty path segment"));
-    }
-    Ok(decoded)
 }
 
 #[cfg(test)]

@@ -10,21 +10,7 @@ use std::sync::Arc;
 use switchyard_config::edit::EditError;
 use switchyard_config::Snapshot;
 
-use super::{Applier, ApplyError, ApplyOutcome, ApplyRequest};
-use crate::history::{Actor, Origin};
-
-/// Who asks for an edit of the running config, and how it is recorded.
-#[derive(Debug, Clone)]
-pub struct EditRequest {
-    /// Audit action name (`upstream.weights`, `upstream.flip`, …).
-    pub action: &'static str,
-    pub actor: Actor,
-    pub origin: Origin,
-    /// Refuse unless the running version is this one.
-    pub expect_version: Option<u64>,
-    /// Written to the audit line's `detail` (what was asked for, and why).
-    pub detail: Option<serde_json::Value>,
-}
+use super::{Applier, ApplyError, ApplyOutcome, ApplyRequest, EditRequest};
 
 impl Applier {
     /// Under the writer lock, run `edit` on the running snapshot (its `source` text and
@@ -102,6 +88,7 @@ mod tests {
 
     use super::*;
     use crate::applier::testing::{audit_lines, start, BLUE_GREEN};
+    use crate::history::{Actor, Origin};
 
     fn request(action: &'static str) -> EditRequest {
         EditRequest {

@@ -97,3 +97,16 @@ pub enum StartError {
     #[error("config file {path} is not valid:\n{error}")]
     Invalid { path: String, error: ApplyError },
 }
+
+/// Who asks for an edit of the running config, and how it is recorded.
+#[derive(Debug, Clone)]
+pub struct EditRequest {
+    /// Audit action name (`upstream.weights`, `upstream.flip`, …).
+    pub action: &'static str,
+    pub actor: Actor,
+    pub origin: Origin,
+    /// Refuse unless the running version is this one.
+    pub expect_version: Option<u64>,
+    /// Written to the audit line's `detail` (what was asked for, and why).
+    pub detail: Option<serde_json::Value>,
+}

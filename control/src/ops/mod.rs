@@ -10,12 +10,14 @@
 
 mod backends;
 mod flip;
+mod flips;
 mod request;
 mod verify;
 mod weights;
 
 pub use backends::set_backend_state;
-pub use flip::{FlipError, FlipStarted, FlipState, FlipStatus, Flips};
+pub use flip::{FlipError, FlipStarted};
+pub use flips::{FlipState, FlipStatus, Flips};
 pub use request::{FlipRequest, Verify};
 pub use weights::set_weights;
 

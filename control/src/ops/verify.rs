@@ -9,7 +9,7 @@ use std::sync::Arc;
 use switchyard_config::edit::{set_pool_weights, EditError};
 use tokio::time::Instant;
 
-use super::flip::{finish, Claim, FlipState, FlipStatus, Flips};
+use super::flips::{finish, Claim, FlipState, FlipStatus, Flips};
 use super::request::Verify;
 use crate::applier::{Applier, ApplyOutcome, EditRequest};
 use crate::history::{Actor, Origin};

@@ -1,0 +1,176 @@
+//! [`Flips`]: the flips of the process, the latest one per upstream (for
+//! `GET /v1/upstreams/{name}/flip`) and a [`Claim`] per upstream being verified, so two flips
+//! of one upstream never overlap. Below both the flip operation ([`super::flip`]) and its
+//! verifier ([`super::verify`]); imports neither.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::request::Verify;
+use crate::applier::lock;
+
+/// How often a verifier reads the traffic counters.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(150);
+
+/// Where a flip is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlipState {
+    /// Applied; the window is running.
+    Verifying,
+    /// The window ended without a breach after at least `min_requests` requests.
+    Verified,
+    /// The window ended without a breach but with too little traffic to tell, or there
+    /// were no traffic counters to read. The weights stay.
+    Unverified,
+    /// The error ratio breached; the previous weights were put back.
+    RolledBack,
+    /// Verification could not finish (the pool vanished, the rollback was refused, …).
+    Failed,
+}
+
+impl FlipState {
+    /// The state as shown in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlipState::Verifying => "verifying",
+            FlipState::Verified => "verified",
+            FlipState::Unverified => "unverified",
+            FlipState::RolledBack => "rolled_back",
+            FlipState::Failed => "failed",
+        }
+    }
+}
+
+/// A flip's progress or outcome, as `GET /v1/upstreams/{name}/flip` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlipStatus {
+    pub upstream: String,
+    pub to: String,
+    pub state: FlipState,
+    /// Who asked for the flip.
+    pub actor: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    #[serde(flatten)]
+    pub verify: Verify,
+    /// Pool weights before the flip: what a rollback restores.
+    pub previous_weights: BTreeMap<String, u32>,
+    /// Pool weights the flip applied.
+    pub weights: BTreeMap<String, u32>,
+    /// Requests to, and failed requests of, the `to` pool since the flip was applied.
+    pub requests: u64,
+    pub errors: u64,
+    /// Why the flip ended as it did (breach, too little traffic, failure).
+    pub reason: Option<String>,
+    /// The config version the flip applied, and the one its rollback applied.
+    pub flip_version: u64,
+    pub rollback_version: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct Flips {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    poll: Duration,
+    latest: Mutex<HashMap<String, FlipStatus>>,
+    verifying: Mutex<HashSet<String>>,
+}
+
+impl Default for Flips {
+    fn default() -> Self {
+        Flips::with_poll_interval(DEFAULT_POLL)
+    }
+}
+
+impl Flips {
+    /// Flips whose verifiers read the counters every `poll`.
+    pub fn with_poll_interval(poll: Duration) -> Self {
+        Flips {
+            inner: Arc::new(Inner {
+                poll,
+                latest: Mutex::default(),
+                verifying: Mutex::default(),
+            }),
+        }
+    }
+
+    pub(super) fn poll(&self) -> Duration {
+        self.inner.poll
+    }
+
+    /// The latest flip of `upstream` since start-up.
+    pub fn latest(&self, upstream: &str) -> Option<FlipStatus> {
+        lock(&self.inner.latest).get(upstream).cloned()
+    }
+
+    /// Change the recorded status of `upstream`'s flip of `version`.
+    pub(super) fn update(&self, upstream: &str, version: u64, f: impl FnOnce(&mut FlipStatus)) {
+        if let Some(s) = lock(&self.inner.latest)
+            .get_mut(upstream)
+            .filter(|s| s.flip_version == version)
+        {
+            f(s);
+        }
+    }
+
+    pub(super) fn record(&self, status: FlipStatus) {
+        lock(&self.inner.latest).insert(status.upstream.clone(), status);
+    }
+}
+
+/// Mark a flip finished with `state` and count it.
+pub(super) fn finish(status: &mut FlipStatus, state: FlipState, reason: String) {
+    status.state = state;
+    status.reason = Some(reason);
+    status.finished_at = Some(OffsetDateTime::now_utc());
+    metrics::counter!(
+        "switchyard_http_flips_total",
+        "upstream" => status.upstream.clone(),
+        "outcome" => state.as_str()
+    )
+    .increment(1);
+}
+
+/// The right to flip an upstream, held from before the apply until verification ends.
+/// Dropping it (normally, or because the runtime shut the task down) releases the upstream
+/// and marks a flip still `verifying` as `failed`.
+pub(super) struct Claim {
+    flips: Flips,
+    upstream: String,
+}
+
+impl Claim {
+    pub(super) fn take(flips: &Flips, upstream: &str) -> Option<Claim> {
+        lock(&flips.inner.verifying)
+            .insert(upstream.to_string())
+            .then(|| Claim {
+                flips: flips.clone(),
+                upstream: upstream.to_string(),
+            })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(s) = lock(&self.flips.inner.latest)
+            .get_mut(&self.upstream)
+            .filter(|s| s.state == FlipState::Verifying)
+        {
+            finish(
+                s,
+                FlipState::Failed,
+                "verification stopped before the window ended".into(),
+            );
+        }
+        lock(&self.flips.inner.verifying).remove(&self.upstream);
+    }
+}
