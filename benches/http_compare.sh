@@ -20,7 +20,8 @@
 # threads), ROUNDS (3), WARMUP (3, seconds per proxy before each concurrency), OUT
 # (target/bench-http/<time>: wrk outputs and configs are kept there), CARGO_TARGET_DIR
 # (where the release build goes and the switchyard binary is taken from; default target),
-# SWITCHYARD_BIN (a switchyard binary to use as is, instead of building one).
+# SWITCHYARD_BIN (a switchyard binary to use as is, instead of building one),
+# SWITCHYARD_LISTENER (extra keys for Switchyard's listener, e.g. 'read_buffer_bytes = 65536').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -131,6 +132,7 @@ audit_log = "audit.jsonl"
 [[http.listeners]]
 name = "bench"
 addr = "127.0.0.1:$p_switchyard"
+${SWITCHYARD_LISTENER:-}
 
 [[http.routes]]
 upstream = "origin"

@@ -175,3 +175,25 @@ pub fn body_timed_out(session: &pingora::proxy::Session) {
         c.edge().timed_out(Timeout::Body);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `has_pipelined_prefix` reads pingora's `Debug` form: check it against the pingora in use.
+    #[tokio::test]
+    async fn the_pipelined_prefix_is_seen_in_persistent_settings() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(client));
+        let session = ServerSession::new_http1(stream);
+        let mut settings = HttpPersistentSettings::for_session(&session);
+        assert!(!has_pipelined_prefix(Some(&settings)));
+        assert!(!has_pipelined_prefix(None));
+        settings.set_pipelined_prefix(bytes::BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]));
+        assert!(has_pipelined_prefix(Some(&settings)));
+    }
+}
