@@ -17,28 +17,9 @@ use std::path::Path;
 
 use import_circles::{analyse, Graph};
 
-/// Circles known when this test was written, owned by others (issue 10, item 4): crate
-/// root, then the files of each circle. A circle found must be one of these or part of one.
-const KNOWN: &[(&str, &[&str])] = &[
-    ("proxy/src/lib.rs", &["lib.rs", "status.rs"]),
-    ("proxy/src/lib.rs", &["server.rs", "service.rs"]),
-    ("control/src/lib.rs", &["ops/flip.rs", "ops/verify.rs"]),
-    (
-        "control/src/lib.rs",
-        &["applier.rs", "applier/edit.rs", "applier/testing.rs"],
-    ),
-    (
-        "control/src/lib.rs",
-        &[
-            "api/mod.rs",
-            "api/clusters.rs",
-            "api/config.rs",
-            "api/diff.rs",
-            "api/status.rs",
-            "api/upstreams.rs",
-        ],
-    ),
-];
+/// Circles known and accepted: crate root, then the files of each circle. A circle found must
+/// be one of these or part of one. Issue 10 took out the last ones; keep it empty.
+const KNOWN: &[(&str, &[&str])] = &[];
 
 const CRATES: &[&str] = &[
     "dbrouter/src/lib.rs",

@@ -21,10 +21,12 @@ pub mod health;
 pub mod registry;
 mod request_metrics;
 pub mod routing;
+mod runtime;
 pub mod server;
 pub mod service;
 mod status;
 pub mod tls;
+mod worker;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -39,6 +41,7 @@ use balance::{PoolRuntime, UpstreamRuntime};
 pub use registry::Registry;
 use request_metrics::RouteMetrics;
 pub use routing::RouteTable;
+pub use runtime::HttpRuntime;
 use tls::{CertSet, SniResolver};
 
 /// Why a config cannot be turned into an HTTP runtime.
@@ -46,19 +49,6 @@ use tls::{CertSet, SniResolver};
 pub enum BuildError {
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
-}
-
-/// Everything the HTTP plane needs for one config.
-#[derive(Debug)]
-pub struct HttpRuntime {
-    pub routes: RouteTable,
-    pub upstreams: HashMap<String, UpstreamRuntime>,
-    /// Metric handles per route, in the order of `config.http.routes`.
-    route_metrics: Vec<RouteMetrics>,
-    /// Certificates per listener name.
-    certs: HashMap<String, Arc<CertSet>>,
-    /// The whole applied config, shared with the control plane (not copied).
-    pub config: Arc<Config>,
 }
 
 /// The HTTP plane: the live runtime and the state that outlives reloads.
@@ -212,25 +202,7 @@ impl HttpPlane {
 
     /// State for `/v1/status`.
     pub fn status(&self) -> serde_json::Value {
-        status::status(self)
-    }
-}
-
-impl HttpRuntime {
-    /// Administrative state of a backend of an upstream in this runtime (`None`: not listed).
-    fn admin_state(&self, upstream: &str, addr: &str) -> Option<AdminState> {
-        let up = self.upstreams.get(upstream)?;
-        up.pools
-            .iter()
-            .flat_map(|p| p.backends.iter())
-            .find(|b| b.addr == addr)
-            .map(|b| {
-                if b.draining {
-                    AdminState::Drain
-                } else {
-                    AdminState::Enabled
-                }
-            })
+        status::status(self.runtime(), self.serving())
     }
 }
 

@@ -347,7 +347,7 @@ impl ProxyHttp for ProxyService {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut peer = HttpPeer::new(entry.socket, false, String::new());
-        peer.group_key = crate::server::worker_group();
+        peer.group_key = crate::worker::group();
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.read_timeout = Some(route.read_timeout);
         peer.options.write_timeout = Some(route.write_timeout);

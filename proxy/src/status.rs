@@ -2,15 +2,20 @@
 //! state (healthy, ejected until T, draining, down by active check), in-flight count and
 //! recent failures.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
 use crate::registry::Health;
-use crate::HttpPlane;
+use crate::HttpRuntime;
 
-pub(crate) fn status(plane: &HttpPlane) -> Value {
-    let Some(rt) = plane.runtime() else {
+pub(crate) fn status(
+    runtime: Option<Arc<HttpRuntime>>,
+    serving: Vec<(String, SocketAddr, bool)>,
+) -> Value {
+    let Some(rt) = runtime else {
         return json!({ "serving": false, "configured": false });
     };
     let now = Instant::now();
@@ -64,7 +69,6 @@ pub(crate) fn status(plane: &HttpPlane) -> Value {
         .iter()
         .map(|l| json!({ "name": l.name, "addr": l.addr, "tls": !l.tls.is_empty(), "health_path": l.health_path }))
         .collect();
-    let serving = plane.serving();
     let configured: Vec<_> = rt
         .config
         .http
