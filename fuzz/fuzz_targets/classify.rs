@@ -60,9 +60,15 @@ fuzz_target!(|data: &[u8]| {
     let (full, tiny) = classifiers();
     let first = full.classify(sql);
     let again = full.classify(sql);
-    assert_eq!(first, again, "a cache hit differs from the first answer for {sql:?}");
+    assert_eq!(
+        first, again,
+        "a cache hit differs from the first answer for {sql:?}"
+    );
     let evicting = tiny.classify(sql);
-    assert_eq!(first, evicting, "a tiny cache answers differently for {sql:?}");
+    assert_eq!(
+        first, evicting,
+        "a tiny cache answers differently for {sql:?}"
+    );
     let analysed = full.analyse(sql);
     assert_eq!(
         (first.target, first.tx),
@@ -78,16 +84,39 @@ fuzz_target!(|data: &[u8]| {
 
 /// Writers and primary-only functions, listed apart from the classifier's own tables.
 fn writes(function: &str) -> bool {
-    let name = function.rsplit('.').next().unwrap_or(function).to_ascii_lowercase();
+    let name = function
+        .rsplit('.')
+        .next()
+        .unwrap_or(function)
+        .to_ascii_lowercase();
     matches!(
         name.as_str(),
-        "nextval" | "setval" | "currval" | "lastval" | "set_config" | "pg_notify"
-            | "txid_current" | "pg_current_xact_id" | "pg_terminate_backend"
-            | "pg_cancel_backend" | "pg_reload_conf" | "pg_switch_wal" | "pg_promote"
-            | "pg_create_restore_point" | "setseed" | "audit" | "pg_current_wal_lsn"
-    ) || ["pg_advisory", "pg_try_advisory", "lo_", "dblink", "pg_stat_reset"]
-        .iter()
-        .any(|p| name.starts_with(p))
+        "nextval"
+            | "setval"
+            | "currval"
+            | "lastval"
+            | "set_config"
+            | "pg_notify"
+            | "txid_current"
+            | "pg_current_xact_id"
+            | "pg_terminate_backend"
+            | "pg_cancel_backend"
+            | "pg_reload_conf"
+            | "pg_switch_wal"
+            | "pg_promote"
+            | "pg_create_restore_point"
+            | "setseed"
+            | "audit"
+            | "pg_current_wal_lsn"
+    ) || [
+        "pg_advisory",
+        "pg_try_advisory",
+        "lo_",
+        "dblink",
+        "pg_stat_reset",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 fn reads_only(sql: &str, decision: &Decision) -> Result<(), String> {
@@ -113,7 +142,10 @@ fn reads_only(sql: &str, decision: &Decision) -> Result<(), String> {
     }
     for (node, _, _, _) in parsed.protobuf.nodes() {
         match node {
-            NodeRef::InsertStmt(_) | NodeRef::UpdateStmt(_) | NodeRef::DeleteStmt(_) | NodeRef::MergeStmt(_) => {
+            NodeRef::InsertStmt(_)
+            | NodeRef::UpdateStmt(_)
+            | NodeRef::DeleteStmt(_)
+            | NodeRef::MergeStmt(_) => {
                 return Err("pg_query's tree has a data-modifying statement in it".into())
             }
             NodeRef::SelectStmt(s) => select(s)?,
@@ -161,9 +193,11 @@ fn top_level(node: &NodeEnum) -> Result<(), String> {
             }
         }
         NodeEnum::TransactionStmt(t) => match TransactionStmtKind::try_from(t.kind) {
-            Ok(TransactionStmtKind::TransStmtPrepare | TransactionStmtKind::TransStmtCommitPrepared | TransactionStmtKind::TransStmtRollbackPrepared) => {
-                Err("it is two-phase commit".into())
-            }
+            Ok(
+                TransactionStmtKind::TransStmtPrepare
+                | TransactionStmtKind::TransStmtCommitPrepared
+                | TransactionStmtKind::TransStmtRollbackPrepared,
+            ) => Err("it is two-phase commit".into()),
             _ => Ok(()),
         },
         NodeEnum::VariableSetStmt(s) if s.name == "TRANSACTION" => Ok(()),
@@ -174,6 +208,9 @@ fn top_level(node: &NodeEnum) -> Result<(), String> {
 fn kind(node: Option<&NodeEnum>) -> String {
     match node {
         None => "nothing".into(),
-        Some(n) => format!("{n:?}").chars().take_while(|c| c.is_alphanumeric()).collect(),
+        Some(n) => format!("{n:?}")
+            .chars()
+            .take_while(|c| c.is_alphanumeric())
+            .collect(),
     }
 }

@@ -39,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
             let back = parse(&restored).unwrap_or_else(|e| {
                 panic!("redacted then restored text does not parse: {e}\n{restored}")
             });
-            assert_eq!(content_hash(&back), hash, "redaction round trip changed the config");
+            assert_eq!(
+                content_hash(&back),
+                hash,
+                "redaction round trip changed the config"
+            );
         }
     }
 });

@@ -41,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
         conninfo::quote_literal(&rewritten)
     );
     let parsed = pg_query::parse(&sql, 0).unwrap_or_else(|e| panic!("{sql:?}: {e}"));
-    let stmt = parsed.protobuf.stmts.first().and_then(|s| s.stmt.as_ref()?.node.as_ref());
+    let stmt = parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref()?.node.as_ref());
     let Some(NodeEnum::AlterSystemStmt(alter)) = stmt else {
         panic!("{sql:?} is not one ALTER SYSTEM");
     };

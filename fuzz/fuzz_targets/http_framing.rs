@@ -41,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
         map.append(name, value);
     }
     let cl_received = framing::received_content_length(raw_head);
-    assert_eq!(cl_received, !cls.is_empty(), "the raw scan and httparse disagree on {raw_head:?}");
+    assert_eq!(
+        cl_received,
+        !cls.is_empty(),
+        "the raw scan and httparse disagree on {raw_head:?}"
+    );
 
     let verdict = framing::smuggling(&map, cl_received);
     let trim = |v: &[u8]| -> Vec<u8> { v.trim_ascii().to_vec() };
@@ -51,7 +55,12 @@ fuzz_target!(|data: &[u8]| {
         Some("conflicting")
     } else if cls.iter().any(|v| {
         let t = trim(v);
-        t.is_empty() || !t.iter().all(u8::is_ascii_digit) || std::str::from_utf8(&t).ok().and_then(|s| s.parse::<u64>().ok()).is_none()
+        t.is_empty()
+            || !t.iter().all(u8::is_ascii_digit)
+            || std::str::from_utf8(&t)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_none()
     }) {
         Some("invalid")
     } else if tes.len() > 1 || tes.iter().any(|v| !v.eq_ignore_ascii_case(b"chunked")) {
@@ -65,6 +74,9 @@ fuzz_target!(|data: &[u8]| {
             got.to_ascii_lowercase().contains(want),
             "{raw_head:?}: got {got:?}, expected {want}"
         ),
-        (got, want) => panic!("{:?}: got {got:?}, expected {want:?}", String::from_utf8_lossy(raw_head)),
+        (got, want) => panic!(
+            "{:?}: got {got:?}, expected {want:?}",
+            String::from_utf8_lossy(raw_head)
+        ),
     }
 });

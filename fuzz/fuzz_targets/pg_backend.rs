@@ -122,7 +122,10 @@ fn writers(data: &[u8]) {
     backend::backend_key_data(&mut buf, pid, secret);
     match Message::parse(&mut buf) {
         Ok(Some(Message::BackendKeyData(k))) => {
-            assert_eq!((k.process_id() as u32, k.secret_key() as u32), (pid, secret));
+            assert_eq!(
+                (k.process_id() as u32, k.secret_key() as u32),
+                (pid, secret)
+            );
         }
         _ => panic!("BackendKeyData does not read back"),
     }
@@ -169,7 +172,10 @@ fn writers(data: &[u8]) {
     }
     let mut buf = BytesMut::new();
     backend::auth_ok(&mut buf);
-    assert!(matches!(Message::parse(&mut buf), Ok(Some(Message::AuthenticationOk))));
+    assert!(matches!(
+        Message::parse(&mut buf),
+        Ok(Some(Message::AuthenticationOk))
+    ));
 
     // NegotiateProtocolVersion (postgres-protocol does not read it): one whole message.
     let options = [get(7), get(8)];

@@ -60,7 +60,12 @@ fn decode_all(stream: &[u8], limit: fn(u8) -> Option<usize>) -> Vec<Result<Frame
     }
 }
 
-fn scan_agrees(stream: &[u8], limit: fn(u8) -> Option<usize>, chunking: u8, frames: &[Result<Frame, ()>]) {
+fn scan_agrees(
+    stream: &[u8],
+    limit: fn(u8) -> Option<usize>,
+    chunking: u8,
+    frames: &[Result<Frame, ()>],
+) {
     // One feed of everything.
     let mut whole = Scanner::new(limit);
     let one = whole.feed(stream, |_| false);
@@ -82,7 +87,10 @@ fn scan_agrees(stream: &[u8], limit: fn(u8) -> Option<usize>, chunking: u8, fram
                 assert!(!scan.stopped && scan.forward <= pending.len());
                 forwarded += scan.forward;
                 pending.drain(..scan.forward);
-                assert!(pending.len() < HEADER_LEN, "only a partial header is held back");
+                assert!(
+                    pending.len() < HEADER_LEN,
+                    "only a partial header is held back"
+                );
             }
             Err(_) => {
                 failed = true;
@@ -99,7 +107,10 @@ fn scan_agrees(stream: &[u8], limit: fn(u8) -> Option<usize>, chunking: u8, fram
         }
         Err(_) => {
             assert!(failed, "the whole scan failed, the chunked one did not");
-            assert!(matches!(frames.last(), Some(Err(()))), "decode saw no bad header");
+            assert!(
+                matches!(frames.last(), Some(Err(()))),
+                "decode saw no bad header"
+            );
         }
     }
     // `decode` fails exactly at a bad header, which the scanner reaches too.

@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     }
     match startup::parse(body) {
         Err(e) => {
-            assert!(e.to_client().is_some(), "a refusal the client is not told about");
+            assert!(
+                e.to_client().is_some(),
+                "a refusal the client is not told about"
+            );
         }
         Ok(packet) => round_trip(&packet),
     }
@@ -46,7 +49,12 @@ fn round_trip(packet: &Packet) {
             frontend::cancel_request(*pid as i32, *secret as i32, &mut wire)
         }
         Packet::Startup(p) => {
-            let _ = (p.user(), p.database(), p.protocol_options(), p.is_replication());
+            let _ = (
+                p.user(),
+                p.database(),
+                p.protocol_options(),
+                p.is_replication(),
+            );
             if let Err(e) = p.user() {
                 assert!(e.to_client().is_some());
             }

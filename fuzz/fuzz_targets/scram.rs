@@ -41,17 +41,26 @@ fn server_messages(data: &[u8]) {
     let mut server = ScramServer::<Sha256>::with_nonce(keys("pencil", 1), "SERVERNONCE".into());
     match server.server_first(first) {
         Ok(reply) => {
-            assert!(reply.starts_with("r=") && reply.contains("SERVERNONCE,s="), "{reply}");
+            assert!(
+                reply.starts_with("r=") && reply.contains("SERVERNONCE,s="),
+                "{reply}"
+            );
             // Nobody knows the proof for random bytes: anything but a match is fine, and a
             // match would mean the proof check is broken.
             match server.server_final(last) {
-                Ok(_) => panic!("a forged client-final was accepted: {:?}", String::from_utf8_lossy(last)),
+                Ok(_) => panic!(
+                    "a forged client-final was accepted: {:?}",
+                    String::from_utf8_lossy(last)
+                ),
                 Err(e) => drop(e.to_string()),
             }
         }
         Err(e) => {
             drop(e.to_string());
-            assert!(matches!(server.server_final(last), Err(ScramError::OutOfOrder)));
+            assert!(matches!(
+                server.server_final(last),
+                Err(ScramError::OutOfOrder)
+            ));
         }
     }
 }
@@ -72,7 +81,8 @@ fn real_client(data: &[u8], mode: u8) {
         if !should_pass && keys(tried, iterations).stored_key == server_keys.stored_key {
             continue;
         }
-        let mut server = ScramServer::<Sha256>::with_nonce(server_keys.clone(), "SERVERNONCE".into());
+        let mut server =
+            ScramServer::<Sha256>::with_nonce(server_keys.clone(), "SERVERNONCE".into());
         let mut client = ScramSha256::new(tried.as_bytes(), ChannelBinding::unsupported());
         let first = server
             .server_first(client.message())

@@ -146,6 +146,10 @@ pub(super) fn table() -> Vec<(&'static str, Target, Reason, TxEffect)> {
         ("DISCARD ALL", P, SessionState, NONE),
         ("SHOW search_path", R, Show, NONE),
         ("SHOW TRANSACTION ISOLATION LEVEL", R, Show, NONE),
+        // Found by the `classify` fuzz target: no setting names, so parse errors.
+        ("SHOW sdaY..Bh", P, ParseError, NONE),
+        ("SHOW a.", P, ParseError, NONE),
+        ("SHOW select", P, ParseError, NONE),
         // === EXPLAIN ===
         ("EXPLAIN SELECT * FROM t", R, Read, NONE),
         ("EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM t", R, Read, NONE),
