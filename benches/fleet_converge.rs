@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
     let Some(etcd) = EtcdCluster::start(3)? else {
         return Ok(());
     };
-    let a = node(&etcd, "a", Some("127.0.0.1:9001"))?;
+    let a = node(&etcd, "a", Some(&shared("127.0.0.1:9001")))?;
     let b = node(&etcd, "b", None)?;
     let c = node(&etcd, "c", None)?;
     let mut took = Vec::with_capacity(CHANGES);

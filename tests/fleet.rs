@@ -12,7 +12,9 @@ use anyhow::{ensure, Context};
 use support::backend::Backend;
 use support::config::{ADMIN, VIEWER};
 use support::etcd_cluster::EtcdCluster;
-use support::fleet::{converged, fleet, node, node_via, put, put_ok, shared, start3, CONVERGE};
+use support::fleet::{
+    converged, fleet, load_all, node, node_via, put, put_ok, shared, start3, CONVERGE,
+};
 use support::load::Load;
 use support::pg::ha::Relay;
 use support::{consistently, eventually, live_backend, Request, Switchyard};
@@ -191,13 +193,7 @@ fn losing_etcd_stops_changes_never_traffic_and_the_fleet_catches_up() -> anyhow:
     let blue = Backend::start("blue")?;
     let (a, b, c) = start3(&etcd, &blue.addr_str())?;
     let nodes = [&a, &b, &c];
-    let loads: Vec<Load> = nodes
-        .iter()
-        .map(|n| Load::start(n.http, 2, Request::get("/")))
-        .collect();
-    for l in &loads {
-        l.wait_for(20, Duration::from_secs(10))?;
-    }
+    let loads = load_all(&nodes)?;
 
     // One member (the leader) killed: changes still apply everywhere.
     let leader = etcd.leader()?;
@@ -273,7 +269,7 @@ fn a_restarted_node_keeps_version_and_history_with_etcd() -> anyhow::Result<()> 
         return Ok(());
     };
     let blue = Backend::start("blue")?;
-    let a = node(&etcd, "a", Some(&blue.addr_str()))?;
+    let a = node(&etcd, "a", Some(&shared(&blue.addr_str())))?;
     let mut b = node(&etcd, "b", None)?;
     put_ok(&a, &shared("127.0.0.1:9102"), Some(1))?;
     put_ok(&b, &shared("127.0.0.1:9103"), Some(2))?;
@@ -337,7 +333,7 @@ fn a_node_cut_off_from_etcd_keeps_serving_and_resyncs_after_compaction() -> anyh
         return Ok(());
     };
     let blue = Backend::start("blue")?;
-    let a = node(&etcd, "a", Some(&blue.addr_str()))?;
+    let a = node(&etcd, "a", Some(&shared(&blue.addr_str())))?;
     let b = node(&etcd, "b", None)?;
     // C reaches etcd only through relays the test can cut.
     let rt = support::backend::runtime();
