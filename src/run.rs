@@ -94,7 +94,12 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     binary_version: switchyard::build_info::LONG_VERSION.to_string(),
                 };
                 let (a, s, f) = (applier.clone(), store.clone(), applier.clone());
+                let hangup = {
+                    let _enter = control_rt.enter();
+                    switchyard_control::store::sync::hangup(applier.clone())
+                };
                 Box::pin(async move {
+                    tokio::spawn(hangup);
                     tokio::spawn(switchyard_control::store::fleet::register(
                         a,
                         s,

@@ -283,6 +283,15 @@ fn a_restarted_node_keeps_version_and_history_with_etcd() -> anyhow::Result<()> 
     assert_eq!(s["applied_by"], "admin");
     let (h, versions) = history(&b)?;
     assert_eq!(versions, [3, 2, 1], "{h}");
+    // SIGHUP (systemd's reload) re-reads referenced files; it must not kill a fleet node.
+    b.signal("HUP")?;
+    consistently(Duration::from_millis(500), || {
+        ensure!(b.version()? == 3, "version moved");
+        Ok(())
+    })?;
+    assert!(b
+        .stderr()
+        .contains("SIGHUP: the config comes from the store"));
     // The seeding node's file is not applied again: the store's version wins.
     let mut a = a;
     a.sy.restart()?;

@@ -2,7 +2,8 @@
 //! real 3-member etcd. A flip through one node is applied by all of them without a failed
 //! request, and its verification counts the new pool's traffic on every node: a green pool
 //! that fails only on traffic through another node is still caught, and the rollback
-//! applies everywhere.
+//! applies everywhere. A drain through one node waits for every node's in-flight requests
+//! to the backend.
 
 mod support;
 
@@ -110,5 +111,64 @@ fn a_flip_is_applied_by_every_node_and_verified_on_the_whole_fleets_traffic() ->
     );
     weights_everywhere(&nodes, 100, 0)?;
     drop(load_c.finish()?);
+    Ok(())
+}
+
+/// `POST …/backends/{b}/drain?wait=…` through `n`.
+fn drain(n: &Node, backend: &str, wait: &str) -> anyhow::Result<Value> {
+    let path = format!("/v1/upstreams/api/backends/{backend}/drain?wait={wait}");
+    let r = n.send(Request::post(&path, "").bearer(OPERATOR))?;
+    ensure!(r.status == 200, "drain: {}", r.describe());
+    r.json()
+}
+
+#[test]
+fn a_drain_waits_for_every_nodes_requests_in_flight() -> anyhow::Result<()> {
+    let Some(etcd) = EtcdCluster::start(3)? else {
+        return Ok(());
+    };
+    let (slow, fast) = (Backend::start("slow")?, Backend::start("fast")?);
+    let text = support::fleet::shared(&slow.addr_str()).replace(
+        &format!("backends = [\"{}\"]", slow.addr_str()),
+        &format!(
+            "backends = [\"{}\", \"{}\"]",
+            slow.addr_str(),
+            fast.addr_str()
+        ),
+    );
+    let a = node(&etcd, "a", Some(&text))?;
+    let b = node(&etcd, "b", None)?;
+    let c = node(&etcd, "c", None)?;
+    let nodes = [&a, &b, &c];
+    slow.set_delay(Duration::from_millis(2500));
+    let loads = load_all(&nodes)?;
+    // Requests in flight to the slow backend on every node.
+    eventually(Duration::from_secs(10), || {
+        ensure!(slow.in_flight() >= 2, "{} in flight", slow.in_flight());
+        Ok(())
+    })?;
+
+    // Too short a wait: the answer names the nodes that still have requests in flight.
+    let d = drain(&a, &slow.addr_str(), "200ms")?;
+    assert_eq!(d["result"], "applied", "{d}");
+    assert_eq!(d["drain"]["drained"], false, "{d}");
+    assert!(
+        !d["drain"]["waiting_on"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{d}"
+    );
+    assert_eq!(
+        d["drain"]["instances"].as_array().map(Vec::len),
+        Some(3),
+        "{d}"
+    );
+
+    // Long enough: every node's requests to it finished (and none started since).
+    let d = drain(&b, &slow.addr_str(), "20s")?;
+    assert_eq!(d["drain"]["drained"], true, "{d}");
+    for l in loads {
+        l.finish()?.assert_no_failures()?;
+    }
     Ok(())
 }

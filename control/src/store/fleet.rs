@@ -39,6 +39,7 @@ fn record(
     let counts = traffic.map(|t| t.publish(&applied.snapshot.config));
     serde_json::json!({
         "traffic": counts,
+        "in_flight": super::drain::in_flight(applier),
         "id": store.node(),
         "addresses": info.addresses,
         "binary_version": info.binary_version,
@@ -137,6 +138,7 @@ pub async fn fleet(store: &EtcdStore) -> Result<serde_json::Value, String> {
     for m in &mut members {
         if let Some(m) = m.as_object_mut() {
             m.remove("traffic");
+            m.remove("in_flight");
         }
     }
     let converged = !members.is_empty()

@@ -11,6 +11,7 @@
 //!
 //! The data planes never wait on the store: they run the last applied config from memory.
 
+pub mod drain;
 pub mod etcd;
 pub mod fleet;
 pub mod record;
