@@ -317,6 +317,12 @@ fn a_restarted_node_keeps_version_and_history_with_a_state_file() -> anyhow::Res
         (s["version"].as_u64(), s["source"].as_str()),
         (Some(3), Some("api"))
     );
+    // It holds the history's secrets: owner only.
+    let mode = std::fs::metadata(sy.conf_dir().join("state.json"))?.permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
     assert_eq!(live_backend(&s), "127.0.0.1:9003");
     let (h, versions) = history(&sy)?;
     assert_eq!(versions, [3, 2, 1], "{h}");
