@@ -397,3 +397,31 @@ fn a_node_cut_off_from_etcd_keeps_serving_and_resyncs_after_compaction() -> anyh
     load.finish()?.assert_no_failures()?;
     Ok(())
 }
+
+#[test]
+fn a_node_started_while_etcd_is_down_runs_its_own_file_then_catches_up() -> anyhow::Result<()> {
+    let Some(mut etcd) = EtcdCluster::start(3)? else {
+        return Ok(());
+    };
+    let blue = Backend::start("blue")?;
+    let a = node(&etcd, "a", Some(&shared(&blue.addr_str())))?;
+    let green = Backend::start("green")?;
+    assert_eq!(put_ok(&a, &shared(&green.addr_str()), Some(1))?, 2);
+    etcd.stop_all();
+    // D's own file holds a whole config (as a ConfigMap would): with etcd down it runs that
+    // as version 0 and serves it; once etcd answers, the store's version wins.
+    let d = node(&etcd, "d", Some(&shared(&blue.addr_str())))?;
+    let s = d.status()?;
+    assert_eq!(
+        (s["version"].as_u64(), live_backend(&s)),
+        (Some(0), blue.addr_str())
+    );
+    assert_eq!(s["store"]["reachable"], false, "{s}");
+    let r = Request::get("/").send(d.http)?;
+    assert!(r.text().contains("blue"), "{}", r.describe());
+    etcd.start_all()?;
+    converged(&[&a, &d], 2, &green.addr_str())?;
+    let r = Request::get("/").send(d.http)?;
+    assert!(r.text().contains("green"), "{}", r.describe());
+    Ok(())
+}
