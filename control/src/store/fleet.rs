@@ -61,14 +61,23 @@ pub async fn register(
     let refresh = ttl / 3;
     let mut lease: Option<i64> = None;
     let mut last: Option<(serde_json::Value, Instant)> = None;
+    let mut renewed = Instant::now();
     loop {
         let now = record(&applier, &store, &info, traffic.as_deref());
         let due = last.as_ref().is_none_or(|(v, at)| {
             (*v != now && at.elapsed() >= PUBLISH) || at.elapsed() >= refresh
         });
         if due {
-            match beat(&store, &mut lease, &now, ttl).await {
-                Ok(()) => last = Some((now, Instant::now())),
+            // The lease is renewed every third of its TTL; puts in between only refresh
+            // the record (a put under an expired lease fails, and a new one is granted).
+            let renew = renewed.elapsed() >= refresh;
+            match beat(&store, &mut lease, &now, ttl, renew).await {
+                Ok(()) => {
+                    if renew {
+                        renewed = Instant::now();
+                    }
+                    last = Some((now, Instant::now()));
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "registration failed; retrying");
                     lease = None;
@@ -93,9 +102,11 @@ async fn beat(
     lease: &mut Option<i64>,
     record: &serde_json::Value,
     ttl: Duration,
+    renew: bool,
 ) -> Result<(), String> {
     let mut client = store.client().await?;
     let id = match *lease {
+        Some(id) if !renew => id,
         Some(id) => {
             let (mut keeper, mut replies) = client
                 .lease_keep_alive(id)
