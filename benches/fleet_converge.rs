@@ -16,17 +16,25 @@ use std::time::{Duration, Instant};
 use support::etcd_cluster::EtcdCluster;
 use support::fleet::{node, put_ok, shared};
 
+/// Changes measured by `cargo bench`; `cargo test --all-targets` runs the bench as a smoke
+/// test with a few.
 const CHANGES: usize = 100;
+const SMOKE: usize = 5;
 
 fn main() -> anyhow::Result<()> {
+    let changes = if std::env::args().any(|a| a == "--bench") {
+        CHANGES
+    } else {
+        SMOKE
+    };
     let Some(etcd) = EtcdCluster::start(3)? else {
         return Ok(());
     };
-    let a = node(&etcd, "a", Some("127.0.0.1:9001"))?;
+    let a = node(&etcd, "a", Some(&shared("127.0.0.1:9001")))?;
     let b = node(&etcd, "b", None)?;
     let c = node(&etcd, "c", None)?;
-    let mut took = Vec::with_capacity(CHANGES);
-    for i in 0..CHANGES {
+    let mut took = Vec::with_capacity(changes);
+    for i in 0..changes {
         let started = Instant::now();
         let version = put_ok(&a, &shared(&format!("127.0.0.1:{}", 10_000 + i)), None)?;
         for n in [&b, &c] {
@@ -41,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     took.sort();
     let pct = |p: f64| took[((took.len() as f64 * p).ceil() as usize).clamp(1, took.len()) - 1];
     println!(
-        "fleet convergence over {CHANGES} changes (PUT on A until B and C run it): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "fleet convergence over {changes} changes (PUT on A until B and C run it): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         took[took.len() - 1].as_secs_f64() * 1e3,

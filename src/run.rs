@@ -51,12 +51,23 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // Bind the Postgres listeners (one per cluster) and serve them on the router's own runtime.
     let _postgres = switchyard_dbrouter::start(planes.postgres.clone(), &config)
         .map_err(|e| anyhow::anyhow!("starting the Postgres listeners: {e}"))?;
+    // With a shared store, flips are verified on the whole fleet's traffic.
+    let fleet_traffic = applier.store().etcd().map(|s| {
+        Arc::new(switchyard_control::store::traffic::FleetTraffic::new(
+            planes.traffic(),
+            s.node(),
+        ))
+    });
+    let traffic: Arc<dyn switchyard_control::TrafficStats> = match &fleet_traffic {
+        Some(t) => t.clone(),
+        None => planes.traffic(),
+    };
     let state = Arc::new(ApiState {
         applier: applier.clone(),
         metrics: Some(metrics.clone()),
         bound,
         started: Instant::now(),
-        traffic: Some(planes.traffic()),
+        traffic: Some(traffic),
         ops: Default::default(),
         clusters: Some(Arc::new(switchyard::pgops::ClusterOpsAdapter(
             planes.postgres.clone(),
@@ -83,8 +94,18 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     binary_version: switchyard::build_info::LONG_VERSION.to_string(),
                 };
                 let (a, s, f) = (applier.clone(), store.clone(), applier.clone());
+                let hangup = {
+                    let _enter = control_rt.enter();
+                    switchyard_control::store::sync::hangup(applier.clone())
+                };
                 Box::pin(async move {
-                    tokio::spawn(switchyard_control::store::fleet::register(a, s, info));
+                    tokio::spawn(hangup);
+                    tokio::spawn(switchyard_control::store::fleet::register(
+                        a,
+                        s,
+                        info,
+                        fleet_traffic,
+                    ));
                     switchyard_control::store::sync::follow(f, store).await
                 })
             }

@@ -12,7 +12,9 @@ use anyhow::{ensure, Context};
 use support::backend::Backend;
 use support::config::{ADMIN, VIEWER};
 use support::etcd_cluster::EtcdCluster;
-use support::fleet::{converged, fleet, node, node_via, put, put_ok, shared, start3, CONVERGE};
+use support::fleet::{
+    converged, fleet, load_all, node, node_via, put, put_ok, shared, start3, CONVERGE,
+};
 use support::load::Load;
 use support::pg::ha::Relay;
 use support::{consistently, eventually, live_backend, Request, Switchyard};
@@ -191,13 +193,7 @@ fn losing_etcd_stops_changes_never_traffic_and_the_fleet_catches_up() -> anyhow:
     let blue = Backend::start("blue")?;
     let (a, b, c) = start3(&etcd, &blue.addr_str())?;
     let nodes = [&a, &b, &c];
-    let loads: Vec<Load> = nodes
-        .iter()
-        .map(|n| Load::start(n.http, 2, Request::get("/")))
-        .collect();
-    for l in &loads {
-        l.wait_for(20, Duration::from_secs(10))?;
-    }
+    let loads = load_all(&nodes)?;
 
     // One member (the leader) killed: changes still apply everywhere.
     let leader = etcd.leader()?;
@@ -273,7 +269,7 @@ fn a_restarted_node_keeps_version_and_history_with_etcd() -> anyhow::Result<()> 
         return Ok(());
     };
     let blue = Backend::start("blue")?;
-    let a = node(&etcd, "a", Some(&blue.addr_str()))?;
+    let a = node(&etcd, "a", Some(&shared(&blue.addr_str())))?;
     let mut b = node(&etcd, "b", None)?;
     put_ok(&a, &shared("127.0.0.1:9102"), Some(1))?;
     put_ok(&b, &shared("127.0.0.1:9103"), Some(2))?;
@@ -287,6 +283,15 @@ fn a_restarted_node_keeps_version_and_history_with_etcd() -> anyhow::Result<()> 
     assert_eq!(s["applied_by"], "admin");
     let (h, versions) = history(&b)?;
     assert_eq!(versions, [3, 2, 1], "{h}");
+    // SIGHUP (systemd's reload) re-reads referenced files; it must not kill a fleet node.
+    b.signal("HUP")?;
+    consistently(Duration::from_millis(500), || {
+        ensure!(b.version()? == 3, "version moved");
+        Ok(())
+    })?;
+    assert!(b
+        .stderr()
+        .contains("SIGHUP: the config comes from the store"));
     // The seeding node's file is not applied again: the store's version wins.
     let mut a = a;
     a.sy.restart()?;
@@ -311,6 +316,12 @@ fn a_restarted_node_keeps_version_and_history_with_a_state_file() -> anyhow::Res
     assert_eq!(
         (s["version"].as_u64(), s["source"].as_str()),
         (Some(3), Some("api"))
+    );
+    // It holds the history's secrets: owner only.
+    let mode = std::fs::metadata(sy.conf_dir().join("state.json"))?.permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
     );
     assert_eq!(live_backend(&s), "127.0.0.1:9003");
     let (h, versions) = history(&sy)?;
@@ -337,7 +348,7 @@ fn a_node_cut_off_from_etcd_keeps_serving_and_resyncs_after_compaction() -> anyh
         return Ok(());
     };
     let blue = Backend::start("blue")?;
-    let a = node(&etcd, "a", Some(&blue.addr_str()))?;
+    let a = node(&etcd, "a", Some(&shared(&blue.addr_str())))?;
     let b = node(&etcd, "b", None)?;
     // C reaches etcd only through relays the test can cut.
     let rt = support::backend::runtime();
@@ -384,5 +395,33 @@ fn a_node_cut_off_from_etcd_keeps_serving_and_resyncs_after_compaction() -> anyh
     );
     load.wait_for(20, Duration::from_secs(10))?;
     load.finish()?.assert_no_failures()?;
+    Ok(())
+}
+
+#[test]
+fn a_node_started_while_etcd_is_down_runs_its_own_file_then_catches_up() -> anyhow::Result<()> {
+    let Some(mut etcd) = EtcdCluster::start(3)? else {
+        return Ok(());
+    };
+    let blue = Backend::start("blue")?;
+    let a = node(&etcd, "a", Some(&shared(&blue.addr_str())))?;
+    let green = Backend::start("green")?;
+    assert_eq!(put_ok(&a, &shared(&green.addr_str()), Some(1))?, 2);
+    etcd.stop_all();
+    // D's own file holds a whole config (as a ConfigMap would): with etcd down it runs that
+    // as version 0 and serves it; once etcd answers, the store's version wins.
+    let d = node(&etcd, "d", Some(&shared(&blue.addr_str())))?;
+    let s = d.status()?;
+    assert_eq!(
+        (s["version"].as_u64(), live_backend(&s)),
+        (Some(0), blue.addr_str())
+    );
+    assert_eq!(s["store"]["reachable"], false, "{s}");
+    let r = Request::get("/").send(d.http)?;
+    assert!(r.text().contains("blue"), "{}", r.describe());
+    etcd.start_all()?;
+    converged(&[&a, &d], 2, &green.addr_str())?;
+    let r = Request::get("/").send(d.http)?;
+    assert!(r.text().contains("green"), "{}", r.describe());
     Ok(())
 }

@@ -148,6 +148,13 @@ impl Applier {
         Some(outcome)
     }
 
+    /// [`Applier::refresh_locked`] under the writer lock: SIGHUP with a shared store, whose
+    /// node re-reads certificates and other referenced files but has no file to reload.
+    pub async fn refresh(&self) {
+        let _writer = self.writer.lock().await;
+        self.refresh_locked();
+    }
+
     /// Rebuild every plane and the control runtime from the running config and swap them
     /// in, without a new version: what the config refers to but does not contain
     /// (certificate files) is read afresh. A forced reload (SIGHUP) of an unchanged config

@@ -219,6 +219,27 @@ impl EtcdCluster {
         let body = serde_json::json!({ "revision": rev, "physical": true }).to_string();
         let r = Request::post("/v3/kv/compaction", body).send(self.addr(i))?;
         anyhow::ensure!(r.status == 200, "compaction: {}", r.describe());
+        // Each member applies the compaction on its own: wait until every one refuses a
+        // read below it, so a watch on any member sees it.
+        let below = serde_json::json!({ "key": B64.encode("/probe"), "revision": "1" }).to_string();
+        for m in self.running().collect::<Vec<_>>() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                // A read below the compaction is an error, which the gateway sends chunked
+                // (this client refuses those); a 200 means not compacted yet.
+                match Request::post("/v3/kv/range", below.clone()).send(self.addr(m)) {
+                    Ok(r) if r.status == 200 => {}
+                    _ => break,
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "member {} did not apply the compaction",
+                        self.members[m].name
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         Ok(())
     }
 

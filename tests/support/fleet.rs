@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::config::{control_section, ADMIN, AUDIT_LOG, VIEWER};
 use super::etcd_cluster::EtcdCluster;
+use super::load::Load;
 use super::proxy::listener;
 use super::{eventually, free_port, live_backend, Request, Switchyard};
 
@@ -31,11 +32,19 @@ upstream = "api"
     )
 }
 
+/// The shared part with two pools: all traffic on `blue`, none on `green`.
+pub fn blue_green(blue: &str, green: &str) -> String {
+    shared(blue).replace(
+        "[[http.routes]]",
+        &format!("[http.upstreams.api.pools.green]\nweight = 0\nbackends = [\"{green}\"]\n\n[[http.routes]]"),
+    )
+}
+
 /// A node's own file: control listener, audit log, HTTP listener and `[store]`; the first
-/// node's also holds the shared part (it seeds the document).
+/// node's also holds the shared part `seed` (it seeds the document).
 pub fn local(port: u16, http: u16, endpoints: &str, node: &str, seed: Option<&str>) -> String {
     let head = match seed {
-        Some(backend) => shared(backend).replace(
+        Some(text) => text.replace(
             "listen = \"127.0.0.1:0\"",
             &format!("listen = \"127.0.0.1:{port}\""),
         ),
@@ -120,9 +129,21 @@ pub fn fleet(n: &Switchyard) -> anyhow::Result<Value> {
 }
 
 pub fn start3(etcd: &EtcdCluster, backend: &str) -> anyhow::Result<(Node, Node, Node)> {
-    let a = node(etcd, "a", Some(backend))?;
+    let a = node(etcd, "a", Some(&shared(backend)))?;
     let b = node(etcd, "b", None)?;
     let c = node(etcd, "c", None)?;
     converged(&[&a, &b, &c], 1, backend)?;
     Ok((a, b, c))
+}
+
+/// Two clients sending `GET /` through each node's HTTP listener, each under way.
+pub fn load_all(nodes: &[&Node]) -> anyhow::Result<Vec<Load>> {
+    let loads: Vec<Load> = nodes
+        .iter()
+        .map(|n| Load::start(n.http, 2, Request::get("/")))
+        .collect();
+    for l in &loads {
+        l.wait_for(20, Duration::from_secs(10))?;
+    }
+    Ok(loads)
 }

@@ -23,6 +23,7 @@ use super::state::ApiState;
 use crate::applier::ApplyOutcome;
 use crate::history::Actor;
 use crate::ops::{self, FlipError, FlipRequest};
+use crate::store::drain::wait_drained;
 
 /// One operation, parsed from the path.
 enum Op {
@@ -109,6 +110,18 @@ async fn run(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let action = op.action();
+    // `?wait=30s` on a drain: answer once no node has a request in flight to the backend.
+    let wait = match super::config::query_flag(req.uri().query(), "wait") {
+        None => None,
+        Some(w) => match humantime::parse_duration(&w) {
+            Ok(d) if d <= MAX_DRAIN_WAIT => Some(d),
+            _ => {
+                let message = format!("wait must be a duration up to 5m, e.g. \"30s\": {w:?}");
+                let resp = error(StatusCode::BAD_REQUEST, message);
+                return refused(state, &actor, action, resp);
+            }
+        },
+    };
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(resp) => return refused(state, &actor, action, resp),
@@ -128,9 +141,25 @@ async fn run(
             };
             outcome_response(ops::set_weights(applier, actor, upstream, &weights).await)
         }
-        Op::Backend(addr, backend_state) => outcome_response(
-            ops::set_backend_state(applier, actor, upstream, &addr, backend_state).await,
-        ),
+        Op::Backend(addr, backend_state) => {
+            let outcome =
+                ops::set_backend_state(applier, actor, upstream, &addr, backend_state).await;
+            match (backend_state, wait, &outcome) {
+                (BackendState::Drain, Some(wait), Ok(o)) => {
+                    let version = match o {
+                        ApplyOutcome::Applied { after, .. } => after.snapshot.version,
+                        ApplyOutcome::Unchanged { current } => current.snapshot.version,
+                        ApplyOutcome::DryRun { current, .. } => *current,
+                    };
+                    let store = applier.store().etcd().map(|s| &**s);
+                    let drain = wait_drained(applier, store, version, upstream, &addr, wait).await;
+                    let mut body = outcome_json(o);
+                    body["drain"] = drain;
+                    json(StatusCode::OK, &body)
+                }
+                _ => outcome_response(outcome),
+            }
+        }
         Op::Flip => {
             let flip = match FlipRequest::from_json(&body) {
                 Ok(f) => f,
@@ -157,10 +186,21 @@ async fn run(
     }
 }
 
+/// The longest `?wait=` of a drain.
+const MAX_DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// `{"result": "applied", "version_before", "version", "hash", "changes", "flip": {…}}`, or
 /// `"unchanged"` with `"flip": null` when the pool already had all the traffic.
 fn flip_response(started: ops::FlipStarted) -> Response<Body> {
-    let body = match &started.outcome {
+    let mut body = outcome_json(&started.outcome);
+    body["flip"] = serde_json::json!(started.status);
+    json(StatusCode::OK, &body)
+}
+
+/// An operation's outcome as JSON: `result`, `version`, `hash`, `changes` (and
+/// `version_before` when applied).
+fn outcome_json(outcome: &ApplyOutcome) -> serde_json::Value {
+    match outcome {
         ApplyOutcome::Applied {
             before,
             after,
@@ -171,20 +211,17 @@ fn flip_response(started: ops::FlipStarted) -> Response<Body> {
             "version": after.snapshot.version,
             "hash": after.snapshot.hash,
             "changes": changes,
-            "flip": started.status,
         }),
         ApplyOutcome::Unchanged { current } => serde_json::json!({
             "result": "unchanged",
             "version": current.snapshot.version,
             "hash": current.snapshot.hash,
             "changes": [],
-            "flip": null,
         }),
         ApplyOutcome::DryRun { current, hash, .. } => serde_json::json!({
-            "result": "dry_run", "version": current, "hash": hash, "flip": null,
+            "result": "dry_run", "version": current, "hash": hash,
         }),
-    };
-    json(StatusCode::OK, &body)
+    }
 }
 
 #[cfg(test)]

@@ -6,14 +6,17 @@
 //! - `etcd`: the shared document lives in etcd ([`etcd`]); every change is a
 //!   compare-and-swap on its `mod_revision`, its history is kept as keys beside it, every
 //!   node watches it and applies it through the single writer ([`sync`]), and registers
-//!   itself with a lease ([`fleet`]).
+//!   itself with a lease ([`fleet`]), publishing its traffic counters so a flip is
+//!   verified on the whole fleet's traffic ([`traffic`]).
 //!
 //! The data planes never wait on the store: they run the last applied config from memory.
 
+pub mod drain;
 pub mod etcd;
 pub mod fleet;
 pub mod record;
 pub mod sync;
+pub mod traffic;
 
 use std::path::PathBuf;
 use std::sync::Arc;

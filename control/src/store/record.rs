@@ -56,8 +56,18 @@ pub fn read_state(path: &Path) -> Result<Option<State>, String> {
     }
 }
 
-/// Replace the state file (atomically).
+/// Replace the state file (atomically). It holds every kept version's text, secrets
+/// included, so a new one is readable by its owner only (the rename keeps that mode).
 pub fn write_state(path: &Path, state: &State) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let text = serde_json::to_string(state).map_err(|e| e.to_string())?;
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| format!("cannot create state file {}: {e}", path.display()))?;
+    }
     write_atomically(path, &text)
 }

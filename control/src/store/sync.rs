@@ -15,6 +15,26 @@ use etcd_client::{EventType, WatchOptions};
 use super::{EtcdStore, Head};
 use crate::applier::Applier;
 
+/// SIGHUP with a shared store: re-read certificates and other referenced files (the config
+/// itself comes from the store). The handler is installed by this call, so a SIGHUP sent as
+/// soon as the API answers does not kill the process; call it inside the Tokio runtime.
+pub fn hangup(applier: Arc<Applier>) -> impl std::future::Future<Output = ()> {
+    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        let mut signal = match signal {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install a SIGHUP handler");
+                return;
+            }
+        };
+        while signal.recv().await.is_some() {
+            tracing::info!("SIGHUP: the config comes from the store; re-reading referenced files");
+            applier.refresh().await;
+        }
+    }
+}
+
 /// Follow the document until the process ends.
 pub async fn follow(applier: Arc<Applier>, store: Arc<EtcdStore>) {
     let mut resume: Option<i64> = None;

@@ -175,6 +175,9 @@ impl Relay {
                     continue;
                 };
                 if flag.load(Ordering::Relaxed) {
+                    // Also here: a client reconnecting faster than the 10 ms tick would
+                    // otherwise keep the old connections alive through a cut.
+                    open.drain(..).for_each(|t| t.abort());
                     continue;
                 }
                 open.retain(|t| !t.is_finished());
