@@ -111,7 +111,7 @@ async fn run(
 ) -> Response<Body> {
     let action = op.action();
     // `?wait=30s` on a drain: answer once no node has a request in flight to the backend.
-    let wait = match super::config::query_flag(req.uri().query(), "wait") {
+    let wait = match super::request::query_flag(req.uri().query(), "wait") {
         None => None,
         Some(w) => match humantime::parse_duration(&w) {
             Ok(d) if d <= MAX_DRAIN_WAIT => Some(d),
