@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::expect::Expect;
+use super::nodes::DdlTurn;
 use super::sql::ParamOp;
 use crate::ha::monitor::Lsn;
 use crate::server::pool::{NodePool, PooledConn};
@@ -61,8 +62,8 @@ pub(super) struct Held {
     pub needs_wal: bool,
     /// The check of a statement prepared again after DDL, while one is under way.
     pub check: Option<Check>,
-    /// The turn ran DDL (the shared prepared statements are retired again when it ends).
-    pub ddl: bool,
+    /// The turn runs DDL: nothing is shared until it ends (see [`DdlTurn`]).
+    pub ddl: Option<DdlTurn>,
     /// The server's FATAL error, when it said why it ends the connection.
     pub fatal: Option<String>,
     /// Why the connection must not be reused, if it must not.
@@ -86,7 +87,7 @@ impl Held {
             wal_position: None,
             write: false,
             needs_wal: false,
-            ddl: false,
+            ddl: None,
             check: None,
             fatal: None,
             dirty: None,

@@ -39,6 +39,13 @@
 //! them. Retired statements no client holds any more are closed on each server connection
 //! at its next turn ([`closable`]), so DDL does not leave server connections growing.
 //!
+//! While a turn runs DDL (from its text to the end of its turn, [`StatementRegistry::ddl_started`])
+//! nothing is shared: each `Parse` gets a statement of its own, born retired. One race is
+//! left: a `Parse` the router answered from a shared statement just before it saw the DDL,
+//! whose `Describe` reaches the server after the DDL took its lock, is described by the
+//! server once the DDL committed and fails with 0A000 (a direct `Parse` would have waited
+//! and planned afresh); `tests/pg_migration.rs` counts it.
+//!
 //! This is what PgBouncer (1.21+, `max_prepared_statements`) and PgDog do — share by text
 //! and parameter types under a global name — plus the schema tracking they lack (PgBouncer
 //! documents the 0A000 after a migration and says to `RECONNECT`).
@@ -47,7 +54,7 @@
 //! closes the least recently used one); today both grow with the distinct statement texts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use super::sql::{self, Effects};
@@ -185,31 +192,45 @@ pub fn global_name(id: u64) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct StatementRegistry {
     by_text: Mutex<HashMap<Box<[u8]>, Arc<StatementDef>>>,
+    /// Turns with DDL under way ([`StatementRegistry::ddl_started`]).
+    ddl_turns: AtomicUsize,
 }
 
 impl StatementRegistry {
     /// The statement for `query` with `types`, registered on first sight.
     pub fn get(&self, query: &[u8], types: &[u8]) -> Arc<StatementDef> {
+        if self.ddl_turns.load(Relaxed) > 0 {
+            // While DDL may be committing, nothing is shared: a statement planned now may
+            // be planned before or after it, so it is born retired (checked wherever it
+            // must be prepared again) and given to this client alone.
+            let def = new_def(query, types);
+            def.retired.store(true, Relaxed);
+            return def;
+        }
         let key = registry_key(query, types);
         let mut map = self.by_text.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(def) = map.get(&key[..]) {
             return def.clone();
         }
-        let id = NEXT_ID.fetch_add(1, Relaxed) + 1;
-        ALIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-        let def = Arc::new(StatementDef {
-            id,
-            name: global_name(id).into(),
-            query: query.into(),
-            types: types.into(),
-            effects: sql::inspect(query),
-            accepted: AtomicBool::new(false),
-            resolved: OnceLock::new(),
-            described: OnceLock::new(),
-            retired: AtomicBool::new(false),
-        });
+        let def = new_def(query, types);
         map.insert(key.into(), def.clone());
         def
+    }
+
+    /// A turn started running DDL (its text was seen, or its `CommandComplete`): every
+    /// statement is retired, and until [`StatementRegistry::ddl_ended`] none is shared.
+    pub fn ddl_started(&self) {
+        self.ddl_turns.fetch_add(1, Relaxed);
+        self.retire_all();
+    }
+
+    /// A turn with DDL ended (its transaction committed or rolled back, or its connection
+    /// went): statements prepared from now on see the outcome.
+    pub fn ddl_ended(&self) {
+        let _ = self
+            .ddl_turns
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        self.retire_all();
     }
 
     /// The schema changed (see the module's notes): every statement is retired, and the
@@ -256,6 +277,22 @@ fn result_shape(body: &[u8]) -> Option<Vec<&[u8]>> {
     Some(shape)
 }
 
+fn new_def(query: &[u8], types: &[u8]) -> Arc<StatementDef> {
+    let id = NEXT_ID.fetch_add(1, Relaxed) + 1;
+    ALIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+    Arc::new(StatementDef {
+        id,
+        name: global_name(id).into(),
+        query: query.into(),
+        types: types.into(),
+        effects: sql::inspect(query),
+        accepted: AtomicBool::new(false),
+        resolved: OnceLock::new(),
+        described: OnceLock::new(),
+        retired: AtomicBool::new(false),
+    })
+}
+
 fn registry_key(query: &[u8], types: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(query.len() + 1 + types.len());
     key.extend_from_slice(query);
@@ -291,12 +328,30 @@ pub fn is_ddl(tag: &[u8]) -> bool {
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     by_name: HashMap<Box<[u8]>, Arc<StatementDef>>,
+    /// Names whose `Parse` the router answered alone and that no server has seen used yet:
+    /// their statement is planned only where they are first bound or described.
+    provisional: HashSet<Box<[u8]>>,
 }
 
 impl ClientStatements {
     /// The client prepared `name` as `def` (a name prepared again is replaced).
     pub fn insert(&mut self, name: &[u8], def: Arc<StatementDef>) {
+        if !self.provisional.is_empty() {
+            self.provisional.remove(name);
+        }
         self.by_name.insert(name.into(), def);
+    }
+
+    /// [`ClientStatements::insert`] for a `Parse` the router answered without a server.
+    pub fn insert_provisional(&mut self, name: &[u8], def: Arc<StatementDef>) {
+        self.by_name.insert(name.into(), def);
+        self.provisional.insert(name.into());
+    }
+
+    /// Whether `name` was provisional (its first use ends that).
+    #[inline]
+    pub fn take_provisional(&mut self, name: &[u8]) -> bool {
+        !self.provisional.is_empty() && self.provisional.remove(name)
     }
 
     /// The statement the client calls `name`, if it prepared one (never for the unnamed one).
@@ -311,11 +366,13 @@ impl ClientStatements {
     /// The client closed `name` (or preparing it failed).
     pub fn remove(&mut self, name: &[u8]) {
         self.by_name.remove(name);
+        self.provisional.remove(name);
     }
 
     /// `DISCARD ALL` or `DEALLOCATE ALL` ran for the client.
     pub fn clear(&mut self) {
         self.by_name.clear();
+        self.provisional.clear();
     }
 
     pub fn len(&self) -> usize {

@@ -395,10 +395,8 @@ impl TxRelay<'_> {
         if !h.idle() {
             return;
         }
-        if std::mem::take(&mut h.ddl) {
-            // Its DDL committed or rolled back: what others prepare now sees the outcome.
-            self.node.statements.retire_all();
-        }
+        // Its DDL committed or rolled back: what others prepare now sees the outcome.
+        h.ddl = None;
         if sweep(h) {
             return;
         }
