@@ -137,6 +137,20 @@ async fn a_transaction_runs_where_its_opening_statement_sends_it() -> anyhow::Re
     client
         .simple_query("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
         .await?;
+    // Back to read-write, the session's read-only transactions still run on a replica, and
+    // its plain ones on the primary.
+    assert!(
+        on_replica(&client, &["BEGIN READ ONLY"]).await?,
+        "a read-only transaction right after SET SESSION CHARACTERISTICS ran on the primary"
+    );
+    let tx = client.build_transaction().read_only(true).start().await?;
+    let row = tx.query_one("select pg_is_in_recovery()", &[]).await?;
+    tx.commit().await?;
+    assert!(
+        row.get::<_, bool>(0),
+        "a read-only transaction ran on the primary"
+    );
+    assert!(!on_replica(&client, &["BEGIN"]).await?);
 
     Ok(())
 }

@@ -47,6 +47,11 @@ impl TxRelay<'_> {
                 self.drain_synthetic();
                 continue;
             }
+            if self.held.as_ref().is_some_and(|h| h.closing) {
+                // The next turn waits for this one to end (see `Held::closing`): it may
+                // belong on another node.
+                return Ok(());
+            }
             if self
                 .held
                 .as_ref()

@@ -60,6 +60,11 @@ pub(super) struct Held {
     pub write: bool,
     /// Client work went to it since its WAL position was last read.
     pub needs_wal: bool,
+    /// The client's part of the turn is over and the router's own queries that close it
+    /// are in flight (parameters read back, the WAL position, closing statements): a
+    /// message the client sends now starts the next turn, routed afresh, once this one
+    /// has ended.
+    pub closing: bool,
     /// The check of a statement prepared again after DDL, while one is under way.
     pub check: Option<Check>,
     /// The turn runs DDL: nothing is shared until it ends (see [`DdlTurn`]).
@@ -89,6 +94,7 @@ impl Held {
             needs_wal: false,
             ddl: None,
             check: None,
+            closing: false,
             fatal: None,
             dirty: None,
         }
