@@ -376,9 +376,20 @@ impl TxRelay<'_> {
         sql: Option<&[u8]>,
     ) -> Result<Option<Address>, String> {
         let metrics = &mut self.metrics;
+        // The session's defaults as the router last read them back from a server.
+        let param = |n: &str| self.me.params.get(n).map(String::as_str);
+        let session_read_only = param("default_transaction_read_only").is_some_and(|v| {
+            ["on", "true", "yes", "1"]
+                .iter()
+                .any(|t| v.trim().eq_ignore_ascii_case(t))
+        }) && param("default_transaction_isolation")
+            != Some("serializable");
         let turn = turn::route(
             live,
-            self.route_override,
+            turn::Session {
+                forced: self.route_override,
+                read_only_default: session_read_only,
+            },
             sql,
             self.min_lsn,
             self.verdicts.monitor(),
