@@ -7,7 +7,12 @@
 # Each suite runs in every mode of $MODES (default "direct session transaction"):
 #   direct       straight to PostgreSQL (the baseline: what fails here is not the router's);
 #   session      through `switchyard` with pool_mode = "session";
-#   transaction  through `switchyard` with pool_mode = "transaction" (the default mode).
+#   transaction  through `switchyard` with pool_mode = "transaction" (the default mode);
+#   pgbouncer-session, pgbouncer-transaction
+#                through PgBouncer (/usr/sbin/pgbouncer, run as the postgres user) with that
+#                pool_mode, the same pool size and users, for the same table side by side.
+# asyncpg's test_listeners runs as a pytest run of its own (in PgBouncer's transaction mode
+# it ends pytest with an internal error, which stopped the rest of the suite).
 # Each suite in each mode gets a fresh PostgreSQL primary (initdb in $WORK, a free port;
 # settings as tests/support/pg.rs, plus the roles and extensions tokio-postgres's docker
 # setup creates) and, unless direct, `switchyard` in front of it on another free port.
@@ -162,6 +167,53 @@ stop_postgres() {
   pg_pid=""
 }
 
+# --- PgBouncer --------------------------------------------------------------------------
+pgb_bin=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+# start_pgbouncer POOL_MODE: PgBouncer in front of the primary, on $sy_port (the port the
+# suite connects to), with the users and authentication methods Switchyard gets.
+start_pgbouncer() {
+  local mode=$1 dir=$work/pgbouncer-$1
+  [ -x "$pgb_bin" ] || die "no PgBouncer at $pgb_bin (apt-get install pgbouncer)"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  sy_port=$(free_port)
+  cat >"$dir/userlist.txt" <<USERS
+"postgres" "$pg_password"
+"pass_user" "$user_password"
+"md5_user" "$user_password"
+"scram_user" "$user_password"
+USERS
+  cat >"$dir/hba.conf" <<HBA
+host all postgres 127.0.0.1/32 trust
+host all md5_user 127.0.0.1/32 md5
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$pg_port
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $sy_port
+unix_socket_dir =
+auth_type = hba
+auth_hba_file = $dir/hba.conf
+auth_file = $dir/userlist.txt
+pool_mode = $mode
+max_client_conn = 500
+default_pool_size = 40
+ignore_startup_parameters = extra_float_digits,options
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  [ ${#as_pg[@]} -eq 0 ] || chown -R postgres: "$dir"
+  "${as_pg[@]}" "$pgb_bin" "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
+  sy_pid=$!
+  pids+=($sy_pid)
+  wait_until 30 "pgbouncer ($mode) on :$sy_port" \
+    "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$sy_port" -U postgres
+  log "pgbouncer ($("$pgb_bin" --version | head -1), $mode) on 127.0.0.1:$sy_port, log $dir/pgbouncer.log"
+}
+
 # --- Switchyard -------------------------------------------------------------------------
 sy_pid=""
 sy_port=""
@@ -198,12 +250,17 @@ TOML
 }
 stop_switchyard() {
   [ -n "$sy_pid" ] || return 0
+  # PgBouncer runs under runuser: its own pid is in its pidfile.
+  local pidfile pid
+  for pidfile in "$work"/pgbouncer-*/pgbouncer.pid; do
+    pid=$(cat "$pidfile" 2>/dev/null) && kill "$pid" 2>/dev/null || true
+  done
   kill "$sy_pid" 2>/dev/null || true
   wait "$sy_pid" 2>/dev/null || true
   sy_pid=""
 }
 
-# port_for MODE: where a suite in MODE connects (starts Switchyard unless direct).
+# port_for MODE: where a suite in MODE connects (the pooler's port unless direct).
 port_for() {
   if [ "$1" = direct ]; then
     echo "$pg_port"
@@ -293,20 +350,32 @@ prepare_asyncpg() {
 run_asyncpg() { # MODE PORT
   local mode=$1 port=$2 out=$results/asyncpg-$1
   prepare_asyncpg
+  rm -f "$out.log" "$out".*.xml
   log "asyncpg $asyncpg_version ($mode, port $port): pytest tests/"
   # PGHOST makes asyncpg's test base use the running server ("RunningCluster") instead of
   # starting its own. Tests that need to edit pg_hba.conf or start clusters then skip or
   # fail the same way in every mode (see the direct run).
-  (cd "$work/asyncpg-tests" &&
-    PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGPASSWORD=$pg_password \
-      PGDATABASE=postgres PGINSTALLATION=$pg_bin \
-      timeout 1800 "$venv/bin/python" -m pytest tests -p no:cacheprovider --timeout=120 \
-      -q -rfE --junitxml="$out.xml" ${PYTEST_ARGS:-}) >"$out.log" 2>&1 || true
-  "$venv/bin/python" - "$out.xml" "$mode" >"$out.summary" 2>"$out.failed.tmp" <<'PY' || true
-import sys, xml.etree.ElementTree as ET
-path, mode = sys.argv[1], sys.argv[2]
+  # Two pytest runs: test_listeners apart (see the top), then everything else.
+  local part args
+  for part in listeners rest; do
+    case $part in
+    listeners) args=(tests/test_listeners.py) ;;
+    rest) args=(tests --ignore=tests/test_listeners.py) ;;
+    esac
+    (cd "$work/asyncpg-tests" &&
+      PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGPASSWORD=$pg_password \
+        PGDATABASE=postgres PGINSTALLATION=$pg_bin \
+        timeout 1800 "$venv/bin/python" -m pytest "${args[@]}" -p no:cacheprovider \
+        --timeout=120 -q -rfE --junitxml="$out.$part.xml" ${PYTEST_ARGS:-}) \
+      >>"$out.log" 2>&1 || true
+  done
+  "$venv/bin/python" - "$mode" "$out.listeners.xml" "$out.rest.xml" >"$out.summary" \
+    2>"$out.failed.tmp" <<'PY' || true
+import os, sys, xml.etree.ElementTree as ET
+mode, paths = sys.argv[1], sys.argv[2:]
 passed = failed = skipped = 0
-for case in ET.parse(path).getroot().iter("testcase"):
+cases = [c for p in paths if os.path.exists(p) for c in ET.parse(p).getroot().iter("testcase")]
+for case in cases:
     name = f'{case.get("classname")}.{case.get("name")}'
     if case.find("failure") is not None or case.find("error") is not None:
         failed += 1
@@ -325,12 +394,16 @@ PY
 # --- run --------------------------------------------------------------------------------
 for mode in "${modes[@]}"; do
   case $mode in
-  direct | session | transaction) ;;
-  *) die "unknown mode $mode (direct, session, transaction)" ;;
+  direct | session | transaction | pgbouncer-session | pgbouncer-transaction) ;;
+  *) die "unknown mode $mode (direct, session, transaction, pgbouncer-session, pgbouncer-transaction)" ;;
   esac
   for suite in "${suites[@]}"; do
     start_postgres "$suite-$mode"
-    [ "$mode" = direct ] || start_switchyard "$mode"
+    case $mode in
+    direct) ;;
+    pgbouncer-*) start_pgbouncer "${mode#pgbouncer-}" ;;
+    *) start_switchyard "$mode" ;;
+    esac
     port=$(port_for "$mode")
     case $suite in
     tokio-postgres)

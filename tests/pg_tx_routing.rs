@@ -3,8 +3,11 @@
 //! it and stays on that node until it ends. `BEGIN READ ONLY` and `START TRANSACTION READ
 //! ONLY` (with any isolation level but serializable) run on a replica; a plain `BEGIN`,
 //! `BEGIN READ WRITE` and serializable read-only transactions on the primary; a `SET
-//! TRANSACTION READ ONLY` inside a transaction does not move it; session defaults
-//! (`SET SESSION CHARACTERISTICS`) are not seen by the router; a write inside a read-only
+//! TRANSACTION READ ONLY` inside a transaction does not move it; a session default of
+//! read-only (`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`) makes a plain `BEGIN`
+//! a read-only transaction, for a replica, and setting it back to `READ WRITE` undoes that
+//! (and a read-only transaction sent right after either still goes to a replica, not to the
+//! connection the router was still reading the setting back on); a write inside a read-only
 //! transaction gets the replica's own error (25006) and the session goes on.
 //!
 //! Each case runs its statements as separate turns (one simple query each), the way an
@@ -128,15 +131,30 @@ async fn a_transaction_runs_where_its_opening_statement_sends_it() -> anyhow::Re
         row.get::<_, bool>(0),
         "a tokio-postgres read-only transaction ran on the primary"
     );
-    // Session defaults are not seen by the router: a plain BEGIN still goes to the primary,
-    // where the session's default makes the transaction read-only.
+    // The session's default makes a plain BEGIN read-only: it goes to a replica, as BEGIN
+    // READ ONLY does; BEGIN READ WRITE still goes to the primary.
     client
         .simple_query("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         .await?;
-    assert!(!on_replica(&client, &["BEGIN"]).await?);
+    assert!(on_replica(&client, &["BEGIN"]).await?);
+    assert!(!on_replica(&client, &["BEGIN READ WRITE"]).await?);
     client
         .simple_query("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
         .await?;
+    // Back to read-write, the session's read-only transactions still run on a replica, and
+    // its plain ones on the primary.
+    assert!(
+        on_replica(&client, &["BEGIN READ ONLY"]).await?,
+        "a read-only transaction right after SET SESSION CHARACTERISTICS ran on the primary"
+    );
+    let tx = client.build_transaction().read_only(true).start().await?;
+    let row = tx.query_one("select pg_is_in_recovery()", &[]).await?;
+    tx.commit().await?;
+    assert!(
+        row.get::<_, bool>(0),
+        "a read-only transaction ran on the primary"
+    );
+    assert!(!on_replica(&client, &["BEGIN"]).await?);
 
     Ok(())
 }

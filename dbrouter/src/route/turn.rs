@@ -6,7 +6,7 @@
 use switchyard_config::Address;
 
 use super::replicas::{choose, Choice};
-use crate::classify::Target;
+use crate::classify::{Decision, Reason, Target, TxEffect};
 use crate::ha::monitor::{Lsn, NodeMonitor};
 use crate::runtime::ClusterRuntime;
 use crate::server::pool::Pools;
@@ -16,6 +16,16 @@ use crate::server::pool::Pools;
 pub enum RouteOverride {
     Primary,
     Replica,
+}
+
+/// What of the session routing follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Session {
+    /// Its `SET switchyard.route`.
+    pub forced: Option<RouteOverride>,
+    /// Its `default_transaction_read_only` is on (and its default isolation is not
+    /// serializable): a plain `BEGIN` opens a read-only transaction.
+    pub read_only_default: bool,
 }
 
 /// Where a turn goes.
@@ -34,7 +44,7 @@ pub struct Turn {
 /// `switchyard_postgres_queries_routed_total`; nothing is counted without read/write split.
 pub fn route(
     cluster: &ClusterRuntime,
-    forced: Option<RouteOverride>,
+    session: Session,
     sql: Option<&[u8]>,
     min_lsn: Option<Lsn>,
     monitor: &NodeMonitor,
@@ -48,13 +58,18 @@ pub fn route(
         };
     };
     let text = sql.and_then(|s| std::str::from_utf8(s).ok());
-    let (target, reason) = match (forced, text) {
+    let (target, reason) = match (session.forced, text) {
         (Some(RouteOverride::Primary), _) => (Target::Primary, "session_override"),
         (Some(RouteOverride::Replica), _) => (Target::Replica, "session_override"),
         (None, None) => (Target::Primary, "unknown_statement"),
         (None, Some(text)) => {
             let d = classifier.classify(text);
-            (d.target, d.reason.label())
+            if session.read_only_default && read_only_by_default(&d, text) {
+                // The session's default makes this plain BEGIN a read-only transaction.
+                (Target::Replica, Reason::ReadOnlyTransaction.label())
+            } else {
+                (d.target, d.reason.label())
+            }
         }
     };
     if target == Target::Primary {
@@ -83,6 +98,24 @@ pub fn route(
         }
     };
     Turn { to, writes: false }
+}
+
+/// Whether `d`, the classification of `text`, opens a transaction that the session's
+/// `default_transaction_read_only = on` makes read-only: a `BEGIN` or `START TRANSACTION`
+/// that says neither `READ WRITE` nor `SERIALIZABLE` (a hot standby refuses serializable
+/// transactions) and that no override comment sent to the primary.
+fn read_only_by_default(d: &Decision, text: &str) -> bool {
+    if d.tx != (TxEffect::Begin { read_only: false }) || d.reason != Reason::TransactionControl {
+        return false;
+    }
+    let lower = text.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .collect();
+    matches!(words.first(), Some(&"begin") | Some(&"start"))
+        && !words.windows(2).any(|w| w == ["read", "write"])
+        && !words.contains(&"serializable")
 }
 
 /// `SET switchyard.route = primary | replica | auto` (or `TO`, quoted or not, with an
@@ -116,6 +149,28 @@ pub fn route_setting(text: &[u8]) -> Option<Option<RouteOverride>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_begin_is_read_only_by_default_unless_it_says_otherwise() {
+        let begin = Decision::primary(Reason::TransactionControl)
+            .with_tx(TxEffect::Begin { read_only: false });
+        for text in [
+            "BEGIN",
+            "start transaction",
+            "begin isolation level repeatable read",
+        ] {
+            assert!(read_only_by_default(&begin, text), "{text}");
+        }
+        for text in [
+            "BEGIN READ WRITE",
+            "begin isolation level serializable",
+            "START TRANSACTION READ\nWRITE",
+        ] {
+            assert!(!read_only_by_default(&begin, text), "{text}");
+        }
+        let write = Decision::primary(Reason::Write);
+        assert!(!read_only_by_default(&write, "insert into t values (1)"));
+    }
 
     #[test]
     fn route_setting_is_recognised_in_its_spellings() {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::expect::Entry;
 use super::held::Check;
+use super::nodes::DdlTurn;
 use super::prepared::StatementDef;
 use super::relay::{Held, TxEnd, TxRelay, HIGH};
 use super::sql::{self, Effects};
@@ -45,6 +46,11 @@ impl TxRelay<'_> {
                 self.on_client(msg[0], &msg).await?;
                 self.drain_synthetic();
                 continue;
+            }
+            if self.held.as_ref().is_some_and(|h| h.closing) {
+                // The next turn waits for this one to end (see `Held::closing`): it may
+                // belong on another node.
+                return Ok(());
             }
             if self
                 .held
@@ -180,12 +186,15 @@ impl TxRelay<'_> {
         if let Some(h) = self.held.as_mut() {
             h.ops.extend(fx.ops.iter().cloned());
             if fx.ddl {
-                // Retired before it runs, too: a `Parse` the router would otherwise answer
-                // from a shared copy while this DDL holds its lock would be described by the
-                // server once it committed, and fail with 0A000 where a direct connection's
-                // `Parse` would have waited for the lock and planned afresh.
-                h.ddl = true;
-                self.node.statements.retire_all();
+                // From before it runs to the end of its turn: a `Parse` the router would
+                // otherwise answer from a shared copy while this DDL holds its lock would be
+                // described by the server once it committed, and fail with 0A000 where a
+                // direct connection's `Parse` would have waited for the lock and planned
+                // afresh.
+                match &h.ddl {
+                    Some(_) => self.node.statements.retire_all(),
+                    None => h.ddl = Some(DdlTurn::start(self.node.clone())),
+                }
             }
         }
         if let (Some(why), None) = (fx.pin, self.pinned) {
@@ -202,7 +211,7 @@ impl TxRelay<'_> {
         if let (Some(def), None) = (&def, &self.held) {
             if def.accepted() {
                 // Known good and nothing in flight: no server needed (see `prepared`).
-                self.me.statements.insert(name, def.clone());
+                self.me.statements.insert_provisional(name, def.clone());
                 put(&mut self.to_client, b'1', &[]);
                 return Ok(());
             }
@@ -257,6 +266,7 @@ impl TxRelay<'_> {
         }
         match (def, self.held.as_mut()) {
             (Some(def), Some(h)) if !h.expect.skipping() => {
+                let def = self.current_statement(stmt, def);
                 if self.check_copy(&def, msg) {
                     return Ok(());
                 }
@@ -284,6 +294,7 @@ impl TxRelay<'_> {
         }
         match (def, self.held.as_mut()) {
             (Some(def), Some(h)) if !h.expect.skipping() => {
+                let def = self.current_statement(name, def);
                 if self.check_copy(&def, msg) {
                     return Ok(());
                 }
@@ -322,6 +333,19 @@ impl TxRelay<'_> {
             self.send(msg, Entry::Close { swallow: false });
         }
         Ok(())
+    }
+
+    /// The statement the client's `name` stands for now that a server will use it. A
+    /// `Parse` the router answered alone is planned only here, so if DDL retired its shared
+    /// statement since (while this turn waited for a server connection, say), the client
+    /// gets the current one, as its own `Parse` reaching a server now would.
+    fn current_statement(&mut self, name: &[u8], def: Arc<StatementDef>) -> Arc<StatementDef> {
+        if !self.me.statements.take_provisional(name) || !def.retired() {
+            return def;
+        }
+        let current = self.node.statements.get(&def.query, &def.types);
+        self.me.statements.insert(name, current.clone());
+        current
     }
 
     /// Before the client's `msg` (a `Bind` or `Describe` of `def`) goes to a server

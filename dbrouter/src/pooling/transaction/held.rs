@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::expect::Expect;
+use super::nodes::DdlTurn;
 use super::sql::ParamOp;
 use crate::ha::monitor::Lsn;
 use crate::server::pool::{NodePool, PooledConn};
@@ -59,10 +60,15 @@ pub(super) struct Held {
     pub write: bool,
     /// Client work went to it since its WAL position was last read.
     pub needs_wal: bool,
+    /// The client's part of the turn is over and the router's own queries that close it
+    /// are in flight (parameters read back, the WAL position, closing statements): a
+    /// message the client sends now starts the next turn, routed afresh, once this one
+    /// has ended.
+    pub closing: bool,
     /// The check of a statement prepared again after DDL, while one is under way.
     pub check: Option<Check>,
-    /// The turn ran DDL (the shared prepared statements are retired again when it ends).
-    pub ddl: bool,
+    /// The turn runs DDL: nothing is shared until it ends (see [`DdlTurn`]).
+    pub ddl: Option<DdlTurn>,
     /// The server's FATAL error, when it said why it ends the connection.
     pub fatal: Option<String>,
     /// Why the connection must not be reused, if it must not.
@@ -86,8 +92,9 @@ impl Held {
             wal_position: None,
             write: false,
             needs_wal: false,
-            ddl: false,
+            ddl: None,
             check: None,
+            closing: false,
             fatal: None,
             dirty: None,
         }

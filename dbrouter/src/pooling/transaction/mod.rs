@@ -143,6 +143,7 @@ pub async fn serve(
         turn_writes: false,
         min_lsn: None,
         gate: None,
+        resume: false,
         spare: Default::default(),
         pools: Vec::new(),
     };

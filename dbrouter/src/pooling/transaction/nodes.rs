@@ -1,7 +1,10 @@
 //! What transaction pooling keeps per node beside the node's pool, by cluster and node
 //! address and across reloads like the pools: the global names of its clients' prepared
 //! statements ([`StatementRegistry`]) and its counters ([`TxCounters`]); and [`Shared`], what a
-//! session gets of the plane besides its [`crate::server::upstream::Upstream`].
+//! session gets of the plane besides its [`crate::server::upstream::Upstream`]; and
+//! [`DdlTurn`], a turn's hold on its node's registry while it runs DDL.
+
+use std::sync::Arc;
 
 use super::prepared::StatementRegistry;
 use super::report::TxCounters;
@@ -15,6 +18,24 @@ pub struct TxNode {
     pub statements: StatementRegistry,
     /// Transaction pooling counters.
     pub counters: TxCounters,
+}
+
+/// A turn running DDL, on `node`'s registry ([`StatementRegistry::ddl_started`]); dropped
+/// when the turn ends, however it ends (its transaction over, its connection lost).
+#[derive(Debug)]
+pub struct DdlTurn(Arc<TxNode>);
+
+impl DdlTurn {
+    pub fn start(node: Arc<TxNode>) -> DdlTurn {
+        node.statements.ddl_started();
+        DdlTurn(node)
+    }
+}
+
+impl Drop for DdlTurn {
+    fn drop(&mut self) {
+        self.0.statements.ddl_ended();
+    }
 }
 
 /// Every node's [`TxNode`], by cluster and node address (created on first use).

@@ -39,6 +39,13 @@
 //! them. Retired statements no client holds any more are closed on each server connection
 //! at its next turn ([`closable`]), so DDL does not leave server connections growing.
 //!
+//! While a turn runs DDL (from its text to the end of its turn, [`StatementRegistry::ddl_started`])
+//! nothing is shared: each `Parse` gets a statement of its own, born retired. One race is
+//! left: a `Parse` the router answered from a shared statement just before it saw the DDL,
+//! whose `Describe` reaches the server after the DDL took its lock, is described by the
+//! server once the DDL committed and fails with 0A000 (a direct `Parse` would have waited
+//! and planned afresh); `tests/pg_migration.rs` counts it.
+//!
 //! This is what PgBouncer (1.21+, `max_prepared_statements`) and PgDog do — share by text
 //! and parameter types under a global name — plus the schema tracking they lack (PgBouncer
 //! documents the 0A000 after a migration and says to `RECONNECT`).
@@ -47,7 +54,7 @@
 //! closes the least recently used one); today both grow with the distinct statement texts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use super::sql::{self, Effects};
@@ -185,31 +192,45 @@ pub fn global_name(id: u64) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct StatementRegistry {
     by_text: Mutex<HashMap<Box<[u8]>, Arc<StatementDef>>>,
+    /// Turns with DDL under way ([`StatementRegistry::ddl_started`]).
+    ddl_turns: AtomicUsize,
 }
 
 impl StatementRegistry {
     /// The statement for `query` with `types`, registered on first sight.
     pub fn get(&self, query: &[u8], types: &[u8]) -> Arc<StatementDef> {
+        if self.ddl_turns.load(Relaxed) > 0 {
+            // While DDL may be committing, nothing is shared: a statement planned now may
+            // be planned before or after it, so it is born retired (checked wherever it
+            // must be prepared again) and given to this client alone.
+            let def = new_def(query, types);
+            def.retired.store(true, Relaxed);
+            return def;
+        }
         let key = registry_key(query, types);
         let mut map = self.by_text.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(def) = map.get(&key[..]) {
             return def.clone();
         }
-        let id = NEXT_ID.fetch_add(1, Relaxed) + 1;
-        ALIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-        let def = Arc::new(StatementDef {
-            id,
-            name: global_name(id).into(),
-            query: query.into(),
-            types: types.into(),
-            effects: sql::inspect(query),
-            accepted: AtomicBool::new(false),
-            resolved: OnceLock::new(),
-            described: OnceLock::new(),
-            retired: AtomicBool::new(false),
-        });
+        let def = new_def(query, types);
         map.insert(key.into(), def.clone());
         def
+    }
+
+    /// A turn started running DDL (its text was seen, or its `CommandComplete`): every
+    /// statement is retired, and until [`StatementRegistry::ddl_ended`] none is shared.
+    pub fn ddl_started(&self) {
+        self.ddl_turns.fetch_add(1, Relaxed);
+        self.retire_all();
+    }
+
+    /// A turn with DDL ended (its transaction committed or rolled back, or its connection
+    /// went): statements prepared from now on see the outcome.
+    pub fn ddl_ended(&self) {
+        let _ = self
+            .ddl_turns
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        self.retire_all();
     }
 
     /// The schema changed (see the module's notes): every statement is retired, and the
@@ -256,6 +277,22 @@ fn result_shape(body: &[u8]) -> Option<Vec<&[u8]>> {
     Some(shape)
 }
 
+fn new_def(query: &[u8], types: &[u8]) -> Arc<StatementDef> {
+    let id = NEXT_ID.fetch_add(1, Relaxed) + 1;
+    ALIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+    Arc::new(StatementDef {
+        id,
+        name: global_name(id).into(),
+        query: query.into(),
+        types: types.into(),
+        effects: sql::inspect(query),
+        accepted: AtomicBool::new(false),
+        resolved: OnceLock::new(),
+        described: OnceLock::new(),
+        retired: AtomicBool::new(false),
+    })
+}
+
 fn registry_key(query: &[u8], types: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(query.len() + 1 + types.len());
     key.extend_from_slice(query);
@@ -291,12 +328,30 @@ pub fn is_ddl(tag: &[u8]) -> bool {
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     by_name: HashMap<Box<[u8]>, Arc<StatementDef>>,
+    /// Names whose `Parse` the router answered alone and that no server has seen used yet:
+    /// their statement is planned only where they are first bound or described.
+    provisional: HashSet<Box<[u8]>>,
 }
 
 impl ClientStatements {
     /// The client prepared `name` as `def` (a name prepared again is replaced).
     pub fn insert(&mut self, name: &[u8], def: Arc<StatementDef>) {
+        if !self.provisional.is_empty() {
+            self.provisional.remove(name);
+        }
         self.by_name.insert(name.into(), def);
+    }
+
+    /// [`ClientStatements::insert`] for a `Parse` the router answered without a server.
+    pub fn insert_provisional(&mut self, name: &[u8], def: Arc<StatementDef>) {
+        self.by_name.insert(name.into(), def);
+        self.provisional.insert(name.into());
+    }
+
+    /// Whether `name` was provisional (its first use ends that).
+    #[inline]
+    pub fn take_provisional(&mut self, name: &[u8]) -> bool {
+        !self.provisional.is_empty() && self.provisional.remove(name)
     }
 
     /// The statement the client calls `name`, if it prepared one (never for the unnamed one).
@@ -311,11 +366,13 @@ impl ClientStatements {
     /// The client closed `name` (or preparing it failed).
     pub fn remove(&mut self, name: &[u8]) {
         self.by_name.remove(name);
+        self.provisional.remove(name);
     }
 
     /// `DISCARD ALL` or `DEALLOCATE ALL` ran for the client.
     pub fn clear(&mut self) {
         self.by_name.clear();
+        self.provisional.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -328,83 +385,5 @@ impl ClientStatements {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_text_and_types_share_a_global_name() {
-        let reg = StatementRegistry::default();
-        let a = reg.get(b"select $1", &[0, 1, 0, 0, 0, 23]);
-        let b = reg.get(b"select $1", &[0, 1, 0, 0, 0, 23]);
-        let c = reg.get(b"select $1", &[0, 0]);
-        let d = reg.get(b"select $2", &[0, 1, 0, 0, 0, 23]);
-        assert_eq!(a.id, b.id);
-        assert_ne!(a.id, c.id);
-        assert_ne!(a.id, d.id);
-        assert_eq!(&*a.name, format!("sy_{}", a.id).as_bytes());
-        assert_eq!(reg.len(), 3);
-    }
-
-    #[test]
-    fn retired_statements_are_registered_anew_and_closable_once_dropped() {
-        let reg = StatementRegistry::default();
-        let old = reg.get(b"select * from t", &[0, 0]);
-        let other = reg.get(b"select 1", &[0, 0]);
-        let on_server: HashSet<u64> = [old.id, other.id].into();
-        let other_id = other.id;
-        drop(other);
-        reg.retire_all();
-        let new = reg.get(b"select * from t", &[0, 0]);
-        assert_ne!(old.id, new.id);
-        assert_eq!(reg.len(), 1);
-        // `old` is still held by a client: only the other one may be closed.
-        assert_eq!(closable(&on_server), vec![other_id]);
-        let before = dropped();
-        drop(old);
-        assert!(dropped() > before);
-        assert_eq!(closable(&on_server).len(), 2);
-        assert!(closable(&[new.id].into()).is_empty());
-        assert!(is_stale("0A000", "cached plan must not change result type"));
-        assert!(is_stale("XX000", "cache lookup failed for type 30866"));
-        assert!(!is_stale("0A000", "cannot insert into view"));
-        assert!(!is_stale("22P02", "invalid input syntax for type integer"));
-    }
-
-    #[test]
-    fn ddl_tags_are_recognised_and_resolved_types_are_kept() {
-        for tag in [
-            &b"ALTER TABLE\0"[..],
-            b"CREATE TYPE\0",
-            b"DROP TYPE\0",
-            b"CREATE INDEX\0",
-        ] {
-            assert!(is_ddl(tag), "{}", String::from_utf8_lossy(tag));
-        }
-        for tag in [
-            &b"SELECT 1\0"[..],
-            b"DELETE 3\0",
-            b"COPY 2\0",
-            b"COMMIT\0",
-            b"DISCARD ALL\0",
-        ] {
-            assert!(!is_ddl(tag), "{}", String::from_utf8_lossy(tag));
-        }
-        let reg = StatementRegistry::default();
-        let def = reg.get(b"insert into t values ($1)", &[0, 0]);
-        assert_eq!(def.types_to_send(), &[0, 0]);
-        def.resolve(&[0, 1, 0, 0, 4, 58]);
-        def.resolve(&[0, 1, 0, 0, 0, 23]);
-        assert_eq!(def.types_to_send(), &[0, 1, 0, 0, 4, 58]);
-    }
-
-    #[test]
-    fn client_names_map_to_statements() {
-        let reg = StatementRegistry::default();
-        let mut mine = ClientStatements::default();
-        mine.insert(b"s0", reg.get(b"listen x", &[0, 0]));
-        assert_eq!(mine.get(b"s0").map(|d| d.effects.pin), Some(Some("LISTEN")));
-        assert!(mine.get(b"").is_none());
-        mine.remove(b"s0");
-        assert!(mine.is_empty());
-    }
-}
+#[path = "prepared_tests.rs"]
+mod tests;

@@ -129,6 +129,9 @@ pub(super) struct TxRelay<'a> {
     /// A client message held back until the router's check of a statement it names is
     /// answered ([`TxRelay::check_copy`]).
     pub gate: Option<BytesMut>,
+    /// A turn the router was closing (its own queries after the client's last answer)
+    /// just ended: what the client sent meanwhile is read now, as the next turn.
+    pub resume: bool,
     /// What the last turn left for the next one's buffers.
     pub spare: Spare,
     /// Nodes this session's turns went to, by address: their names and pools (the plane
@@ -145,6 +148,9 @@ impl TxRelay<'_> {
             let step = match self.client_messages().await {
                 Ok(()) => {
                     self.end_turn();
+                    if std::mem::take(&mut self.resume) {
+                        continue;
+                    }
                     self.io().await
                 }
                 Err(end) => Err(end),
@@ -370,9 +376,20 @@ impl TxRelay<'_> {
         sql: Option<&[u8]>,
     ) -> Result<Option<Address>, String> {
         let metrics = &mut self.metrics;
+        // The session's defaults as the router last read them back from a server.
+        let param = |n: &str| self.me.params.get(n).map(String::as_str);
+        let session_read_only = param("default_transaction_read_only").is_some_and(|v| {
+            ["on", "true", "yes", "1"]
+                .iter()
+                .any(|t| v.trim().eq_ignore_ascii_case(t))
+        }) && param("default_transaction_isolation")
+            != Some("serializable");
         let turn = turn::route(
             live,
-            self.route_override,
+            turn::Session {
+                forced: self.route_override,
+                read_only_default: session_read_only,
+            },
             sql,
             self.min_lsn,
             self.verdicts.monitor(),
@@ -395,11 +412,10 @@ impl TxRelay<'_> {
         if !h.idle() {
             return;
         }
-        if std::mem::take(&mut h.ddl) {
-            // Its DDL committed or rolled back: what others prepare now sees the outcome.
-            self.node.statements.retire_all();
-        }
+        // Its DDL committed or rolled back: what others prepare now sees the outcome.
+        h.ddl = None;
         if sweep(h) {
+            h.closing = true;
             return;
         }
         if !h.ops.is_empty() {
@@ -409,6 +425,7 @@ impl TxRelay<'_> {
                 h.rows.clear();
                 h.internal_error = None;
                 h.expect.push(Entry::Internal(Internal::Verify(v)));
+                h.closing = true;
                 return;
             }
         }
@@ -417,9 +434,12 @@ impl TxRelay<'_> {
             h.wal_position = None;
             h.internal_error = None;
             h.expect.push(Entry::Internal(Internal::WalPosition));
+            h.closing = true;
             return;
         }
         let Some(h) = self.held.take() else { return };
+        // Messages the client sent while the router closed the turn start the next one.
+        self.resume = h.closing;
         self.cancel.set_server(None);
         self.metrics.transaction(&self.node.counters);
         let (conn, pool, dirty, spare) = h.finish();

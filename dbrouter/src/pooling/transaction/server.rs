@@ -11,6 +11,7 @@ use bytes::BytesMut;
 
 use super::expect::{Desync, Internal, Seen};
 use super::held::Check;
+use super::nodes::DdlTurn;
 use super::params;
 use super::prepared;
 use super::relay::{TxEnd, TxRelay};
@@ -199,8 +200,10 @@ impl TxRelay<'_> {
                             // next `Parse` of any text is planned afresh (and again when the
                             // turn ends, for DDL that commits or rolls back later).
                             tracing::debug!(cluster = %self.up.cluster, node = %h.node, server_pid = h.conn.conn.key.pid, tag = %String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(body)), "DDL: retiring every shared prepared statement");
-                            h.ddl = true;
-                            self.node.statements.retire_all();
+                            match &h.ddl {
+                                Some(_) => self.node.statements.retire_all(),
+                                None => h.ddl = Some(DdlTurn::start(self.node.clone())),
+                            }
                         }
                     }
                     Seen::Swallow => forward = false,

@@ -48,7 +48,10 @@ const ADVISORY: &[&[u8]] = &[
 
 /// Read `sql` (one `Query` or `Parse` text, possibly several statements).
 pub fn inspect(sql: &[u8]) -> Effects {
-    let mut effects = Effects::default();
+    let mut effects = Effects {
+        ddl: ddl_start(sql),
+        ..Effects::default()
+    };
     if !might_matter(sql) {
         return effects;
     }
@@ -65,6 +68,48 @@ pub fn inspect(sql: &[u8]) -> Effects {
     effects
 }
 
+/// Whether a statement of `sql` starts with `CREATE`, `ALTER` or `DROP` (after blanks and
+/// comments). Cheap: it looks at the start and after each `;` only (a `;` in a literal can
+/// only make it say yes, which costs a retirement of the shared statements, nothing more).
+fn ddl_start(sql: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        let mut i = at;
+        loop {
+            match sql.get(i..) {
+                Some([b, ..]) if b.is_ascii_whitespace() => i += 1,
+                Some([b'-', b'-', ..]) => {
+                    i += sql[i..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .unwrap_or(sql.len() - i)
+                }
+                Some([b'/', b'*', ..]) => {
+                    i += sql[i..]
+                        .windows(2)
+                        .position(|w| w == b"*/")
+                        .map_or(sql.len() - i, |p| p + 2)
+                }
+                _ => break,
+            }
+        }
+        let word = |kw: &[u8]| {
+            sql.get(i..i + kw.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(kw))
+                && !sql
+                    .get(i + kw.len())
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        };
+        if word(b"create") || word(b"alter") || word(b"drop") {
+            return true;
+        }
+        match sql[at..].iter().position(|&b| b == b';') {
+            Some(p) => at += p + 1,
+            None => return false,
+        }
+    }
+}
+
 /// Whether `sql` contains any word [`inspect`] looks for (most queries do not).
 fn might_matter(sql: &[u8]) -> bool {
     const NEEDLES: &[&[u8]] = &[
@@ -75,9 +120,6 @@ fn might_matter(sql: &[u8]) -> bool {
         b"temp",
         b"hold",
         b"prepare",
-        b"create",
-        b"alter",
-        b"drop",
     ];
     sql.windows(3).enumerate().any(|(i, w)| {
         let first = w[0].to_ascii_lowercase();
@@ -97,7 +139,6 @@ fn statement_effects(toks: &[Tok<'_>], fx: &mut Effects) {
     };
     let is = |i: usize, kw: &str| word(i).is_some_and(|w| w.eq_ignore_ascii_case(kw.as_bytes()));
     let mut pin: Option<&'static str> = None;
-    fx.ddl |= is(0, "create") || is(0, "alter") || is(0, "drop");
     if is(0, "listen") {
         pin = Some("LISTEN");
     } else if is(0, "prepare") {
