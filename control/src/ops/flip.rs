@@ -52,8 +52,6 @@ impl FlipError {
     }
 }
 
-/// The flips of this process. Cheap to clone; clones share state.
-
 impl Flips {
     /// Flip `upstream` to `req.to`: apply the new weights as `upstream.flip`, then verify
     /// in a task with `traffic` (without counters the flip stays, `unverified`).

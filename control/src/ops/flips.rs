@@ -74,6 +74,7 @@ pub struct FlipStatus {
     pub rollback_version: Option<u64>,
 }
 
+/// The flips of this process. Cheap to clone; clones share state.
 #[derive(Clone)]
 pub struct Flips {
     inner: Arc<Inner>,
