@@ -127,13 +127,19 @@ async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyh
     pg.kill(0);
     let new = agreed_new_primary(&pg, &[&a, &b], false).await?;
     let primary = format!("127.0.0.1:{}", pg.node(new).port);
-    let decision = tokio::task::block_in_place(|| etcd.get("/sy-test/main/primary"))?;
-    ensure!(
-        decision.as_deref() == Some(primary.as_str()),
-        "etcd says {decision:?}"
-    );
-    let leader = tokio::task::block_in_place(|| etcd.get("/sy-test/main/leader"))?;
-    ensure!(leader.is_none(), "the lease was not given back: {leader:?}");
+    // The decision is recorded, and the lease given back, after the write route moved (the
+    // promotion does not wait on etcd): wait for both.
+    wait_until(Duration::from_secs(10), || async {
+        let decision = tokio::task::block_in_place(|| etcd.get("/sy-test/main/primary"))?;
+        ensure!(
+            decision.as_deref() == Some(primary.as_str()),
+            "etcd says {decision:?}"
+        );
+        let leader = tokio::task::block_in_place(|| etcd.get("/sy-test/main/leader"))?;
+        ensure!(leader.is_none(), "the lease was not given back: {leader:?}");
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 
