@@ -53,6 +53,8 @@ fuzz_target!(|data: &[u8]| {
         Some("both")
     } else if cls.windows(2).any(|w| w[0] != w[1]) {
         Some("conflicting")
+    } else if cls.len() > 1 {
+        Some("more than one")
     } else if cls.iter().any(|v| {
         let t = trim(v);
         t.is_empty()
