@@ -25,6 +25,9 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # protoc: the etcd-client crate (the fleet store) compiles etcd's protos in its build script.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# ... and the well-known types etcd's protos import (google/protobuf/descriptor.proto),
+# which Debian ships in libprotobuf-dev, not with protoc.
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 # The operations tests (tests/ops_*.rs): a browser for the status page, promtool for the
 # alert rules, Node.js for playwright-core, Python's venv for the chart and Dockerfile
 # checks, objcopy for the release split (systemd-analyze comes with systemd).
