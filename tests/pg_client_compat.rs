@@ -123,6 +123,48 @@ async fn a_statement_prepared_again_after_ddl_is_planned_afresh() -> anyhow::Res
     Ok(())
 }
 
+/// A client that prepares a text another client prepared before a schema change the router
+/// did not see (a migration run directly, another router's) must get a statement planned
+/// now, as its own server would plan its `Parse`, not the 0A000 of the old shared copy that
+/// the server connection keeps. (`tests/pg_migration.rs` met this as a race: a `Parse`
+/// answered from a shared statement just before the router saw the DDL.)
+#[tokio::test]
+async fn a_text_prepared_after_ddl_the_router_did_not_see_is_planned_afresh() -> anyhow::Result<()>
+{
+    // One server connection, so the second client's statement meets the stale copy.
+    let Some((pg, router)) = setup(r#"{ max_size = 1, checkout_timeout = "5s" }"#)? else {
+        return Ok(());
+    };
+    let config = router.config("app", "app-pw");
+    let a = pg::connect(&config).await?;
+    a.batch_execute("CREATE TABLE tab3 (a int, b int); INSERT INTO tab3 VALUES (1, 2)")
+        .await?;
+    let before = a.prepare("SELECT * FROM tab3").await?;
+    let row = a.query_one(&before, &[]).await?;
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (1, 2));
+
+    // Past the router: it sees no DDL, and its shared copy stays as it was.
+    pg.psql(0, "ALTER TABLE tab3 ALTER COLUMN b SET DATA TYPE text")?;
+
+    let b = pg::connect(&config).await?;
+    let fresh = b.prepare("SELECT * FROM tab3").await?;
+    let row = b.query_one(&fresh, &[]).await?;
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, String>(1)),
+        (1, "2".to_string())
+    );
+    // The statement `a` prepared before still fails, as on a direct connection.
+    match a.query_one(&before, &[]).await {
+        Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {}
+        other => anyhow::bail!("expected 0A000 from the statement prepared before: {other:?}"),
+    }
+    // And a third client preparing it now shares `b`'s fresh statement.
+    let c = pg::connect(&config).await?;
+    let row = c.query_one("SELECT * FROM tab3", &[]).await?;
+    assert_eq!(row.get::<_, String>(1), "2");
+    Ok(())
+}
+
 /// The server's pid of the connection a client's next turn gets.
 async fn backend_pid(c: &tokio_postgres::Client) -> anyhow::Result<i32> {
     Ok(c.query_one("select pg_backend_pid()", &[]).await?.get(0))

@@ -266,7 +266,10 @@ impl TxRelay<'_> {
         }
         match (def, self.held.as_mut()) {
             (Some(def), Some(h)) if !h.expect.skipping() => {
-                let def = self.current_statement(stmt, def);
+                let (def, first_use) = self.current_statement(stmt, def);
+                if first_use && self.probe(stmt, &def, msg) {
+                    return Ok(());
+                }
                 if self.check_copy(&def, msg) {
                     return Ok(());
                 }
@@ -294,7 +297,10 @@ impl TxRelay<'_> {
         }
         match (def, self.held.as_mut()) {
             (Some(def), Some(h)) if !h.expect.skipping() => {
-                let def = self.current_statement(name, def);
+                let (def, first_use) = self.current_statement(name, def);
+                if first_use && self.probe(name, &def, msg) {
+                    return Ok(());
+                }
                 if self.check_copy(&def, msg) {
                     return Ok(());
                 }
@@ -335,17 +341,67 @@ impl TxRelay<'_> {
         Ok(())
     }
 
-    /// The statement the client's `name` stands for now that a server will use it. A
-    /// `Parse` the router answered alone is planned only here, so if DDL retired its shared
-    /// statement since (while this turn waited for a server connection, say), the client
-    /// gets the current one, as its own `Parse` reaching a server now would.
-    fn current_statement(&mut self, name: &[u8], def: Arc<StatementDef>) -> Arc<StatementDef> {
-        if !self.me.statements.take_provisional(name) || !def.retired() {
-            return def;
+    /// The statement the client's `name` stands for now that a server will use it, and
+    /// whether this is the first use of a `Parse` the router answered alone. Such a `Parse`
+    /// is planned only here, so if DDL retired its shared statement since (while this turn
+    /// waited for a server connection, say), the client gets the current one, as its own
+    /// `Parse` reaching a server now would.
+    fn current_statement(
+        &mut self,
+        name: &[u8],
+        def: Arc<StatementDef>,
+    ) -> (Arc<StatementDef>, bool) {
+        if !self.me.statements.take_provisional(name) {
+            return (def, false);
+        }
+        if !def.retired() {
+            return (def, true);
         }
         let current = self.node.statements.get(&def.query, &def.types);
         self.me.statements.insert(name, current.clone());
-        current
+        (current, true)
+    }
+
+    /// Before the first use (`msg`, a `Bind` or `Describe`) of a `Parse` the router
+    /// answered alone, on a server connection that already has a copy of its statement:
+    /// that copy was planned when some client first prepared the text, perhaps before DDL
+    /// the router has not seen yet (another router's, a migration run directly, or DDL
+    /// whose text reached the router just after this client's `Parse`). A direct
+    /// connection's `Parse` would be planned now, so the router first has the server
+    /// describe the copy (`Describe` and `Flush`, outside any transaction), and sends `msg`
+    /// in the same implicit transaction once the copy is found good (the locks the server
+    /// took to check it are then held until the client's `Sync`, so DDL cannot slip in
+    /// between). If the server says the copy went stale (0A000, XX000), the router ends
+    /// the failed request with its own `Sync`, every statement is retired and the client's
+    /// name moves to a statement planned afresh: the client never sees an error its own
+    /// `Parse` would not have got. `true`: `msg` waits in `gate` for the answer.
+    fn probe(&mut self, name: &[u8], def: &Arc<StatementDef>, msg: &[u8]) -> bool {
+        let Some(h) = self.held.as_mut() else {
+            return false;
+        };
+        if h.mid_batch
+            || h.conn.conn.status != b'I'
+            || !h.expect.only_internal()
+            || !h.conn.conn.state.prepared.contains(&def.id)
+        {
+            // In a transaction, or after other requests of the batch, a failed probe would
+            // fail them too: the copy is used as it is.
+            return false;
+        }
+        let probe = Entry::Probe {
+            stmt: def.clone(),
+            client: name.into(),
+        };
+        if !h.expect.push(probe) {
+            return false;
+        }
+        frontend::put_target(&mut h.to_server, b'D', b'S', &def.name);
+        put(&mut h.to_server, b'H', &[]);
+        h.check = Some(Check::Pending);
+        // The client's request follows in this batch: the turn must not end in between.
+        h.mid_batch = true;
+        self.gate = Some(msg.into());
+        true
     }
 
     /// Before the client's `msg` (a `Bind` or `Describe` of `def`) goes to a server

@@ -57,6 +57,14 @@ pub enum Entry {
     /// with what its clients were told: `ParameterDescription`, then `RowDescription` or
     /// `NoData`, all swallowed.
     Check(Arc<StatementDef>),
+    /// The router's `Describe` (and `Flush`) of the server's copy of `stmt` before the
+    /// first use of the client's `Parse` of it, under the name `client`, that the router
+    /// answered alone: `ParameterDescription`, then `RowDescription` or `NoData`, all
+    /// swallowed.
+    Probe {
+        stmt: Arc<StatementDef>,
+        client: Box<[u8]>,
+    },
     /// A `Parse` the router sent to fail on purpose (the server then skips to `Sync`, and a
     /// transaction fails, as for the client's own failed request): its error is replaced
     /// by the one the client is owed.
@@ -75,6 +83,13 @@ pub enum Internal {
     /// The `Sync` after closing statements nobody can use any more
     /// ([`super::prepared::closable`]).
     Sweep,
+    /// The `Sync` that ends a failed probe ([`Entry::Probe`]); `stale`: the server said the
+    /// copy went stale.
+    Probed {
+        stmt: Arc<StatementDef>,
+        client: Box<[u8]>,
+        stale: bool,
+    },
 }
 
 /// Where a server message belongs.
@@ -144,6 +159,21 @@ impl Expect {
         matches!(self.q.front(), Some(Entry::Internal(_)))
     }
 
+    /// Whether only the router's own queries are in flight (each ends with its
+    /// `ReadyForQuery`: no client request is).
+    pub fn only_internal(&self) -> bool {
+        self.q.iter().all(|e| matches!(e, Entry::Internal(_)))
+    }
+
+    /// The router's probe of a statement's copy, if that answer is next: the statement
+    /// and the client's name for it.
+    pub fn probe_at_front(&self) -> Option<(&Arc<StatementDef>, &[u8])> {
+        match self.q.front() {
+            Some(Entry::Probe { stmt, client }) => Some((stmt, client)),
+            _ => None,
+        }
+    }
+
     /// Whether the server is answering a parameter verification.
     pub fn verify_front(&self) -> bool {
         matches!(self.q.front(), Some(Entry::Internal(Internal::Verify(_))))
@@ -164,7 +194,7 @@ impl Expect {
     pub fn push(&mut self, e: Entry) -> bool {
         match e {
             Entry::Sync if self.copy_in => return false,
-            Entry::Sync => self.skipping = false,
+            Entry::Sync | Entry::Internal(Internal::Probed { .. }) => self.skipping = false,
             Entry::CopyEnd if self.copy_in => {
                 self.copy_in = false;
                 return false;
@@ -259,7 +289,7 @@ impl Expect {
                 }
             }
             Some(Entry::Close { .. }) => return desync("Close"),
-            Some(Entry::Check(_)) => match tag {
+            Some(Entry::Check(_) | Entry::Probe { .. }) => match tag {
                 b't' => Seen::Swallow,
                 b'T' | b'n' => {
                     self.pop();

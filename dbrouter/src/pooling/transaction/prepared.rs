@@ -40,11 +40,15 @@
 //! at its next turn ([`closable`]), so DDL does not leave server connections growing.
 //!
 //! While a turn runs DDL (from its text to the end of its turn, [`StatementRegistry::ddl_started`])
-//! nothing is shared: each `Parse` gets a statement of its own, born retired. One race is
-//! left: a `Parse` the router answered from a shared statement just before it saw the DDL,
-//! whose `Describe` reaches the server after the DDL took its lock, is described by the
-//! server once the DDL committed and fails with 0A000 (a direct `Parse` would have waited
-//! and planned afresh); `tests/pg_migration.rs` counts it.
+//! nothing is shared: each `Parse` gets a statement of its own, born retired. A `Parse` the
+//! router answered from a shared statement just before DDL it had not seen yet (its text
+//! arrived a moment later, or it ran on another router or directly), meets at its first
+//! use a server copy that may have been planned before that DDL. So the first use on a
+//! server that has a copy is preceded, outside a transaction, by the router's own
+//! `Describe` of the copy; if it went stale, every statement is retired and the client's
+//! name moves to one planned afresh (`TxRelay::probe`), as its own `Parse` would be.
+//! Inside a transaction block the copy is used as it is (a failed probe would fail the
+//! transaction).
 //!
 //! This is what PgBouncer (1.21+, `max_prepared_statements`) and PgDog do — share by text
 //! and parameter types under a global name — plus the schema tracking they lack (PgBouncer

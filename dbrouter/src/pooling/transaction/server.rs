@@ -7,13 +7,15 @@
 //! A failed parameter replay ends the session (its queries would run with the wrong
 //! settings); a failed verification only keeps the connection from being reused.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 
-use super::expect::{Desync, Internal, Seen};
+use super::expect::{Desync, Entry, Internal, Seen};
 use super::held::Check;
 use super::nodes::DdlTurn;
 use super::params;
-use super::prepared;
+use super::prepared::{self, StatementDef};
 use super::relay::{TxEnd, TxRelay};
 use super::sql::ParamOp;
 use crate::server::conn::ClientErrorOrFrame;
@@ -22,7 +24,7 @@ use switchyard_pgwire::backend::{
     data_row, error_code, error_is_fatal, error_message, first_column, parameter_status_fields,
 };
 use switchyard_pgwire::error::ClientError;
-use switchyard_pgwire::frame::{self, Frame, HEADER_LEN};
+use switchyard_pgwire::frame::{self, put, Frame, HEADER_LEN};
 
 /// The server's message when a statement's result type changed since it was prepared.
 const STALE_RESULT: &str = "cached plan must not change result type";
@@ -116,6 +118,19 @@ impl TxRelay<'_> {
                         self.node.statements.retire_all();
                     }
                 }
+                if let Some((stmt, client)) = h.expect.probe_at_front() {
+                    // The router's probe failed (see `TxRelay::probe`): not the client's
+                    // error. The server skips to a `Sync`; the router sends its own.
+                    let probed = Internal::Probed {
+                        stale: prepared::is_stale(&error_code(body), &error_message(body)),
+                        stmt: stmt.clone(),
+                        client: client.into(),
+                    };
+                    h.expect.on_error();
+                    h.expect.push(Entry::Internal(probed));
+                    put(&mut h.to_server, b'S', &[]);
+                    return Ok(());
+                }
                 let (forget, internal) = h.expect.on_error();
                 for name in forget {
                     self.me.statements.remove(&name);
@@ -146,6 +161,11 @@ impl TxRelay<'_> {
                         self.tell_parameters();
                     }
                     Some(Internal::Sweep) => {}
+                    Some(Internal::Probed {
+                        stmt,
+                        client,
+                        stale,
+                    }) => self.on_probed(&stmt, &client, stale),
                     Some(Internal::WalPosition) => {
                         if let Some(e) = h.internal_error.take() {
                             tracing::debug!(cluster = %self.up.cluster, error = %e, "reading the primary's WAL position failed");
@@ -180,7 +200,9 @@ impl TxRelay<'_> {
                         def.resolve(body);
                     }
                 } else if matches!(tag, b'T' | b'n') {
-                    if let Some(def) = h.expect.check_at_front() {
+                    if h.expect.probe_at_front().is_some() {
+                        h.check = Some(Check::Same);
+                    } else if let Some(def) = h.expect.check_at_front() {
                         h.check = Some(if def.same_result(tag, body) {
                             Check::Same
                         } else {
@@ -228,6 +250,22 @@ impl TxRelay<'_> {
             self.to_client.extend_from_slice(&msg);
         }
         Ok(())
+    }
+
+    /// The router's `Sync` after a failed probe before the first use of the client's
+    /// `client` (see `TxRelay::probe`) is answered: when the server's copy of `stmt` went
+    /// stale, every statement is retired and `client` now stands for one planned afresh.
+    /// Either way the client's request that waited goes on (and meets any other error
+    /// itself).
+    fn on_probed(&mut self, stmt: &Arc<StatementDef>, client: &[u8], stale: bool) {
+        let Some(h) = self.held.as_mut() else { return };
+        if stale {
+            tracing::debug!(cluster = %self.up.cluster, node = %h.node, server_pid = h.conn.conn.key.pid, statement = %String::from_utf8_lossy(&stmt.name), "a shared copy went stale before its first use by this client; planning the client's statement afresh");
+            self.node.statements.retire_all();
+            let current = self.node.statements.get(&stmt.query, &stmt.types);
+            self.me.statements.insert(client, current);
+        }
+        h.check = Some(Check::Same);
     }
 
     /// After a replay: tell the client every reported parameter whose value it does not
