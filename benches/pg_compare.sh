@@ -28,8 +28,9 @@
 # Knobs (environment): DURATION (5, seconds per run), CLIENTS ("1 10 50"), MODES ("simple
 # extended prepared"), SCRIPTS ("select tpcb"), SCALE (10), POOL (20), OUT
 # (target/bench-pg/<time>: pgbench outputs, configs and logs are kept there),
-# SWITCHYARD_BIN (a switchyard binary to run instead of building this tree's release
-# build: to compare commits under the same load), SWITCHYARD_PG_WORKERS (the router's
+# SPLIT (off, on or classify: see the Switchyard config below), SWITCHYARD_BIN (a
+# switchyard binary to run instead of building this tree's release build: to compare
+# commits under the same load), SWITCHYARD_PG_WORKERS (the router's
 # worker threads; default half the cores), PERF=1
 # (record `perf record -g` of Switchyard during each of its runs, into
 # $OUT/perf-<script>-<mode>-<clients>.data; needs linux-perf; perf slows the router, so its
@@ -81,9 +82,9 @@ if [ "$(id -u)" -eq 0 ]; then
   as_pg=(runuser -u postgres --)
 fi
 
-read -r p_pg p_switchyard p_control p_bouncer < <(python3 - <<'PY'
+read -r p_pg p_switchyard p_control p_bouncer p_nothing < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -135,6 +136,21 @@ PGPASSWORD=$password "$pgbench" -h 127.0.0.1 -p "$p_pg" -U bench -i -s "$scale" 
   >"$out/pgbench-init.log" 2>&1
 
 # --- Switchyard ---------------------------------------------------------------------------
+# SPLIT: off (the default: nothing to split, and PgBouncer does not classify), on (the
+# default config: read/write split on, with no replica nothing is classified), classify
+# (split on and a replica node where nothing listens: every statement is classified and,
+# the replica being down, sent to the primary; what classification costs per transaction).
+split_on=false
+split_replica=""
+case "${SPLIT:-off}" in
+  off) ;;
+  on) split_on=true ;;
+  classify)
+    split_on=true
+    split_replica=", { addr = \"127.0.0.1:$p_nothing\", role = \"replica\" }"
+    ;;
+  *) echo "SPLIT must be off, on or classify" >&2; exit 2 ;;
+esac
 cat >"$out/switchyard.toml" <<CONF
 [control]
 listen = "127.0.0.1:$p_control"
@@ -144,10 +160,10 @@ audit_log = "audit.jsonl"
 name = "bench"
 listen = "127.0.0.1:$p_switchyard"
 pool_mode = "transaction"
-nodes = [{ addr = "127.0.0.1:$p_pg", role = "primary" }]
+nodes = [{ addr = "127.0.0.1:$p_pg", role = "primary" }$split_replica]
 users = [{ name = "bench", password_env = "BENCH_PG_PASSWORD" }]
 pool = { max_size = $pool }
-routing = { read_write_split = false }
+routing = { read_write_split = $split_on }
 CONF
 (cd "$out" && BENCH_PG_PASSWORD=$password RUST_LOG=warn exec "$switchyard_bin" \
   run --config "$out/switchyard.toml" >"$out/switchyard.log" 2>&1) &

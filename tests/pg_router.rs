@@ -308,17 +308,23 @@ async fn bad_input_is_refused_for_that_client_alone() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn cancel_reaches_the_server_connection_in_use() -> anyhow::Result<()> {
-    let Some((_pg, router)) = setup()? else {
+    let Some((pg, router)) = setup()? else {
         return Ok(());
     };
     let client = pg::connect(&router.config("app", "app-pw")).await?;
     let token = client.cancel_token();
-    let started = Instant::now();
     let sleeper = tokio::spawn(async move {
         let r = client.execute("select pg_sleep(10)", &[]).await;
         (r, client)
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Cancel once the server runs it (a cancel that arrives before the query does nothing).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let running = "select count(*) from pg_stat_activity where query = 'select pg_sleep(10)' and state = 'active'";
+    while pg.psql(0, running)? != "1" {
+        anyhow::ensure!(Instant::now() < deadline, "pg_sleep(10) never started");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let started = Instant::now();
     token.cancel_query(tokio_postgres::NoTls).await?;
     let (r, client) = sleeper.await?;
     let err = r

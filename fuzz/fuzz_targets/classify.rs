@@ -4,6 +4,8 @@
 //! - `classify` (pre-check, then cache, then parse) and `analyse` (the parse alone) agree on
 //!   the target and the transaction effect, and a second `classify` (a cache hit) gives the
 //!   same decision, also with a tiny cache that evicts all the time;
+//! - the cache key (the text with its literals' values out) is sound: the same text with
+//!   other literal values has the same key and the same decision from the parse;
 //! - a statement sent to a replica never writes: `pg_query` parses it, every statement is
 //!   a `SELECT`, `SHOW`, `EXPLAIN` of a `SELECT`, `COPY … TO STDOUT`, transaction control or
 //!   `SET TRANSACTION`, no node anywhere is an `INSERT`/`UPDATE`/`DELETE`/`MERGE`, no
@@ -20,7 +22,9 @@ use libfuzzer_sys::fuzz_target;
 use pg_query::protobuf::{self, TransactionStmtKind};
 use pg_query::{NodeEnum, NodeRef};
 use switchyard_config::{ReplicaFallback, RoutingSettings};
-use switchyard_dbrouter::classify::{Classifier, Decision, Limits, Reason, Target};
+use switchyard_dbrouter::classify::{
+    cache_key, with_other_literals, Classifier, Decision, Limits, Reason, Target,
+};
 
 fn settings() -> RoutingSettings {
     RoutingSettings {
@@ -75,6 +79,21 @@ fuzz_target!(|data: &[u8]| {
         (analysed.target, analysed.tx),
         "the pre-check or the cache disagrees with the parse for {sql:?}: {first:?} vs {analysed:?}"
     );
+    // The cache is keyed by the text with its literals' values out: other values must not
+    // change the parse's decision (and `first` above may be another input's cached one).
+    if let Some(other) = with_other_literals(sql) {
+        assert_eq!(
+            cache_key(&other),
+            cache_key(sql),
+            "other literal values gave another key: {sql:?} vs {other:?}"
+        );
+        let o = full.analyse(&other);
+        assert_eq!(
+            (o.target, o.tx),
+            (analysed.target, analysed.tx),
+            "a literal's value changed the decision: {sql:?} vs {other:?}: {analysed:?} vs {o:?}"
+        );
+    }
     // A `/* switchyard: replica */` comment is the user's choice, not the classifier's (the
     // replica refuses any write in it): only the classifier's own replica verdicts must read.
     if first.target == Target::Replica && first.reason != Reason::Override {

@@ -58,8 +58,10 @@
 //! # Cost
 //! [`Classifier::classify`] first runs a pre-check (`precheck`) that answers without
 //! parsing for text that is obviously a write, DDL, session `SET`, transaction control, or a
-//! trivial read such as `SELECT 1`; then a bounded cache keyed by the exact text (`cache`),
-//! which prepared statements and ORM queries hit; only then the full parse, for texts up to
+//! trivial read such as `SELECT 1`; then a bounded cache (`cache`) keyed by the text with
+//! the values of its literals taken out (`normalize`: one scan, no parse), which prepared
+//! statements, ORM queries and simple-protocol texts with inlined values all hit; only
+//! then the full parse, for texts up to
 //! [`Limits::max_parse_len`]. Nothing recurses without bound: the parser checks its stack
 //! depth, the protobuf decoder refuses trees nested deeper than 100 messages, and the walk
 //! over a tree (`walk`) follows the decoded tree. `benches/classify.rs` has the figures.
@@ -71,6 +73,7 @@ mod cache;
 mod comment;
 mod decision;
 mod functions;
+mod normalize;
 mod precheck;
 mod statement;
 mod walk;
@@ -84,6 +87,7 @@ use switchyard_config::RoutingSettings;
 
 pub use decision::{CacheStats, Decision, Limits, Reason, Target, TxEffect};
 use functions::FunctionLists;
+pub use normalize::{cache_key, with_other_literals};
 
 /// Classifies query strings for one cluster's routing settings. Cheap to share (`&self`
 /// everywhere, thread-safe); build a new one when the settings change.
@@ -122,13 +126,14 @@ impl Classifier {
         if sql.len() > self.max_parse_len {
             return Decision::primary(Reason::TooLarge);
         }
-        if let Some(decision) = self.cache.get(sql) {
+        let key = normalize::cache_key(sql);
+        if let Some(decision) = self.cache.get(&key) {
             self.hit_counter.increment(1);
             return decision;
         }
         self.miss_counter.increment(1);
         let decision = self.analyse(sql);
-        self.cache.insert(sql, &decision);
+        self.cache.insert(&key, &decision);
         decision
     }
 

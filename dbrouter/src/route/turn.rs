@@ -3,9 +3,9 @@
 //! session's `SET switchyard.route` override, and the replica choice ([`super::replicas`])
 //! with the session's read-your-writes position.
 
-use switchyard_config::Address;
+use switchyard_config::{Address, Cluster, NodeRole, ReplicaFallback};
 
-use super::replicas::{choose, Choice};
+use super::replicas::{choose, Choice, Reason::NoReplicas};
 use crate::classify::{Decision, Reason, Target, TxEffect};
 use crate::ha::monitor::{Lsn, NodeMonitor};
 use crate::runtime::ClusterRuntime;
@@ -57,6 +57,16 @@ pub fn route(
             writes: false,
         };
     };
+    if session.forced.is_none() && !reads_may_leave_the_primary(&cluster.config) {
+        // No replica could take a read, and a read that finds none goes to the primary:
+        // everything does, so nothing is classified (and, with no replica to read from,
+        // nothing is a write to wait for).
+        count("primary", NoReplicas.as_str());
+        return Turn {
+            to: Ok(None),
+            writes: false,
+        };
+    }
     let text = sql.and_then(|s| std::str::from_utf8(s).ok());
     let (target, reason) = match (session.forced, text) {
         (Some(RouteOverride::Primary), _) => (Target::Primary, "session_override"),
@@ -98,6 +108,17 @@ pub fn route(
         }
     };
     Turn { to, writes: false }
+}
+
+/// Whether a read may go anywhere but the primary in `cluster` as configured: it has a
+/// replica that is not fenced, or a read that finds no replica fails
+/// (`routing.fallback = "error"`).
+fn reads_may_leave_the_primary(cluster: &Cluster) -> bool {
+    cluster.routing.fallback == ReplicaFallback::Error
+        || cluster
+            .nodes
+            .iter()
+            .any(|n| n.role == NodeRole::Replica && n.fenced.is_none())
 }
 
 /// Whether `d`, the classification of `text`, opens a transaction that the session's
