@@ -1,13 +1,15 @@
 //! [`Flips`]: the flips of the process, the latest one per upstream (for
-//! `GET /v1/upstreams/{name}/flip`) and a [`Claim`] per upstream being verified, so two flips
-//! of one upstream never overlap. Below both the flip operation ([`super::flip`]) and its
-//! verifier ([`super::verify`]); imports neither.
+//! `GET /v1/upstreams/{name}/flip`; with a shared store, also the ones other nodes verify)
+//! and a [`Claim`] per upstream being verified, so two flips of one upstream never overlap
+//! on this node (with a shared store, the verifier's lease keeps them apart on the fleet).
+//! Below the flip operation ([`super::flip`]), its verifier ([`super::verify`]) and the
+//! fleet's flip records ([`super::shared`]); imports none of them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::request::Verify;
@@ -17,7 +19,7 @@ use crate::applier::lock;
 pub const DEFAULT_POLL: Duration = Duration::from_millis(150);
 
 /// Where a flip is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlipState {
     /// Applied; the window is running.
@@ -47,7 +49,7 @@ impl FlipState {
 }
 
 /// A flip's progress or outcome, as `GET /v1/upstreams/{name}/flip` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlipStatus {
     pub upstream: String,
     pub to: String,
@@ -72,6 +74,10 @@ pub struct FlipStatus {
     /// The config version the flip applied, and the one its rollback applied.
     pub flip_version: u64,
     pub rollback_version: Option<u64>,
+    /// With a shared store, the node verifying the flip (the one that took it over, after
+    /// its first verifier died).
+    #[serde(default)]
+    pub verifier: Option<String>,
 }
 
 /// The flips of this process. Cheap to clone; clones share state.
@@ -125,6 +131,26 @@ impl Flips {
 
     pub(super) fn record(&self, status: FlipStatus) {
         lock(&self.inner.latest).insert(status.upstream.clone(), status);
+    }
+
+    /// Take in a flip's state as the fleet's store has it (verified by another node, or
+    /// finished by one), unless this node verifies that upstream now or knows a newer flip.
+    pub(super) fn observe(&self, status: FlipStatus) {
+        if lock(&self.inner.verifying).contains(&status.upstream) {
+            return;
+        }
+        let mut latest = lock(&self.inner.latest);
+        let newer = latest
+            .get(&status.upstream)
+            .is_none_or(|s| s.flip_version <= status.flip_version);
+        if newer {
+            latest.insert(status.upstream.clone(), status);
+        }
+    }
+
+    /// Whether this node verifies a flip of `upstream` now.
+    pub(super) fn verifying(&self, upstream: &str) -> bool {
+        lock(&self.inner.verifying).contains(upstream)
     }
 }
 
