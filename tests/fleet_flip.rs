@@ -53,22 +53,26 @@ fn weights_everywhere(nodes: &[&Node], blue: u64, green: u64) -> anyhow::Result<
     })
 }
 
+/// Backends blue and green, and nodes A (seeding a document with pools blue, all the
+/// traffic, and green), B and C, all running it.
+fn blue_green_fleet(etcd: &EtcdCluster) -> anyhow::Result<(Backend, Backend, Node, Node, Node)> {
+    let (blue, green) = (Backend::start("blue")?, Backend::start("green")?);
+    let doc = blue_green(&blue.addr_str(), &green.addr_str());
+    let a = node(etcd, "a", Some(&doc))?;
+    let b = node(etcd, "b", None)?;
+    let c = node(etcd, "c", None)?;
+    weights_everywhere(&[&a, &b, &c], 100, 0)?;
+    Ok((blue, green, a, b, c))
+}
+
 #[test]
 fn a_flip_is_applied_by_every_node_and_verified_on_the_whole_fleets_traffic() -> anyhow::Result<()>
 {
     let Some(etcd) = EtcdCluster::start(3)? else {
         return Ok(());
     };
-    let (blue, green) = (Backend::start("blue")?, Backend::start("green")?);
-    let a = node(
-        &etcd,
-        "a",
-        Some(&blue_green(&blue.addr_str(), &green.addr_str())),
-    )?;
-    let b = node(&etcd, "b", None)?;
-    let c = node(&etcd, "c", None)?;
+    let (_blue, green, a, b, c) = blue_green_fleet(&etcd)?;
     let nodes = [&a, &b, &c];
-    weights_everywhere(&nodes, 100, 0)?;
 
     // A flip through B while all three carry load: no failed request anywhere, every node
     // ends on green, and B verifies it.
@@ -121,15 +125,7 @@ fn when_the_verifier_is_killed_mid_window_another_node_finishes_the_verification
     let Some(etcd) = EtcdCluster::start(3)? else {
         return Ok(());
     };
-    let (blue, green) = (Backend::start("blue")?, Backend::start("green")?);
-    let a = node(
-        &etcd,
-        "a",
-        Some(&blue_green(&blue.addr_str(), &green.addr_str())),
-    )?;
-    let mut b = node(&etcd, "b", None)?;
-    let c = node(&etcd, "c", None)?;
-    weights_everywhere(&[&a, &b, &c], 100, 0)?;
+    let (_blue, green, a, mut b, c) = blue_green_fleet(&etcd)?;
     let survivors = [&a, &c];
     let loads = load_all(&survivors)?;
 

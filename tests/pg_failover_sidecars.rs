@@ -174,25 +174,27 @@ async fn write_until_moved(
     }))
 }
 
-/// Milliseconds from the decision (`at_ms`) to `t`.
-fn ms_after(at_ms: u64, t: SystemTime) -> anyhow::Result<i64> {
-    let t = t.duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as i64;
-    Ok(t - at_ms as i64)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyhow::Result<()> {
+/// etcd, a primary with two replicas (table `t` created) and two sidecars A and B with the
+/// etcd failover lease, both seeing every node; B with `auto_promote = false` if `passive`.
+/// `None` when etcd or PostgreSQL is not installed.
+async fn etcd_pair(
+    passive: bool,
+) -> anyhow::Result<Option<(support::etcd::Etcd, PgCluster, Router, Router)>> {
     let Some(etcd) = support::etcd::Etcd::start()? else {
-        return Ok(());
+        return Ok(None);
     };
-    let Some(mut pg) = PgCluster::start(2)? else {
-        return Ok(());
+    let Some(pg) = PgCluster::start(2)? else {
+        return Ok(None);
     };
     pg.psql(0, "create table t (via text)")?;
     let user = format!(r#"{{ name = "{SUPERUSER}", password = "{SUPERUSER_PASSWORD}" }}"#);
     let settings = with_etcd(&etcd.endpoint());
     let a = Router::start(&pg, &settings, &[&user])?;
-    let b = Router::start(&pg, &settings, &[&user])?;
+    let b_settings = match passive {
+        true => settings.replace("failover = {", "failover = { auto_promote = false,"),
+        false => settings,
+    };
+    let b = Router::start(&pg, &b_settings, &[&user])?;
     for r in [&a, &b] {
         wait_until(Duration::from_secs(15), || async {
             let s = status(r)?;
@@ -201,6 +203,20 @@ async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyh
         })
         .await?;
     }
+    Ok(Some((etcd, pg, a, b)))
+}
+
+/// Milliseconds from the decision (`at_ms`) to `t`.
+fn ms_after(at_ms: u64, t: SystemTime) -> anyhow::Result<i64> {
+    let t = t.duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as i64;
+    Ok(t - at_ms as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyhow::Result<()> {
+    let Some((etcd, mut pg, a, b)) = etcd_pair(false).await? else {
+        return Ok(());
+    };
     let old_port = pg.node(0).port;
     let writers = [
         write_until_moved(&a, old_port, Duration::from_secs(30)).await?,
@@ -250,27 +266,10 @@ async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_that_took_no_part_stops_writing_to_the_old_primary_within_a_second(
 ) -> anyhow::Result<()> {
-    let Some(etcd) = support::etcd::Etcd::start()? else {
-        return Ok(());
-    };
-    let Some(mut pg) = PgCluster::start(2)? else {
-        return Ok(());
-    };
-    pg.psql(0, "create table t (via text)")?;
-    let user = format!(r#"{{ name = "{SUPERUSER}", password = "{SUPERUSER_PASSWORD}" }}"#);
-    let settings = with_etcd(&etcd.endpoint());
-    let a = Router::start(&pg, &settings, &[&user])?;
     // B never fails over by itself: it only follows what etcd says.
-    let passive = settings.replace("failover = {", "failover = { auto_promote = false,");
-    let b = Router::start(&pg, &passive, &[&user])?;
-    for r in [&a, &b] {
-        wait_until(Duration::from_secs(15), || async {
-            let s = status(r)?;
-            ensure!(s["nodes"][2]["reachable"] == true, "{s}");
-            Ok(())
-        })
-        .await?;
-    }
+    let Some((etcd, mut pg, a, b)) = etcd_pair(true).await? else {
+        return Ok(());
+    };
     let old_port = pg.node(0).port;
     let writer = write_until_moved(&b, old_port, Duration::from_secs(30)).await?;
     pg.kill(0);

@@ -12,13 +12,15 @@ use super::procedure::{Procedure, Request};
 impl Procedure<'_> {
     /// With `failover.etcd`, take the cluster's failover lease before promoting (automatic
     /// failovers only: an operator's promote or switchover is the operator's decision).
-    /// Without the lease, nothing is promoted.
-    pub(super) async fn claim(&mut self) -> Result<(), String> {
+    /// Without the lease, nothing is promoted. `Ok(Some(node))`: the lease was free, but the
+    /// failure of this primary was decided already (by a Switchyard that has given the lease
+    /// back since): `node` is the primary to adopt.
+    pub(super) async fn claim(&mut self) -> Result<Option<Address>, String> {
         let Some(etcd) = &self.rt.config.failover.etcd else {
-            return Ok(());
+            return Ok(None);
         };
         if !matches!(self.req, Request::Failover { .. }) {
-            return Ok(());
+            return Ok(None);
         }
         let unreachable = |e: String| {
             let why = format!("etcd cannot be reached for the failover lease ({e}): not promoting");
@@ -27,9 +29,15 @@ impl Procedure<'_> {
         };
         let arbiter = Arbiter::connect(etcd).await.map_err(unreachable)?;
         match arbiter.claim(&self.rt.name, &lease::identity()).await {
-            Ok(Claim::Won(lease)) => {
+            Ok(Claim::Won(lease, Some(d))) if d.old_primary == self.rt.primary.to_string() => {
+                let _ = arbiter.revoke(lease.id).await;
+                switchyard_config::parse_address(&d.primary)
+                    .map(Some)
+                    .map_err(|why| format!("etcd's decision names {:?}: {why}", d.primary))
+            }
+            Ok(Claim::Won(lease, _)) => {
                 self.lease = Some((arbiter, lease));
-                Ok(())
+                Ok(None)
             }
             Ok(Claim::Lost { holder }) => Err(format!(
                 "{holder} holds the failover lease of cluster {:?}: it promotes, this Switchyard follows",

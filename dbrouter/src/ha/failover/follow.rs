@@ -12,6 +12,7 @@
 //! here changed otherwise, and an operator decides. A broken watch is reopened from the last
 //! revision seen, so no decision made meanwhile is missed (after a compaction, from now).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -49,13 +50,10 @@ pub async fn run(ha: Ha) {
             desired.get(name) == Some(settings) && !task.0.is_finished()
         });
         for (name, settings) in desired {
-            if !watches.contains_key(&name) {
-                let task = Task(tokio::spawn(watch(
-                    ha.clone(),
-                    name.clone(),
-                    settings.clone(),
-                )));
-                watches.insert(name, (settings, task));
+            if let Entry::Vacant(slot) = watches.entry(name) {
+                let name = slot.key().clone();
+                let task = Task(tokio::spawn(watch(ha.clone(), name, settings.clone())));
+                slot.insert((settings, task));
             }
         }
         tokio::time::sleep(RECONCILE_EVERY).await;

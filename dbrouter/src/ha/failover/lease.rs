@@ -34,8 +34,9 @@ const SAFETY_MARGIN: Duration = Duration::from_millis(500);
 
 /// The outcome of a claim.
 pub enum Claim {
-    /// This Switchyard holds the lease.
-    Won(Lease),
+    /// This Switchyard holds the lease; the latest decision recorded, if any (read in the
+    /// same transaction: one about the same failed primary means it was decided already).
+    Won(Lease, Option<Decision>),
     /// Another one does: its identity as it wrote it.
     Lost { holder: String },
 }
@@ -130,11 +131,10 @@ impl Arbiter {
                 CompareOp::Equal,
                 0,
             )])
-            .and_then(vec![TxnOp::put(
-                key.clone(),
-                me,
-                Some(PutOptions::new().with_lease(id)),
-            )])
+            .and_then(vec![
+                TxnOp::put(key.clone(), me, Some(PutOptions::new().with_lease(id))),
+                TxnOp::get(self.key(cluster, "decision"), None),
+            ])
             .or_else(vec![TxnOp::get(key.clone(), None)]);
         let answer = match self.client.clone().txn(txn).await {
             Ok(a) => a,
@@ -143,30 +143,31 @@ impl Arbiter {
                 return Err(format!("taking the leader key: {e}"));
             }
         };
+        let got = |answer: &etcd_client::TxnResponse| {
+            answer.op_responses().into_iter().find_map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            })
+        };
         if answer.succeeded() {
+            let decided = got(&answer).and_then(|v| serde_json::from_slice(&v).ok());
             let revision = answer.header().map_or(0, |h| h.revision());
             let acked = Arc::new(Mutex::new(sent));
             let keeper = tokio::spawn(keep_alive(self.client.clone(), id, ttl, acked.clone()));
-            return Ok(Claim::Won(Lease {
+            let lease = Lease {
                 id,
                 revision,
                 ttl,
                 acked,
                 keeper,
-            }));
+            };
+            return Ok(Claim::Won(lease, decided));
         }
         let _ = self.revoke(id).await;
-        let holder = answer
-            .op_responses()
-            .into_iter()
-            .find_map(|r| match r {
-                TxnOpResponse::Get(g) => g
-                    .kvs()
-                    .first()
-                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "unknown".into());
+        let holder = got(&answer).map_or_else(
+            || "unknown".into(),
+            |v| String::from_utf8_lossy(&v).into_owned(),
+        );
         Ok(Claim::Lost { holder })
     }
 
@@ -241,45 +242,29 @@ impl Arbiter {
 }
 
 /// Renew lease `id` every third of `ttl`, noting in `acked` when each renewal that etcd
-/// acknowledged was sent. A broken stream is reopened on the next round; a lease etcd says
-/// is gone is left to run out ([`Lease::valid`] turns false).
+/// acknowledged was sent. The lease is held for one failover (seconds), so each renewal
+/// opens its own keep-alive stream; a lease etcd says is gone is left to run out
+/// ([`Lease::valid`] turns false).
 async fn keep_alive(client: Client, id: i64, ttl: Duration, acked: Arc<Mutex<Instant>>) {
     let every = ttl / 3;
-    let mut stream = None;
     loop {
         tokio::time::sleep(every).await;
-        if stream.is_none() {
-            match client.clone().lease_keep_alive(id).await {
-                Ok(s) => stream = Some(s),
-                Err(e) => {
-                    tracing::warn!(lease = id, error = %e, "failover lease keep-alive failed");
-                    continue;
-                }
-            }
-        }
-        let Some((keeper, replies)) = stream.as_mut() else {
-            continue;
-        };
         let sent = Instant::now();
-        let reply = match keeper.keep_alive().await {
-            Ok(()) => tokio::time::timeout(every, replies.message()).await,
-            Err(e) => Ok(Err(e)),
+        let renewal = async {
+            let (mut keeper, mut replies) = client.clone().lease_keep_alive(id).await?;
+            keeper.keep_alive().await?;
+            replies.message().await
         };
-        match reply {
+        match tokio::time::timeout(every, renewal).await {
             Ok(Ok(Some(r))) if r.ttl() > 0 => *lock(&acked) = sent,
-            Ok(Ok(Some(_))) => {
-                tracing::warn!(lease = id, "the failover lease expired in etcd");
+            Ok(Ok(_)) => {
+                tracing::warn!(lease = id, "the failover lease is gone in etcd");
                 return;
             }
-            other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    Ok(Ok(None)) => "stream ended".into(),
-                    _ => "no answer".into(),
-                };
-                tracing::warn!(lease = id, error = %why, "failover lease keep-alive failed; reopening");
-                stream = None;
+            Ok(Err(e)) => {
+                tracing::warn!(lease = id, error = %e, "renewing the failover lease failed")
             }
+            Err(_) => tracing::warn!(lease = id, "renewing the failover lease timed out"),
         }
     }
 }

@@ -202,7 +202,11 @@ impl Procedure<'_> {
         if let Request::Failover { .. } = self.req {
             self.second_opinion(&old, &reports)?;
         }
-        let chosen = match self.adopt(&reports)? {
+        let adopted = match self.adopt(&reports)? {
+            Some(promoted) => Some(promoted),
+            None => self.claim().await?,
+        };
+        let chosen = match adopted {
             Some(promoted) => {
                 // Another Switchyard (a sidecar beside another application instance) has
                 // promoted it already: follow, do not promote a second one.
@@ -212,7 +216,6 @@ impl Procedure<'_> {
                 promoted
             }
             None => {
-                self.claim().await?;
                 let chosen = self.choose(&reports, target.as_ref())?;
                 self.attempt.new_primary = Some(chosen.to_string());
                 self.state.set_phase(Phase::Promoting);
