@@ -81,13 +81,17 @@ impl Flips {
             Some(store) => match Shared::take(&store, upstream).await {
                 Ok(Some(s)) => Some(s),
                 Ok(None) => {
+                    claim.give_back();
                     let current = ledger::read(&store, upstream).await;
                     return Err(FlipError::Busy {
                         upstream: upstream.to_string(),
                         current: current.map(|r| Box::new(r.status)),
                     });
                 }
-                Err(e) => return Err(FlipError::Unavailable(e)),
+                Err(e) => {
+                    claim.give_back();
+                    return Err(FlipError::Unavailable(e));
+                }
             },
         };
         let detail =

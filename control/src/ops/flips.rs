@@ -173,6 +173,9 @@ pub(super) fn finish(status: &mut FlipStatus, state: FlipState, reason: String) 
 pub(super) struct Claim {
     flips: Flips,
     upstream: String,
+    /// Whether dropping it marks a flip still `verifying` as failed (not for a claim given
+    /// back before it verified anything).
+    armed: bool,
 }
 
 impl Claim {
@@ -182,7 +185,13 @@ impl Claim {
             .then(|| Claim {
                 flips: flips.clone(),
                 upstream: upstream.to_string(),
+                armed: true,
             })
+    }
+
+    /// Give the claim back before verifying anything: the flip shown stays as it is.
+    pub(super) fn give_back(mut self) {
+        self.armed = false;
     }
 }
 
@@ -190,7 +199,7 @@ impl Drop for Claim {
     fn drop(&mut self) {
         if let Some(s) = lock(&self.flips.inner.latest)
             .get_mut(&self.upstream)
-            .filter(|s| s.state == FlipState::Verifying)
+            .filter(|s| self.armed && s.state == FlipState::Verifying)
         {
             finish(
                 s,

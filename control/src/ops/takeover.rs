@@ -70,22 +70,21 @@ async fn take_over(
         return;
     };
     let Ok(Some(mut shared)) = Shared::take(store, upstream).await else {
-        return;
+        return claim.give_back();
     };
     // Read again under the lease: the verifier may have finished in between.
-    let Some(record) = read(store, upstream)
+    let record = read(store, upstream)
         .await
-        .filter(|r| r.status.state == FlipState::Verifying)
-    else {
+        .filter(|r| r.status.state == FlipState::Verifying);
+    let now = record
+        .as_ref()
+        .and_then(|r| traffic.pool_counts(upstream, &r.status.to));
+    let (Some(record), Some(now)) = (record, now) else {
         shared.release().await;
-        return;
+        return claim.give_back();
     };
     let mut status = record.status;
     status.verifier = Some(store.node().to_string());
-    let Some(now) = traffic.pool_counts(upstream, &status.to) else {
-        shared.release().await;
-        return;
-    };
     tracing::warn!(upstream, pool = %status.to, dead = %record.verifier, version = status.flip_version,
         "the flip's verifier is gone; this node finishes the verification");
     metrics::counter!("switchyard_http_flip_takeovers_total", "upstream" => upstream.to_string())
