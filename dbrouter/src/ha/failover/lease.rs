@@ -29,6 +29,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// etcd 3.4 drops clients that ping more often than every 5 s.
 const PING_EVERY: Duration = Duration::from_secs(5);
 
+/// Tries per call: the client balances over the endpoints and does not retry on another one
+/// by itself, so a dead member fails some calls that a second try sends elsewhere.
+const ATTEMPTS: usize = 3;
+
 /// How much of the lease must be left, on this process's own clock, for the holder to act.
 const SAFETY_MARGIN: Duration = Duration::from_millis(500);
 
@@ -117,12 +121,12 @@ impl Arbiter {
     pub async fn claim(&self, cluster: &str, me: &str) -> Result<Claim, String> {
         let ttl = self.settings.lease_ttl.max(Duration::from_secs(2));
         let sent = Instant::now();
+        let secs = ttl.as_secs() as i64;
         let grant = self
-            .client
-            .clone()
-            .lease_grant(ttl.as_secs() as i64, None)
-            .await
-            .map_err(|e| format!("lease grant: {e}"))?;
+            .retry("lease grant", |mut c| async move {
+                c.lease_grant(secs, None).await
+            })
+            .await?;
         let id = grant.id();
         let key = self.key(cluster, "leader");
         let txn = Txn::new()
@@ -136,22 +140,39 @@ impl Arbiter {
                 TxnOp::get(self.key(cluster, "decision"), None),
             ])
             .or_else(vec![TxnOp::get(key.clone(), None)]);
-        let answer = match self.client.clone().txn(txn).await {
+        // A retried transaction that had been applied finds the key under this lease.
+        let answer = match self
+            .retry("taking the leader key", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
+        {
             Ok(a) => a,
             Err(e) => {
                 let _ = self.revoke(id).await;
-                return Err(format!("taking the leader key: {e}"));
+                return Err(e);
             }
         };
         let got = |answer: &etcd_client::TxnResponse| {
             answer.op_responses().into_iter().find_map(|r| match r {
-                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                TxnOpResponse::Get(g) => g
+                    .kvs()
+                    .first()
+                    .map(|kv| (kv.value().to_vec(), kv.lease(), kv.create_revision())),
                 _ => None,
             })
         };
-        if answer.succeeded() {
-            let decided = got(&answer).and_then(|v| serde_json::from_slice(&v).ok());
-            let revision = answer.header().map_or(0, |h| h.revision());
+        let ours = got(&answer).filter(|(_, lease, _)| !answer.succeeded() && *lease == id);
+        if answer.succeeded() || ours.is_some() {
+            let decided = match ours {
+                Some(_) => None,
+                None => got(&answer).and_then(|(v, _, _)| serde_json::from_slice(&v).ok()),
+            };
+            let revision = match ours {
+                Some((_, _, created)) => created,
+                None => answer.header().map_or(0, |h| h.revision()),
+            };
             let acked = Arc::new(Mutex::new(sent));
             let keeper = tokio::spawn(keep_alive(self.client.clone(), id, ttl, acked.clone()));
             let lease = Lease {
@@ -166,7 +187,7 @@ impl Arbiter {
         let _ = self.revoke(id).await;
         let holder = got(&answer).map_or_else(
             || "unknown".into(),
-            |v| String::from_utf8_lossy(&v).into_owned(),
+            |(v, _, _)| String::from_utf8_lossy(&v).into_owned(),
         );
         Ok(Claim::Lost { holder })
     }
@@ -198,11 +219,11 @@ impl Arbiter {
                 TxnOp::put(self.key(cluster, "decision"), value, None),
             ]);
         let answer = self
-            .client
-            .clone()
-            .txn(txn)
-            .await
-            .map_err(|e| format!("recording the decision: {e}"))?;
+            .retry("recording the decision", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         if answer.succeeded() {
             Ok(())
         } else {
@@ -212,22 +233,37 @@ impl Arbiter {
 
     /// Give the lease (and with it the leader key) back.
     pub async fn revoke(&self, id: i64) -> Result<(), String> {
-        self.client
-            .clone()
-            .lease_revoke(id)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("lease revoke: {e}"))
+        self.retry(
+            "lease revoke",
+            |mut c| async move { c.lease_revoke(id).await },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Run `call` on the client, up to [`ATTEMPTS`] times until it succeeds.
+    async fn retry<T, F, Fut>(&self, what: &str, call: F) -> Result<T, String>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            match call(self.client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = format!("{what}: {e}"),
+            }
+        }
+        Err(last)
     }
 
     /// The store revision now (a linearizable read of `key`'s header).
     pub async fn revision(&self, key: &str) -> Result<i64, String> {
         let resp = self
-            .client
-            .clone()
-            .get(key, Some(GetOptions::new().with_keys_only()))
-            .await
-            .map_err(|e| format!("reading {key}: {e}"))?;
+            .retry("reading the decision", |mut c| async move {
+                c.get(key, Some(GetOptions::new().with_keys_only())).await
+            })
+            .await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
