@@ -169,6 +169,11 @@ fn when_the_verifier_is_killed_mid_window_another_node_finishes_the_verification
         );
         assert!(f["rollback_version"].as_u64().is_some(), "{f}");
         assert!(f["verifier"] == "a" || f["verifier"] == "c", "{f}");
+        assert_eq!(
+            n.status()?["flips"]["api"],
+            f,
+            "GET /v1/status shows it too"
+        );
     }
     weights_everywhere(&survivors, 100, 0)?;
     for l in loads {

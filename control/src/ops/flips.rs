@@ -119,6 +119,14 @@ impl Flips {
         lock(&self.inner.latest).get(upstream).cloned()
     }
 
+    /// The latest flip of every upstream that had one (with a shared store, the fleet's).
+    pub fn all(&self) -> BTreeMap<String, FlipStatus> {
+        lock(&self.inner.latest)
+            .iter()
+            .map(|(u, s)| (u.clone(), s.clone()))
+            .collect()
+    }
+
     /// Change the recorded status of `upstream`'s flip of `version`.
     pub(super) fn update(&self, upstream: &str, version: u64, f: impl FnOnce(&mut FlipStatus)) {
         if let Some(s) = lock(&self.inner.latest)
