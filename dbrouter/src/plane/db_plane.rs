@@ -89,6 +89,11 @@ impl DbPlane {
         self.stats.get(name)
     }
 
+    /// Client sessions open now, in every cluster (a draining process waits for 0).
+    pub fn client_sessions(&self) -> u64 {
+        self.stats.clients()
+    }
+
     /// The pool of `node` in `cluster` (created on first use, kept across reloads).
     pub fn pool(&self, cluster: &str, node: &str) -> Arc<NodePool> {
         self.pools.get(cluster, node)

@@ -1,0 +1,87 @@
+//! The new process's side of an upgrade (`run --takeover`): its standard input is a
+//! socketpair to the old process, which sends an [`Message::Offer`] with every listening
+//! socket. The new process serves on them and answers [`Message::Ready`] once it does, or
+//! [`Message::Failed`] with the error (a config error keeps its key path) before it exits,
+//! and the old process goes on serving. After `Ready` the old one answers
+//! [`Message::Released`] once it no longer accepts.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::sockets::Inherited;
+use super::wire::{self, Message};
+
+/// How long the old process may take to send its sockets.
+const OFFER_WAIT: Duration = Duration::from_secs(10);
+
+/// The channel to the old process, until this process serves.
+pub struct Takeover {
+    channel: UnixStream,
+    old_pid: u32,
+}
+
+impl Takeover {
+    /// Read the old process's offer from standard input.
+    pub fn receive() -> anyhow::Result<(Takeover, Inherited)> {
+        let fd = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("--takeover: standard input")?;
+        let channel = UnixStream::from(fd);
+        wire::check_peer(&channel)
+            .context("--takeover: standard input is not a same-user socket")?;
+        channel.set_read_timeout(Some(OFFER_WAIT))?;
+        let (msg, fds) =
+            wire::recv(&channel).context("--takeover: reading the old process's offer")?;
+        let Message::Offer { old_pid, sockets } = msg else {
+            anyhow::bail!("--takeover: expected the listening sockets, got {msg:?}");
+        };
+        anyhow::ensure!(
+            sockets.len() == fds.len(),
+            "--takeover: {} sockets described, {} received",
+            sockets.len(),
+            fds.len()
+        );
+        tracing::info!(
+            old_pid,
+            sockets = fds.len(),
+            "upgrade: took the listening sockets"
+        );
+        Ok((Takeover { channel, old_pid }, Inherited::new(sockets, fds)))
+    }
+
+    /// Tell the old process this one serves; returns once it has stopped accepting (or
+    /// gone).
+    pub fn ready(self) {
+        let pid = std::process::id();
+        if let Err(e) = wire::send(&self.channel, &Message::Ready { pid }, &[]) {
+            tracing::warn!(error = %e, "upgrade: cannot tell the old process this one serves");
+            return;
+        }
+        let _ = self.channel.set_read_timeout(Some(Duration::from_secs(30)));
+        match wire::recv(&self.channel) {
+            Ok((Message::Released, _)) => {
+                tracing::info!(
+                    old_pid = self.old_pid,
+                    "upgrade: the old process stopped accepting"
+                )
+            }
+            Ok((other, _)) => tracing::warn!(?other, "upgrade: unexpected message"),
+            Err(e) => tracing::warn!(error = %e, "upgrade: no word from the old process"),
+        }
+    }
+
+    /// Tell the old process why this one cannot serve.
+    pub fn failed(self, error: &anyhow::Error) {
+        let _ = wire::send(
+            &self.channel,
+            &Message::Failed {
+                error: format!("{error:#}"),
+            },
+            &[],
+        );
+    }
+}
