@@ -287,6 +287,7 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
             }
         };
     let http = planes.http.clone();
+    let http_drain = planes.http.clone();
     let open: Arc<dyn crate::drain::Open> = Arc::new(OpenConnections(planes.clone()));
     let stop = stopping.clone();
     let control = std::thread::Builder::new()
@@ -306,15 +307,17 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
                 if let Some(l) = upgrade_listener {
                     tokio::spawn(crate::upgrade::handover::serve(l, handover, stop.clone()));
                 }
-                if let Some(pg) = postgres {
-                    let s = stop.clone();
-                    tokio::spawn(async move {
-                        s.stopped().await;
+                let s = stop.clone();
+                tokio::spawn(async move {
+                    s.stopped().await;
+                    // pingora's accept loops stop on the same state (PingoraStop).
+                    http_drain.drain();
+                    if let Some(pg) = &postgres {
                         pg.stop_accepting();
-                        // Kept: dropping it would end the sessions' runtime.
-                        std::future::pending::<()>().await;
-                    });
-                }
+                    }
+                    // Kept: dropping the listeners' handle would end the sessions' runtime.
+                    std::future::pending::<()>().await;
+                });
                 switchyard_control::api::serve(listener, state, async move {
                     stop.stopped().await;
                 })

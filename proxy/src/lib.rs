@@ -65,6 +65,8 @@ pub struct HttpPlane {
     /// Client connections open now, on every listener (a draining process exits when it
     /// reaches 0).
     open_clients: std::sync::atomic::AtomicUsize,
+    /// The process drains: every response says `Connection: close`.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl HttpPlane {
@@ -170,6 +172,18 @@ impl HttpPlane {
     /// Client connections open now, on every listener.
     pub fn open_client_connections(&self) -> usize {
         self.open_clients.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The process stops accepting and drains: from now on every response closes its
+    /// connection (`Connection: close`), including those of requests already in flight.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether [`HttpPlane::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn client_opened(&self) {

@@ -17,6 +17,22 @@ use super::wire::{self, Message};
 /// How long the old process may take to send its sockets.
 const OFFER_WAIT: Duration = Duration::from_secs(10);
 
+/// `SWITCHYARD_UPGRADE_PAUSE_MS`: hold the taken sockets this long before building
+/// anything, to rehearse a new process that dies halfway through a handover (the tests kill
+/// it there).
+fn rehearsal_pause() {
+    let pause = std::env::var("SWITCHYARD_UPGRADE_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = pause {
+        tracing::warn!(
+            ms,
+            "upgrade: pausing with the taken sockets (SWITCHYARD_UPGRADE_PAUSE_MS)"
+        );
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
 /// The channel to the old process, until this process serves.
 pub struct Takeover {
     channel: UnixStream,
@@ -50,6 +66,7 @@ impl Takeover {
             sockets = fds.len(),
             "upgrade: took the listening sockets"
         );
+        rehearsal_pause();
         Ok((Takeover { channel, old_pid }, Inherited::new(sockets, fds)))
     }
 
