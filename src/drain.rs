@@ -124,6 +124,8 @@ pub async fn signals(stopping: Stopping) {
 pub trait Open: Send + Sync {
     fn http(&self) -> usize;
     fn postgres(&self) -> u64;
+    /// Close every Postgres session at its next transaction boundary.
+    fn close_postgres(&self);
 }
 
 /// Wait for the stop, then for the connections to close (bounded), then end the process.
@@ -143,12 +145,24 @@ pub async fn exit_when_drained(stopping: Stopping, open: Arc<dyn Open>) {
         crate::readiness::notify_stopping();
     }
     let started = tokio::time::Instant::now();
-    let cap = grace.max(pg_drain);
+    // A Postgres session still inside a transaction this long after it was asked to close
+    // is cut (the server rolls the transaction back).
+    let pg_cap = pg_drain + grace;
+    let cap = grace.max(pg_cap);
+    let mut closing = false;
     loop {
         let (http, pg) = (open.http(), open.postgres());
         let waited = started.elapsed();
+        if pg > 0 && waited >= pg_drain && !closing {
+            tracing::info!(
+                postgres_sessions = pg,
+                "drain timeout: closing Postgres sessions between transactions"
+            );
+            open.close_postgres();
+            closing = true;
+        }
         let http_done = http == 0 || waited >= grace;
-        let pg_done = pg == 0 || waited >= pg_drain;
+        let pg_done = pg == 0 || waited >= pg_cap;
         if http_done && pg_done {
             tracing::info!(
                 http_connections = http,
@@ -159,6 +173,11 @@ pub async fn exit_when_drained(stopping: Stopping, open: Arc<dyn Open>) {
             std::process::exit(0);
         }
         if waited >= cap {
+            tracing::warn!(
+                http_connections = http,
+                postgres_sessions = pg,
+                "grace over: stopping with connections open"
+            );
             break;
         }
         tokio::time::sleep(POLL).await;

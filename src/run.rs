@@ -117,6 +117,9 @@ impl crate::drain::Open for OpenConnections {
     fn postgres(&self) -> u64 {
         self.0.postgres.client_sessions()
     }
+    fn close_postgres(&self) {
+        self.0.postgres.close_sessions();
+    }
 }
 
 /// Once the new process serves: stop accepting everywhere and drain.

@@ -14,11 +14,10 @@ mod support;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use support::pg::client::{self as pg, Router};
+use support::pg::client::{self as pg, connect_tls, Router};
 use support::pg::PgCluster;
 use support::tls::SelfSigned;
 
@@ -45,32 +44,6 @@ fn certificate(dir: &Path, stem: &str) -> anyhow::Result<(PathBuf, PathBuf, Self
         dir.join(format!("{stem}.key")),
         cert,
     ))
-}
-
-/// A rustls client trusting `cert` only.
-fn tls_connector(cert: &SelfSigned) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(cert.der.clone()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-/// Connect over TLS (`sslmode=require`, certificate verified for `127.0.0.1`).
-async fn connect_tls(
-    config: &tokio_postgres::Config,
-    cert: &SelfSigned,
-) -> anyhow::Result<tokio_postgres::Client> {
-    let mut config = config.clone();
-    config.ssl_mode(tokio_postgres::config::SslMode::Require);
-    let (client, connection) = config.connect(tls_connector(cert)?).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
 }
 
 /// SQLSTATE of a failed connection.

@@ -138,6 +138,7 @@
 pub mod cancel;
 pub mod classify;
 pub mod client;
+pub mod closing;
 pub mod ha;
 pub mod net;
 pub mod plane;

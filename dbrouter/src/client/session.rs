@@ -148,7 +148,8 @@ async fn serve(
                 transaction::serve(&up, svc.shared(), client, pending, &params, out, &key).await
             }
             PoolMode::Session => {
-                pooling::session::serve(&up, client, pending, &params, out, &key).await
+                pooling::session::serve(&up, client, pending, &params, out, &key, &svc.closing)
+                    .await
             }
         }
     };

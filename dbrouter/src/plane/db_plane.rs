@@ -47,6 +47,8 @@ pub struct DbPlane {
     started: AtomicBool,
     /// Clients admitted under each cluster's `max_client_conn`.
     pub admission: Arc<Admission>,
+    /// Sessions close at their next transaction boundary once set ([`DbPlane::close_sessions`]).
+    closing: crate::closing::Closing,
 }
 
 impl DbPlane {
@@ -171,7 +173,14 @@ impl DbPlane {
             pools: self.pools.clone(),
             verdicts: self.verdicts(),
             tx_nodes: self.tx_nodes.clone(),
+            closing: self.closing.clone(),
         }
+    }
+
+    /// Close every client session at its next transaction boundary (57P01, then the
+    /// connection closes): the end of a drain.
+    pub fn close_sessions(&self) {
+        self.closing.close_all();
     }
 
     /// What the monitor and failover work with.

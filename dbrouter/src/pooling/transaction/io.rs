@@ -29,6 +29,8 @@ enum Event {
     ClientRead,
     ServerRead,
     Wrote,
+    /// The process closes its sessions: the relay ends at its next transaction boundary.
+    Closing,
 }
 
 impl TxRelay<'_> {
@@ -94,8 +96,10 @@ impl TxRelay<'_> {
             None => (false, false, true),
         };
         let client_write = !self.to_client.is_empty() || self.client.wants_write();
+        let closing = self.closing;
         let event = tokio::select! {
             biased;
+            _ = closing.wait(), if !self.close_asked => Ok(Event::Closing),
             r = ready(server, Interest::READABLE), if server_read => r.map(|_| Event::ServerRead).map_err(TxEnd::ServerIo),
             r = ready(server, Interest::WRITABLE), if server_write => r.map(|_| Event::Wrote).map_err(TxEnd::ServerIo),
             r = self.client.writable(), if client_write => r.map(|_| Event::Wrote).map_err(TxEnd::ClientIo),
@@ -103,6 +107,10 @@ impl TxRelay<'_> {
             else => Err(TxEnd::ServerViolation("the relay has nothing to wait for".into())),
         }?;
         match event {
+            Event::Closing => {
+                self.close_asked = true;
+                Ok(())
+            }
             Event::Wrote => self.flush_now(),
             Event::ClientRead => match read_from_client(self.client, &mut self.cbuf) {
                 Ok(0) => Err(TxEnd::ClientClosed {

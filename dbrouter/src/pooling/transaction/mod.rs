@@ -146,6 +146,8 @@ pub async fn serve(
         resume: false,
         spare: Default::default(),
         pools: Vec::new(),
+        closing: shared.closing,
+        close_asked: false,
     };
     let end = relay.run().await;
     if matches!(
@@ -177,6 +179,16 @@ pub async fn serve(
             } else {
                 "client connection lost"
             })
+        }
+        TxEnd::Closed => {
+            if let Some(h) = held {
+                give_back(up, key, h, pinned.is_some()).await;
+            }
+            let mut bye = BytesMut::new();
+            crate::closing::goodbye(&mut bye);
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.write_all(&bye)).await;
+            let _ = client.shutdown().await;
+            Ok("closed between transactions by the drain")
         }
         other => {
             if !unsent.is_empty() {

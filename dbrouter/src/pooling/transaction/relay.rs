@@ -25,6 +25,7 @@ use super::prepared;
 use super::report::TxMetrics;
 use super::state::ClientState;
 use crate::cancel::CancelKey;
+use crate::closing::Closing;
 use crate::ha::monitor::Lsn;
 use crate::ha::Verdicts;
 use crate::net::stream::PgStream;
@@ -91,6 +92,8 @@ pub(super) enum TxEnd {
     /// No server connection could be had, or the client's parameters could not be
     /// restored on one.
     Refused(ClientErrorOrFrame),
+    /// The process closes its sessions ([`Closing`]) and this one is between transactions.
+    Closed,
 }
 
 /// One transaction-pooled client.
@@ -137,6 +140,10 @@ pub(super) struct TxRelay<'a> {
     /// Nodes this session's turns went to, by address: their names and pools (the plane
     /// keeps a node's pool for good, so it is looked up once, not at every turn).
     pub pools: Vec<(Address, Arc<str>, Arc<NodePool>)>,
+    /// Whether the process closes its sessions at their next transaction boundary.
+    pub closing: &'a Closing,
+    /// [`TxRelay::closing`] has fired: end at the next boundary.
+    pub close_asked: bool,
 }
 
 impl TxRelay<'_> {
@@ -151,6 +158,15 @@ impl TxRelay<'_> {
                     if std::mem::take(&mut self.resume) {
                         continue;
                     }
+                    if self.close_asked {
+                        // What is due to the client goes out first: the boundary is after it.
+                        if let Err(end) = self.flush_now() {
+                            return end;
+                        }
+                        if self.between_transactions() {
+                            return TxEnd::Closed;
+                        }
+                    }
                     self.io().await
                 }
                 Err(end) => Err(end),
@@ -163,6 +179,20 @@ impl TxRelay<'_> {
                 Err(end) => return end,
             }
         }
+    }
+
+    /// Nothing in flight either way and no transaction open: every message the client sent
+    /// is answered and written out, and what it holds (pinned) is idle.
+    fn between_transactions(&self) -> bool {
+        self.cbuf.is_empty()
+            && self.to_client.is_empty()
+            && !self.client.wants_write()
+            && !self.skip_to_sync
+            && self.gate.is_none()
+            && self
+                .held
+                .as_ref()
+                .is_none_or(|h| h.quiet() && h.conn.conn.status == b'I')
     }
 
     /// The server connection of the current turn is gone: forget it, and tell the client
