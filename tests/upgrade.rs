@@ -8,6 +8,7 @@
 //!   goes on serving.
 //! - A new process SIGKILLed while it holds the handed-over sockets: the command says so;
 //!   the old one goes on serving.
+//! - With `store.state_file`, the new process resumes the applied version and the history.
 
 mod support;
 
@@ -16,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use support::backend::Backend;
+use support::config::{Conf, VIEWER};
 use support::conn::Conn;
+use support::fleet::put_ok;
 use support::proxy::{one_upstream, Proxy};
 use support::upgrade::{alive, quantile, wait_gone, KeepAliveLoad, Upgrades};
-use support::{eventually, BIN};
+use support::{eventually, live_backend, Request, Switchyard, BIN};
 
 /// How long an old process may take to drain and exit once the new one serves.
 const DRAIN: Duration = Duration::from_secs(20);
@@ -232,6 +235,48 @@ fn a_new_process_killed_during_the_handover_leaves_the_old_one_serving() -> anyh
         tally.failed.is_empty() && tally.refused == 0,
         "{:?}",
         &tally.failed[..tally.failed.len().min(5)]
+    );
+    Ok(())
+}
+
+#[test]
+fn the_applied_version_and_history_carry_over_with_a_state_file() -> anyhow::Result<()> {
+    let conf = |port: u16, backend: u16| {
+        format!(
+            "{}\n[store]\nstate_file = \"state.json\"\n",
+            Conf::new(port).backend(backend).render()
+        )
+    };
+    let sy = Switchyard::start(|p| conf(p, 9001))?;
+    let ups = Upgrades::default();
+    let old = sy.pid()?;
+    ensure!(put_ok(&sy, &conf(sy.port(), 9002), Some(1))? == 2);
+    ensure!(put_ok(&sy, &conf(sy.port(), 9003), Some(2))? == 3);
+    let out = ups.run(sy.config_path(), &[])?;
+    ensure!(out.ok, "{out:?}");
+    wait_gone(old, DRAIN)?;
+    // The control API is the new process's now.
+    let s = sy.status()?;
+    ensure!(
+        s["version"] == 3 && live_backend(&s) == "127.0.0.1:9003",
+        "{s}"
+    );
+    let h = sy
+        .send(Request::get("/v1/config/history").bearer(VIEWER))?
+        .json()?;
+    let versions: Vec<u64> = h["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["version"].as_u64())
+        .collect();
+    ensure!(versions == [3, 2, 1], "{h}");
+    // And it goes on from there, audited.
+    ensure!(put_ok(&sy, &conf(sy.port(), 9004), Some(3))? == 4);
+    let audit = sy.audit()?;
+    ensure!(
+        audit.iter().any(|a| a["version_after"] == 4),
+        "no audit line for version 4: {audit:?}"
     );
     Ok(())
 }

@@ -86,7 +86,7 @@ impl Handover {
                 return;
             }
         };
-        let binary = match binary.map_or_else(std::env::current_exe, Ok) {
+        let binary = match binary.map_or_else(running_binary, Ok) {
             Ok(b) => b,
             Err(e) => {
                 done(
@@ -212,6 +212,17 @@ impl Handover {
             )),
         }
     }
+}
+
+/// The path of the running executable. Once a package replaced the file, Linux names it
+/// `… (deleted)`: the new file at the same path is the one to start, which is the upgrade.
+fn running_binary() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let text = exe.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(path) => PathBuf::from(path),
+        None => exe,
+    })
 }
 
 /// End a new process that will not serve, and say how it ended.
