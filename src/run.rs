@@ -60,6 +60,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         control,
         version,
         stopping,
+        adopter,
     } = started;
     let upgraded = takeover.is_some();
     // Ready once pingora has started every HTTP listener service (at once without any).
@@ -78,7 +79,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             if let Some(t) = takeover {
-                t.ready();
+                // Serves from here on; the old process hands its sessions over meanwhile.
+                std::thread::spawn(move || t.ready(adopter));
             }
             crate::readiness::notify_ready(version, upgraded);
         });
@@ -105,6 +107,7 @@ struct Started {
     control: std::thread::JoinHandle<()>,
     version: u64,
     stopping: Stopping,
+    adopter: Option<switchyard_dbrouter::Adopter>,
 }
 
 /// The planes' open client connections, for the drain.
@@ -122,11 +125,18 @@ impl crate::drain::Open for OpenConnections {
     }
 }
 
-/// Once the new process serves: stop accepting everywhere and drain.
-struct DrainOnRelease(Stopping);
+/// Once the new process serves: hand the Postgres sessions that can move over, stop
+/// accepting everywhere and drain.
+struct DrainOnRelease(Stopping, Arc<switchyard_dbrouter::DbPlane>);
 
 impl Release for DrainOnRelease {
-    fn release(&self, grace: Duration, pg_drain: Duration) {
+    fn release(
+        &self,
+        grace: Duration,
+        pg_drain: Duration,
+        sessions: switchyard_dbrouter::closing::HandoffSink,
+    ) {
+        self.1.hand_over_sessions(sessions);
         self.0.drain(grace, pg_drain, true);
     }
 }
@@ -202,6 +212,7 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
             Ok(std::net::TcpListener::from(fd))
         })
         .map_err(|e| anyhow::anyhow!("starting the Postgres listeners: {e}"))?;
+    let adopter = postgres.as_ref().map(|p| p.adopter());
     let upgrade_path = args
         .upgrade_socket
         .clone()
@@ -224,7 +235,7 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
         config_path: args.config.clone(),
         log_format: args.log_format,
         upgrade_socket: upgrade_path.clone(),
-        release: Arc::new(DrainOnRelease(stopping.clone())),
+        release: Arc::new(DrainOnRelease(stopping.clone(), planes.postgres.clone())),
         busy: Mutex::new(false),
     });
     // With a shared store, flips are verified on the whole fleet's traffic.
@@ -345,5 +356,6 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
         control,
         version,
         stopping,
+        adopter,
     })
 }

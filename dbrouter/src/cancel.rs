@@ -79,6 +79,28 @@ impl CancelRegistry {
         }
     }
 
+    /// Take over the key `(pid, secret)` another process issued to a session that moved
+    /// here (a binary upgrade); `None` if a session here already has that pid.
+    pub fn adopt(&self, cluster: Arc<str>, pid: u32, secret: u32) -> Option<CancelKey> {
+        match self.keys.entry(pid) {
+            Entry::Vacant(v) => {
+                let entry = Arc::new(IssuedKey {
+                    secret,
+                    cluster,
+                    server: Mutex::new(None),
+                });
+                v.insert(entry.clone());
+                Some(CancelKey {
+                    pid,
+                    secret,
+                    entry,
+                    keys: self.keys.clone(),
+                })
+            }
+            Entry::Occupied(_) => None,
+        }
+    }
+
     /// The server connection to cancel for `(pid, secret)` received on `cluster`'s listener,
     /// or `None` when no such key exists, the secret is wrong, or the session is not using a
     /// server connection right now.

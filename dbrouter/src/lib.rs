@@ -152,7 +152,7 @@ pub mod status;
 
 pub use ha::monitor;
 pub use ha::monitor::{Lsn, NodeMonitor};
-pub use plane::{start, start_on, DbPlane, PgListeners, StartError};
+pub use plane::{start, start_on, Adopter, DbPlane, PgListeners, StartError};
 pub use route::replicas::{choose_replica, Choice, Reason};
 pub use runtime::{BuildError, ClusterRuntime, DbRuntime, UserRuntime};
 pub use stats::ClusterStats;

@@ -13,13 +13,15 @@
 //! cgroup) with `run --takeover`, the running config path and log format, and one end of a
 //! socketpair as its standard input: that channel has no path anyone else could connect to.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchyard_dbrouter::closing::HandoffSink;
 
 use super::sockets::{borrowed, Listening};
 use super::wire::{self, Message, WireError};
@@ -28,9 +30,32 @@ use super::wire::{self, Message, WireError};
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
 /// What the old process does once the new one serves: stop accepting everywhere and drain,
-/// HTTP requests for up to `grace`, Postgres sessions for up to `pg_drain`.
+/// HTTP requests for up to `grace`, Postgres sessions for up to `pg_drain`; sessions that
+/// can move go to `sessions` (to the new process) at their next transaction boundary.
 pub trait Release: Send + Sync {
-    fn release(&self, grace: Duration, pg_drain: Duration);
+    fn release(&self, grace: Duration, pg_drain: Duration, sessions: HandoffSink);
+}
+
+/// How long handing one session to the new process may block.
+const SESSION_SEND: Duration = Duration::from_secs(1);
+
+/// Sends handed-over Postgres sessions to the new process, one at a time.
+fn session_sink(channel: UnixStream) -> HandoffSink {
+    let _ = channel.set_write_timeout(Some(SESSION_SEND));
+    let channel = Mutex::new(channel);
+    Arc::new(move |state: Vec<u8>, socket: OwnedFd| {
+        let Ok(state) = String::from_utf8(state) else {
+            return false;
+        };
+        let channel = channel.lock().unwrap_or_else(|p| p.into_inner());
+        match wire::send(&channel, &Message::Client { state }, &[socket.as_fd()]) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "upgrade: cannot hand a Postgres session over; it is closed instead");
+                false
+            }
+        }
+    })
 }
 
 /// Everything a handover needs from the running process.
@@ -100,27 +125,29 @@ impl Handover {
         };
         let started = Instant::now();
         match self.hand_over(&cmd, &binary, Duration::from_millis(timeout_ms)) {
-            Ok(pid) => {
+            Ok((pid, channel)) => {
                 *busy = true;
                 let grace = Duration::from_millis(grace_ms);
                 let pg_drain = Duration::from_millis(pg_drain_ms);
-                self.release.release(grace, pg_drain);
                 let took = started.elapsed();
                 tracing::info!(
                     new_pid = pid,
                     took_ms = took.as_millis() as u64,
                     "upgrade: handed over; draining"
                 );
+                // Told first: once drained (at once, with nothing open) this process exits.
                 done(
                     &cmd,
                     true,
                     pid,
                     format!(
-                        "pid {pid} serves (handover took {} ms); pid {} stopped accepting and drains (HTTP grace {grace:?}, Postgres drain {pg_drain:?})",
+                        "pid {pid} serves (handover took {} ms); pid {} stops accepting and drains (HTTP grace {grace:?}, Postgres drain {pg_drain:?})",
                         took.as_millis(),
                         std::process::id()
                     ),
                 );
+                let _ = wire::send(&channel, &Message::Released, &[]);
+                self.release.release(grace, pg_drain, session_sink(channel));
             }
             Err(why) => {
                 tracing::warn!(reason = %why, "upgrade failed; this process goes on serving");
@@ -137,13 +164,13 @@ impl Handover {
         }
     }
 
-    /// Start the new process and hand over; its pid once it serves.
+    /// Start the new process and hand over; its pid once it serves, and the channel to it.
     fn hand_over(
         &self,
         cmd: &UnixStream,
         binary: &std::path::Path,
         timeout: Duration,
-    ) -> Result<u32, String> {
+    ) -> Result<(u32, UnixStream), String> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         // Absolute (symlinks kept: a Kubernetes config map swaps a link under the file).
         let config =
@@ -188,10 +215,9 @@ impl Handover {
         let _ = ours.set_read_timeout(Some(timeout));
         match wire::recv(&ours) {
             Ok((Message::Ready { .. }, _)) => {
-                let _ = wire::send(&ours, &Message::Released, &[]);
                 // Not waited for: it is the server now, and outlives this process.
                 drop(child);
-                Ok(pid)
+                Ok((pid, ours))
             }
             Ok((Message::Failed { error }, _)) => Err(fail(&mut child, error)),
             Ok((other, _)) => Err(fail(&mut child, format!("unexpected answer {other:?}"))),

@@ -70,9 +70,9 @@ impl Takeover {
         Ok((Takeover { channel, old_pid }, Inherited::new(sockets, fds)))
     }
 
-    /// Tell the old process this one serves; returns once it has stopped accepting (or
-    /// gone).
-    pub fn ready(self) {
+    /// Tell the old process this one serves; once it has stopped accepting, take in the
+    /// Postgres sessions it hands over (into `sessions`) until it is gone.
+    pub fn ready(self, sessions: Option<switchyard_dbrouter::Adopter>) {
         let pid = std::process::id();
         if let Err(e) = wire::send(&self.channel, &Message::Ready { pid }, &[]) {
             tracing::warn!(error = %e, "upgrade: cannot tell the old process this one serves");
@@ -87,8 +87,38 @@ impl Takeover {
                 )
             }
             Ok((other, _)) => tracing::warn!(?other, "upgrade: unexpected message"),
-            Err(e) => tracing::warn!(error = %e, "upgrade: no word from the old process"),
+            Err(e) => {
+                tracing::warn!(error = %e, "upgrade: no word from the old process");
+                return;
+            }
         }
+        let _ = self.channel.set_read_timeout(None);
+        let mut taken = 0u64;
+        loop {
+            match wire::recv(&self.channel) {
+                Ok((Message::Client { state }, mut fds)) if fds.len() == 1 => {
+                    let Some(adopter) = &sessions else {
+                        tracing::warn!("upgrade: a Postgres session handed over, and no Postgres listener here");
+                        continue;
+                    };
+                    if let Some(fd) = fds.pop() {
+                        match adopter.adopt(state.as_bytes(), fd) {
+                            Ok(()) => taken += 1,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "upgrade: handed-over session refused")
+                            }
+                        }
+                    }
+                }
+                Ok((other, _)) => tracing::warn!(?other, "upgrade: unexpected message"),
+                Err(_) => break,
+            }
+        }
+        tracing::info!(
+            old_pid = self.old_pid,
+            sessions = taken,
+            "upgrade: the old process is gone; Postgres sessions taken over"
+        );
     }
 
     /// Tell the old process why this one cannot serve.

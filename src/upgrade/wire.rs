@@ -84,8 +84,11 @@ pub enum Message {
     Ready { pid: u32 },
     /// New to old process: it cannot serve, and why.
     Failed { error: String },
-    /// Old to new process: it no longer accepts on any socket.
+    /// Old to new process: it stops accepting on every socket now.
     Released,
+    /// Old to new process, with the client's socket: a transaction-pooled Postgres session
+    /// between transactions (`switchyard_dbrouter::pooling::transaction::handoff`, JSON).
+    Client { state: String },
 }
 
 /// Why a frame could not be read or written.

@@ -183,6 +183,12 @@ impl DbPlane {
         self.closing.close_all();
     }
 
+    /// Hand every transaction-pooled session over plain TCP to `sink` at its next
+    /// transaction boundary (a binary upgrade; see [`crate::closing`]).
+    pub fn hand_over_sessions(&self, sink: crate::closing::HandoffSink) {
+        self.closing.hand_over(sink);
+    }
+
     /// What the monitor and failover work with.
     pub fn ha(&self) -> Ha {
         Ha {

@@ -51,6 +51,34 @@ pub enum StartError {
 pub struct PgListeners {
     stop: watch::Sender<Stage>,
     thread: Option<std::thread::JoinHandle<()>>,
+    adopter: Adopter,
+}
+
+/// Takes in sessions another process handed over, onto the router's runtime.
+#[derive(Debug, Clone)]
+pub struct Adopter {
+    runtime: tokio::runtime::Handle,
+    services: Arc<crate::client::services::Services>,
+}
+
+impl Adopter {
+    /// Serve the session whose state is `state` (JSON of
+    /// [`crate::pooling::transaction::handoff::Handoff`]) on the client socket `socket`.
+    pub fn adopt(&self, state: &[u8], socket: std::os::fd::OwnedFd) -> Result<(), String> {
+        let state: crate::pooling::transaction::handoff::Handoff =
+            serde_json::from_slice(state).map_err(|e| format!("handed-over session: {e}"))?;
+        let tcp = std::net::TcpStream::from(socket);
+        tcp.set_nonblocking(true)
+            .map_err(|e| format!("handed-over session: {e}"))?;
+        let services = self.services.clone();
+        self.runtime.spawn(async move {
+            match tokio::net::TcpStream::from_std(tcp) {
+                Ok(tcp) => crate::client::session::resume(services, tcp, state).await,
+                Err(e) => tracing::warn!(error = %e, "handed-over session: socket"),
+            }
+        });
+        Ok(())
+    }
 }
 
 /// How far the listeners have been stopped.
@@ -64,6 +92,11 @@ enum Stage {
 }
 
 impl PgListeners {
+    /// What takes in sessions handed over from another process.
+    pub fn adopter(&self) -> Adopter {
+        self.adopter.clone()
+    }
+
     /// Stop accepting; sessions in progress run on.
     pub fn stop_accepting(&self) {
         self.stop.send_if_modified(|s| {
@@ -146,6 +179,10 @@ pub fn start_on(
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
+    let adopter = Adopter {
+        runtime: rt.handle().clone(),
+        services: services.clone(),
+    };
     let (stop, stopped) = watch::channel(Stage::Accepting);
     let mut finished = stopped.clone();
     let thread = std::thread::Builder::new()
@@ -198,6 +235,7 @@ pub fn start_on(
     Ok(Some(PgListeners {
         stop,
         thread: Some(thread),
+        adopter,
     }))
 }
 

@@ -38,6 +38,7 @@
 //! not import the client side, the failover procedures, or session pooling.
 
 pub mod expect;
+pub mod handoff;
 pub mod nodes;
 pub mod params;
 pub mod prepared;
@@ -122,13 +123,68 @@ pub async fn serve(
         .await
         .map_err(|_| ClientError::fatal(SqlState::CONNECTION_FAILURE, "client connection lost"))?;
     drop(out);
+    relay_session(
+        up,
+        shared,
+        client,
+        pending,
+        me,
+        &key,
+        &server_params,
+        cancel,
+    )
+    .await
+}
 
+/// Go on with a session another process handed over ([`handoff`]): no login, its state as
+/// it was between two transactions.
+pub async fn resume(
+    up: &Upstream<'_>,
+    shared: Shared<'_>,
+    client: &mut PgStream,
+    handoff: handoff::Handoff,
+    cancel: &CancelKey,
+) -> Result<&'static str, ClientError> {
+    let server_params: Vec<(&str, &str)> = handoff
+        .server_params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let key = format!("tx\0{}", pool::key(&server_params));
+    let me = handoff.client_state(&shared.nodes.get(up.cluster, &up.node));
+    let pending = BytesMut::from(&handoff.pending[..]);
+    relay_session(
+        up,
+        shared,
+        client,
+        pending,
+        me,
+        &key,
+        &server_params,
+        cancel,
+    )
+    .await
+}
+
+/// The relay of a logged-in session, to its end.
+#[allow(clippy::too_many_arguments)]
+async fn relay_session(
+    up: &Upstream<'_>,
+    shared: Shared<'_>,
+    client: &mut PgStream,
+    pending: BytesMut,
+    me: ClientState,
+    key: &str,
+    server_params: &[(&str, &str)],
+    cancel: &CancelKey,
+) -> Result<&'static str, ClientError> {
+    let key = key.to_string();
     let mut relay = TxRelay {
         up,
         verdicts: shared.verdicts,
         node: shared.nodes.get(up.cluster, &up.node),
         key: &key,
-        server_params: &server_params,
+        server_params,
         cancel,
         metrics: TxMetrics::new(up.cluster, &up.node),
         client,
@@ -147,7 +203,7 @@ pub async fn serve(
         spare: Default::default(),
         pools: Vec::new(),
         closing: shared.closing,
-        close_asked: false,
+        close_seen: crate::closing::Mode::Open,
     };
     let end = relay.run().await;
     if matches!(
@@ -158,6 +214,7 @@ pub async fn serve(
     }
     cancel.set_server(None);
     let (held, pinned, unsent) = (relay.held.take(), relay.pinned, relay.to_client.split());
+    let (me, unread) = (std::mem::take(&mut relay.me), relay.cbuf.split());
     drop(relay);
     let cluster = up.cluster;
     match end {
@@ -179,6 +236,34 @@ pub async fn serve(
             } else {
                 "client connection lost"
             })
+        }
+        TxEnd::HandOver => {
+            let state = handoff::Handoff::of(
+                cluster,
+                &up.user.name,
+                server_params,
+                &me,
+                (cancel.pid, cancel.secret),
+                &unread,
+            );
+            let handed = match (serde_json::to_vec(&state), client.tcp_fd()) {
+                (Ok(json), Ok(fd)) => shared.closing.hand(json, fd),
+                _ => false,
+            };
+            if handed {
+                // Its socket lives on in the new process: closed here without a shutdown.
+                tracing::debug!(
+                    cluster,
+                    client = cancel.pid,
+                    "session handed to the new process"
+                );
+                return Ok("handed to the new process");
+            }
+            let mut bye = BytesMut::new();
+            crate::closing::goodbye(&mut bye);
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.write_all(&bye)).await;
+            let _ = client.shutdown().await;
+            Ok("closed between transactions by the drain")
         }
         TxEnd::Closed => {
             if let Some(h) = held {

@@ -25,7 +25,7 @@ use super::prepared;
 use super::report::TxMetrics;
 use super::state::ClientState;
 use crate::cancel::CancelKey;
-use crate::closing::Closing;
+use crate::closing::{Closing, Mode};
 use crate::ha::monitor::Lsn;
 use crate::ha::Verdicts;
 use crate::net::stream::PgStream;
@@ -94,6 +94,8 @@ pub(super) enum TxEnd {
     Refused(ClientErrorOrFrame),
     /// The process closes its sessions ([`Closing`]) and this one is between transactions.
     Closed,
+    /// The process hands its sessions over and this one is between transactions.
+    HandOver,
 }
 
 /// One transaction-pooled client.
@@ -142,8 +144,9 @@ pub(super) struct TxRelay<'a> {
     pub pools: Vec<(Address, Arc<str>, Arc<NodePool>)>,
     /// Whether the process closes its sessions at their next transaction boundary.
     pub closing: &'a Closing,
-    /// [`TxRelay::closing`] has fired: end at the next boundary.
-    pub close_asked: bool,
+    /// How far [`TxRelay::closing`] has gone, as this relay last saw it: past `Open`, it
+    /// ends at its next boundary (handed over if it can be, closed otherwise).
+    pub close_seen: Mode,
 }
 
 impl TxRelay<'_> {
@@ -158,13 +161,18 @@ impl TxRelay<'_> {
                     if std::mem::take(&mut self.resume) {
                         continue;
                     }
-                    if self.close_asked {
+                    if self.close_seen != Mode::Open {
                         // What is due to the client goes out first: the boundary is after it.
                         if let Err(end) = self.flush_now() {
                             return end;
                         }
                         if self.between_transactions() {
-                            return TxEnd::Closed;
+                            if self.close_seen == Mode::Close {
+                                return TxEnd::Closed;
+                            }
+                            if self.can_hand_over() {
+                                return TxEnd::HandOver;
+                            }
                         }
                     }
                     self.io().await
@@ -193,6 +201,16 @@ impl TxRelay<'_> {
                 .held
                 .as_ref()
                 .is_none_or(|h| h.quiet() && h.conn.conn.status == b'I')
+    }
+
+    /// Whether this session can move to another process as it is: over plain TCP, holding
+    /// no server connection (not pinned), with no routing state of its own in flight.
+    fn can_hand_over(&self) -> bool {
+        !self.client.is_tls()
+            && self.pinned.is_none()
+            && self.held.is_none()
+            && self.lost.is_none()
+            && self.route_override.is_none()
     }
 
     /// The server connection of the current turn is gone: forget it, and tell the client
