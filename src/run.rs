@@ -224,12 +224,7 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
             None
         }
     };
-    if inherited.len() > 0 {
-        tracing::info!(
-            unclaimed = inherited.len(),
-            "upgrade: closing the sockets no listener of this config uses"
-        );
-    }
+    inherited.close_unclaimed();
     let handover = Arc::new(Handover {
         listening: Arc::new(listening),
         config_path: args.config.clone(),

@@ -54,8 +54,17 @@ impl Inherited {
     }
 
     /// How many are left unclaimed.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Close the sockets no listener claimed (a listener the new config removed or moved):
+    /// kept open, one would queue connections nobody accepts once the old process is gone.
+    pub fn close_unclaimed(&mut self) {
+        for e in self.entries.drain(..) {
+            tracing::info!(kind = ?e.info.kind, name = %e.info.name, configured = %e.info.configured, "upgrade: closing a socket this config does not use");
+        }
     }
 
     /// The TCP socket of `kind` bound to `addr` (or configured as `addr`), if one was handed over.
