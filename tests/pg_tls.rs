@@ -23,18 +23,6 @@ use support::tls::SelfSigned;
 
 const USERS: &[&str] = &[r#"{ name = "app", password = "app-pw" }"#];
 
-/// A primary with role `app`.
-fn primary() -> anyhow::Result<Option<PgCluster>> {
-    let Some(pg) = PgCluster::start(0)? else {
-        return Ok(None);
-    };
-    pg.psql(
-        0,
-        "create role app login password 'app-pw'; grant create on schema public to app;",
-    )?;
-    Ok(Some(pg))
-}
-
 /// A certificate for `127.0.0.1` and `localhost` in `dir`: `(cert, key, the certificate)`.
 fn certificate(dir: &Path, stem: &str) -> anyhow::Result<(PathBuf, PathBuf, SelfSigned)> {
     let cert = SelfSigned::new(&["localhost", "127.0.0.1"])?;
@@ -107,7 +95,7 @@ fn psql(pg: &PgCluster, port: u16, sslmode: &str, sql: &str) -> anyhow::Result<S
 
 #[tokio::test]
 async fn optional_tls_serves_tls_and_clear_clients_in_both_pool_modes() -> anyhow::Result<()> {
-    let Some(pg) = primary()? else {
+    let Some(pg) = pg::primary_with_app()? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
@@ -152,7 +140,7 @@ async fn optional_tls_serves_tls_and_clear_clients_in_both_pool_modes() -> anyho
 
 #[tokio::test]
 async fn required_tls_refuses_clear_clients_with_28000() -> anyhow::Result<()> {
-    let Some(pg) = primary()? else {
+    let Some(pg) = pg::primary_with_app()? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
@@ -205,7 +193,7 @@ fn server_tls_on(pg: &PgCluster, cert: &Path, key: &Path) -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn server_tls_encrypts_and_verifies_the_router_s_logins() -> anyhow::Result<()> {
-    let Some(pg) = primary()? else {
+    let Some(pg) = pg::primary_with_app()? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;

@@ -56,14 +56,7 @@ fn five_upgrades_under_keepalive_load_fail_no_request() -> anyhow::Result<()> {
         old = new;
     }
     let tally = load.finish()?;
-    ensure!(
-        tally.failed.is_empty() && tally.refused == 0,
-        "{} failed, {} refused of {} requests; e.g. {:?}",
-        tally.failed.len(),
-        tally.refused,
-        tally.ok,
-        &tally.failed[..tally.failed.len().min(5)]
-    );
+    tally.ensure_clean()?;
     // Each upgrade closed the kept-alive connections with `Connection: close`.
     ensure!(tally.reopened >= 5, "reopened {}", tally.reopened);
     // The last process is the one that answers, on both listeners.
@@ -174,12 +167,7 @@ fn a_broken_config_leaves_the_old_process_serving() -> anyhow::Result<()> {
     }
     load.wait_for(100, WAIT)?;
     ensure!(alive(old));
-    let tally = load.finish()?;
-    ensure!(
-        tally.failed.is_empty() && tally.refused == 0,
-        "{:?}",
-        &tally.failed[..tally.failed.len().min(5)]
-    );
+    load.finish()?.ensure_clean()?;
     // Fixed, the same command goes through.
     std::fs::write(proxy.config_path(), good)?;
     let out = ups.run(proxy.config_path(), &[])?;
@@ -230,12 +218,7 @@ fn a_new_process_killed_during_the_handover_leaves_the_old_one_serving() -> anyh
     ensure!(out.stderr.contains("killed by signal 9"), "{out:?}");
     load.wait_for(100, WAIT)?;
     ensure!(alive(old));
-    let tally = load.finish()?;
-    ensure!(
-        tally.failed.is_empty() && tally.refused == 0,
-        "{:?}",
-        &tally.failed[..tally.failed.len().min(5)]
-    );
+    load.finish()?.ensure_clean()?;
     Ok(())
 }
 

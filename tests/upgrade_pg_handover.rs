@@ -23,17 +23,6 @@ const USERS: &[&str] = &[r#"{ name = "app", password = "app-pw" }"#];
 /// How long an old process may take to hand its sessions over and exit.
 const DRAIN: Duration = Duration::from_secs(20);
 
-fn primary() -> anyhow::Result<Option<PgCluster>> {
-    let Some(pg) = PgCluster::start(0)? else {
-        return Ok(None);
-    };
-    pg.psql(
-        0,
-        "create role app login password 'app-pw'; grant create on schema public to app;",
-    )?;
-    Ok(Some(pg))
-}
-
 /// Three upgrades, one after the other, each waiting for the old process to be gone.
 fn three_upgrades(router: &Router, ups: &Upgrades) -> anyhow::Result<Vec<Duration>> {
     let mut old = router.sy.pid()?;
@@ -52,7 +41,7 @@ fn three_upgrades(router: &Router, ups: &Upgrades) -> anyhow::Result<Vec<Duratio
 
 #[test]
 fn pgbench_clients_go_through_three_upgrades_with_none_aborted() -> anyhow::Result<()> {
-    let Some(pg) = primary()? else {
+    let Some(pg) = pg::primary_with_app()? else {
         return Ok(());
     };
     for mode in ["extended", "prepared"] {
@@ -98,7 +87,7 @@ fn bench_through_upgrades(pg: &PgCluster, mode: &str) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_session_keeps_its_set_and_prepared_statement_across_an_upgrade() -> anyhow::Result<()> {
-    let Some(pg) = primary()? else {
+    let Some(pg) = pg::primary_with_app()? else {
         return Ok(());
     };
     let router = Router::start(&pg, "pool_mode = \"transaction\"", USERS)?;

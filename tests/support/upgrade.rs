@@ -131,6 +131,21 @@ pub struct Tally {
     pub latencies: Vec<(Instant, Duration)>,
 }
 
+impl Tally {
+    /// Fail, naming a few, unless every request got a 200 and no connection was refused.
+    pub fn ensure_clean(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.failed.is_empty() && self.refused == 0,
+            "{} failed, {} refused of {} requests; e.g. {:?}",
+            self.failed.len(),
+            self.refused,
+            self.ok,
+            &self.failed[..self.failed.len().min(5)]
+        );
+        Ok(())
+    }
+}
+
 /// Clients sending `GET path` on kept-alive connections until finished.
 pub struct KeepAliveLoad {
     stop: Arc<AtomicBool>,
@@ -156,22 +171,9 @@ impl KeepAliveLoad {
         }
     }
 
-    /// Requests answered or failed so far.
-    pub fn done(&self) -> u64 {
-        self.done.load(SeqCst)
-    }
-
     /// Wait until `more` further requests are done.
     pub fn wait_for(&self, more: u64, within: Duration) -> anyhow::Result<()> {
-        let target = self.done() + more;
-        eventually(within, || {
-            anyhow::ensure!(
-                self.done() >= target,
-                "{} of {target} requests",
-                self.done()
-            );
-            Ok(())
-        })
+        super::load::wait_for_more(&self.done, more, within)
     }
 
     /// Stop the clients and add up what they saw.

@@ -1,5 +1,5 @@
-//! pgbench through the router: run it against a [`Router`] as user `app` (password
-//! `app-pw`, database `postgres`) and read its summary.
+//! pgbench through the router: run it against a [`Router`] (as user `app`, password
+//! `app-pw`, or as another user), database `postgres`, and read its summary.
 
 use std::process::Command;
 
@@ -34,13 +34,24 @@ pub fn summary(out: &str) -> anyhow::Result<Run> {
     })
 }
 
+/// pgbench as `app`; its output, or its error with the output.
 pub fn pgbench(pg: &PgCluster, router: &Router, args: &[&str]) -> anyhow::Result<String> {
+    pgbench_as(pg, router, ("app", "app-pw"), args)
+}
+
+/// pgbench as `(user, password)`.
+pub fn pgbench_as(
+    pg: &PgCluster,
+    router: &Router,
+    (user, password): (&str, &str),
+    args: &[&str],
+) -> anyhow::Result<String> {
     let out = Command::new(pg.bin("pgbench"))
         .args(args)
         .env("PGHOST", "127.0.0.1")
         .env("PGPORT", router.port.to_string())
-        .env("PGUSER", "app")
-        .env("PGPASSWORD", "app-pw")
+        .env("PGUSER", user)
+        .env("PGPASSWORD", password)
         .env("PGDATABASE", "postgres")
         .output()
         .context("running pgbench")?;

@@ -99,6 +99,19 @@ pub async fn connect(config: &tokio_postgres::Config) -> anyhow::Result<tokio_po
     Ok(client)
 }
 
+/// A primary (no replicas) with role `app` (password `app-pw`) that may create in `public`;
+/// `None` when no PostgreSQL server binaries are installed.
+pub fn primary_with_app() -> anyhow::Result<Option<PgCluster>> {
+    let Some(pg) = PgCluster::start(0)? else {
+        return Ok(None);
+    };
+    pg.psql(
+        0,
+        "create role app login password 'app-pw'; grant create on schema public to app;",
+    )?;
+    Ok(Some(pg))
+}
+
 /// A rustls client trusting `cert` only.
 pub fn tls_connector(
     cert: &crate::support::tls::SelfSigned,

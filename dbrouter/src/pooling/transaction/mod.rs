@@ -123,17 +123,13 @@ pub async fn serve(
         .await
         .map_err(|_| ClientError::fatal(SqlState::CONNECTION_FAILURE, "client connection lost"))?;
     drop(out);
-    relay_session(
-        up,
-        shared,
-        client,
+    let session = LoggedIn {
         pending,
         me,
-        &key,
-        &server_params,
-        cancel,
-    )
-    .await
+        key: &key,
+        server_params: &server_params,
+    };
+    relay_session(up, shared, client, session, cancel).await
 }
 
 /// Go on with a session another process handed over ([`handoff`]): no login, its state as
@@ -153,31 +149,39 @@ pub async fn resume(
     let key = format!("tx\0{}", pool::key(&server_params));
     let me = handoff.client_state(&shared.nodes.get(up.cluster, &up.node));
     let pending = BytesMut::from(&handoff.pending[..]);
-    relay_session(
-        up,
-        shared,
-        client,
+    let session = LoggedIn {
         pending,
         me,
-        &key,
-        &server_params,
-        cancel,
-    )
-    .await
+        key: &key,
+        server_params: &server_params,
+    };
+    relay_session(up, shared, client, session, cancel).await
+}
+
+/// A session past its login (or handed over): what the relay starts from.
+struct LoggedIn<'a> {
+    /// What the client sent that is not handled yet.
+    pending: BytesMut,
+    me: ClientState,
+    /// Pool key and startup parameters of its server connections.
+    key: &'a str,
+    server_params: &'a [(&'a str, &'a str)],
 }
 
 /// The relay of a logged-in session, to its end.
-#[allow(clippy::too_many_arguments)]
 async fn relay_session(
     up: &Upstream<'_>,
     shared: Shared<'_>,
     client: &mut PgStream,
-    pending: BytesMut,
-    me: ClientState,
-    key: &str,
-    server_params: &[(&str, &str)],
+    session: LoggedIn<'_>,
     cancel: &CancelKey,
 ) -> Result<&'static str, ClientError> {
+    let LoggedIn {
+        pending,
+        me,
+        key,
+        server_params,
+    } = session;
     let key = key.to_string();
     let mut relay = TxRelay {
         up,
