@@ -9,6 +9,8 @@
 //! - A new process SIGKILLed while it holds the handed-over sockets: the command says so;
 //!   the old one goes on serving.
 //! - With `store.state_file`, the new process resumes the applied version and the history.
+//! - A new listener on a port that is taken: the command names the key; the old process
+//!   goes on serving.
 
 mod support;
 
@@ -261,5 +263,30 @@ fn the_applied_version_and_history_carry_over_with_a_state_file() -> anyhow::Res
         audit.iter().any(|a| a["version_after"] == 4),
         "no audit line for version 4: {audit:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_port_the_new_process_cannot_bind_leaves_the_old_one_serving() -> anyhow::Result<()> {
+    let backend = Backend::start("b1")?;
+    let proxy = proxy_to(&backend)?;
+    let ups = Upgrades::default();
+    let old = proxy.pid()?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = taken.local_addr()?.port();
+    let good = proxy.config_text()?;
+    let more =
+        format!("{good}\n[[http.listeners]]\nname = \"second\"\naddr = \"127.0.0.1:{port}\"\n");
+    let socket =
+        support::upgrade::socket_in_log(&proxy.stderr()).context("no upgrade_socket logged")?;
+    std::fs::write(proxy.config_path(), more)?;
+    let out = ups.run(proxy.config_path(), &["--socket", &socket])?;
+    ensure!(!out.ok, "{out:?}");
+    ensure!(
+        out.stderr.contains("http.listeners[1].addr") && out.stderr.contains("is in use"),
+        "{out:?}"
+    );
+    ensure!(alive(old) && proxy.get("/")?.status == 200);
+    drop(taken);
     Ok(())
 }

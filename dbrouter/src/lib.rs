@@ -112,6 +112,11 @@
 //!   Prometheus: `switchyard_postgres_{clients, client_connections_total,
 //!   server_connections, auth_failures_total, cancel_requests_total, client_errors_total,
 //!   monitor_checks_total, node_up, replica_lag_bytes, replica_lag_seconds}`.
+//! - Drains and binary upgrades ([`closing`]): a draining process keeps its sessions; at a
+//!   binary upgrade each transaction-pooled client over plain TCP is handed to the new
+//!   process at its next transaction boundary, socket and session state
+//!   ([`pooling::transaction::handoff`], taken in by an [`Adopter`]); at the drain timeout
+//!   every session left is closed at its next boundary with 57P01.
 //!
 //! # TODO (issue 4, then 5)
 //! - Pools: moving idle connections on hot reload.
@@ -128,7 +133,9 @@
 //!   `waiting` count for status. A user's changed password reaches running sessions only
 //!   at their next login.
 //! - TLS: `SCRAM-SHA-256-PLUS` (channel binding) both ways, client certificates.
-//! - Listener changes (a new `listen` address, a new cluster) need a restart; pools are kept
+//! - Listener changes (a new `listen` address, a new cluster) need a restart or a binary
+//!   upgrade; cancel requests for sessions still on an old process during an upgrade reach
+//!   the new one and are not forwarded; pools are kept
 //!   by node address across reloads and pick up new settings at their next checkout.
 //! - Failover ([`failover`]): the etcd lease speaks plain HTTP (no TLS to etcd, no auth).
 //!   Session-mode clients on a failed primary lose their session (they reconnect).
