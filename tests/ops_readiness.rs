@@ -2,7 +2,9 @@
 //!
 //! - systemd's `Type=notify` protocol: with `$NOTIFY_SOCKET` set to a datagram socket the
 //!   test binds, `READY=1` arrives once the control API and the HTTP listener both serve (each
-//!   answers at the first try right after it arrives), and `STOPPING=1` on SIGTERM.
+//!   answers at the first try right after it arrives), and `STOPPING=1` on SIGTERM; after
+//!   `switchyard upgrade` the new process sends `MAINPID=` with its pid and `READY=1`, and
+//!   the old one, draining, sends no `STOPPING=1` (the unit is not stopping).
 //! - `switchyard --version` names the git commit the binary was built from.
 
 mod support;
@@ -65,6 +67,49 @@ fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow:
         stopping.lines().any(|l| l == "STOPPING=1"),
         "expected STOPPING=1, got {stopping:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn an_upgraded_process_takes_over_as_the_main_pid() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path)?;
+    socket.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let http_port = free_port()?;
+    let sy = Switchyard::start_with(
+        &[("NOTIFY_SOCKET", path.to_str().context("socket path")?)],
+        &|conf, port| {
+            let file = conf.join("switchyard.toml");
+            let text = control_section(port, "10s", "50ms")
+                + &support::proxy::listener(http_port)
+                + "\n[http.upstreams.api.pools.blue]\nbackends = [\"127.0.0.1:9\"]\n\n\
+                   [[http.routes]]\nupstream = \"api\"\n";
+            std::fs::write(&file, text)?;
+            Ok(file)
+        },
+    )?;
+    let old = sy.pid()?;
+    let first = next_message(&socket)?;
+    ensure!(first.lines().any(|l| l == "READY=1"), "{first:?}");
+    let ups = support::upgrade::Upgrades::default();
+    let out = ups.run(sy.config_path(), &[])?;
+    ensure!(out.ok, "{out:?}");
+    let new = out.pid.context("no new pid")?;
+    let took_over = next_message(&socket)?;
+    ensure!(
+        took_over.lines().any(|l| l == format!("MAINPID={new}"))
+            && took_over.lines().any(|l| l == "READY=1"),
+        "expected MAINPID={new} and READY=1, got {took_over:?}"
+    );
+    support::upgrade::wait_gone(old, Duration::from_secs(20))?;
+    socket.set_read_timeout(Some(Duration::from_millis(300)))?;
+    ensure!(
+        next_message(&socket).is_err(),
+        "the old process told the service manager something while it drained"
+    );
+    let http = Request::get("/health").send(([127, 0, 0, 1], http_port).into())?;
+    ensure!(http.status == 200, "HTTP listener: {}", http.describe());
     Ok(())
 }
 
