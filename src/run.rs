@@ -61,6 +61,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         version,
         stopping,
         adopter,
+        cancels,
     } = started;
     let upgraded = takeover.is_some();
     // Ready once pingora has started every HTTP listener service (at once without any).
@@ -80,7 +81,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             if let Some(t) = takeover {
                 // Serves from here on; the old process hands its sessions over meanwhile.
-                std::thread::spawn(move || t.ready(adopter));
+                std::thread::spawn(move || t.ready(adopter, &cancels));
             }
             crate::readiness::notify_ready(version, upgraded);
         });
@@ -108,6 +109,7 @@ struct Started {
     version: u64,
     stopping: Stopping,
     adopter: Option<switchyard_dbrouter::Adopter>,
+    cancels: switchyard_dbrouter::cancel::CancelRegistry,
 }
 
 /// The planes' open client connections, for the drain.
@@ -232,6 +234,7 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
         upgrade_socket: upgrade_path.clone(),
         release: Arc::new(DrainOnRelease(stopping.clone(), planes.postgres.clone())),
         busy: Mutex::new(false),
+        postgres: adopter.clone(),
     });
     // With a shared store, flips are verified on the whole fleet's traffic.
     let fleet_traffic = applier.store().etcd().map(|s| {
@@ -352,5 +355,6 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
         version,
         stopping,
         adopter,
+        cancels: planes.postgres.cancel.clone(),
     })
 }

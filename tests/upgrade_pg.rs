@@ -2,7 +2,8 @@
 //! listener moves to the new process in the same handover, and clients already connected
 //! stay on the old one. A TLS client inside a transaction when the drain timeout ends is not
 //! cut: its transaction commits, and only then is it told 57P01 and closed. A client that
-//! connects afterwards gets the new process.
+//! connects afterwards gets the new process. A cancel for a session left on the old
+//! process reaches the new process's listener and is passed back to the old one.
 //!
 //! Skips (with a message) only when no PostgreSQL server binaries are installed.
 
@@ -11,7 +12,8 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use support::pg::client::{connect_tls, Router};
+use support::eventually;
+use support::pg::client::{connect_tls, tls_connector, Router};
 use support::pg::PgCluster;
 use support::tls::SelfSigned;
 use support::upgrade::{alive, wait_gone, Upgrades};
@@ -99,5 +101,66 @@ async fn a_tls_client_inside_a_transaction_is_not_cut_by_an_upgrade() -> anyhow:
         ensure!(out.pid.is_some_and(alive), "{mode}: {out:?}");
         drop(ups);
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancel_for_a_session_left_on_the_old_process_reaches_it() -> anyhow::Result<()> {
+    let Some(pg) = support::pg::client::primary_with_app()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let cert = SelfSigned::new(&["localhost", "127.0.0.1"])?;
+    cert.write(dir.path(), "router")?;
+    let settings = format!(
+        "pool_mode = \"session\"\ntls = {{ cert = \"{}\", key = \"{}\" }}",
+        dir.path().join("router.crt").display(),
+        dir.path().join("router.key").display()
+    );
+    let router = Router::start(
+        &pg,
+        &settings,
+        &[r#"{ name = "app", password = "app-pw" }"#],
+    )?;
+    let old = router.sy.pid()?;
+    let config = router.config("app", "app-pw");
+    let client = connect_tls(&config, &cert).await?;
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move {
+        let r = client.simple_query("select pg_sleep(60)").await;
+        r.err().and_then(|e| e.code().map(|c| c.code().to_string()))
+    });
+    let pg = std::sync::Arc::new(pg);
+    let watch = pg.clone();
+    tokio::task::spawn_blocking(move || {
+        eventually(Duration::from_secs(20), || {
+            let n = watch.psql(
+                0,
+                "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)'",
+            )?;
+            ensure!(n == "1", "the sleep is not running yet");
+            Ok(())
+        })
+    })
+    .await??;
+    let path = router.sy.config_path().to_path_buf();
+    let (out, ups) = tokio::task::spawn_blocking(move || {
+        let ups = Upgrades::default();
+        ups.run(&path, &["--pg-drain", "60s"]).map(|o| (o, ups))
+    })
+    .await??;
+    ensure!(out.ok, "{out:?}");
+    // The listener is the new process's now; the session is on the old one.
+    token.cancel_query(tls_connector(&cert)?).await?;
+    let code = tokio::time::timeout(Duration::from_secs(20), sleeper).await??;
+    ensure!(
+        code.as_deref() == Some("57014"),
+        "the sleep ended with {code:?}"
+    );
+    ensure!(
+        alive(old),
+        "the old process should still hold the TLS session"
+    );
+    drop(ups);
     Ok(())
 }

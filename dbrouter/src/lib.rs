@@ -134,8 +134,8 @@
 //!   at their next login.
 //! - TLS: `SCRAM-SHA-256-PLUS` (channel binding) both ways, client certificates.
 //! - Listener changes (a new `listen` address, a new cluster) need a restart or a binary
-//!   upgrade; cancel requests for sessions still on an old process during an upgrade reach
-//!   the new one and are not forwarded; pools are kept
+//!   upgrade (a cancel for a session still on the old process is passed back to it:
+//!   [`cancel::CancelRegistry::forward_unknown_to`]); pools are kept
 //!   by node address across reloads and pick up new settings at their next checkout.
 //! - Failover ([`failover`]): the etcd lease speaks plain HTTP (no TLS to etcd, no auth).
 //!   Session-mode clients on a failed primary lose their session (they reconnect).

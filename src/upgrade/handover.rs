@@ -65,6 +65,8 @@ pub struct Handover {
     pub log_format: &'static str,
     pub upgrade_socket: PathBuf,
     pub release: Arc<dyn Release>,
+    /// The Postgres router, for the cancels the new process passes back.
+    pub postgres: Option<switchyard_dbrouter::Adopter>,
     /// One upgrade at a time; `true` once this process has handed over.
     pub busy: Mutex<bool>,
 }
@@ -147,6 +149,9 @@ impl Handover {
                     ),
                 );
                 let _ = wire::send(&channel, &Message::Released, &[]);
+                if let (Some(pg), Ok(reader)) = (self.postgres.clone(), channel.try_clone()) {
+                    std::thread::spawn(move || cancels_from(reader, pg));
+                }
                 self.release.release(grace, pg_drain, session_sink(channel));
             }
             Err(why) => {
@@ -249,6 +254,22 @@ fn running_binary() -> std::io::Result<PathBuf> {
         Some(path) => PathBuf::from(path),
         None => exe,
     })
+}
+
+/// Serve the cancels the new process passes back (for sessions still here) until it closes
+/// the channel or this process exits.
+fn cancels_from(channel: UnixStream, pg: switchyard_dbrouter::Adopter) {
+    let _ = channel.set_read_timeout(None);
+    while let Ok((msg, _)) = wire::recv(&channel) {
+        if let Message::Cancel {
+            cluster,
+            pid,
+            secret,
+        } = msg
+        {
+            pg.cancel(&cluster, pid, secret);
+        }
+    }
 }
 
 /// End a new process that will not serve, and say how it ended.

@@ -72,11 +72,30 @@ impl Takeover {
 
     /// Tell the old process this one serves; once it has stopped accepting, take in the
     /// Postgres sessions it hands over (into `sessions`) until it is gone.
-    pub fn ready(self, sessions: Option<switchyard_dbrouter::Adopter>) {
+    pub fn ready(
+        self,
+        sessions: Option<switchyard_dbrouter::Adopter>,
+        cancels: &switchyard_dbrouter::cancel::CancelRegistry,
+    ) {
         let pid = std::process::id();
         if let Err(e) = wire::send(&self.channel, &Message::Ready { pid }, &[]) {
             tracing::warn!(error = %e, "upgrade: cannot tell the old process this one serves");
             return;
+        }
+        // Cancels for the old process's sessions (still draining there) reach this
+        // process's listeners from now on: pass them back (after `Ready`, which the old
+        // process reads first).
+        if let Ok(back) = self.channel.try_clone() {
+            let back = std::sync::Mutex::new(back);
+            cancels.forward_unknown_to(std::sync::Arc::new(move |cluster: &str, pid, secret| {
+                let msg = Message::Cancel {
+                    cluster: cluster.to_string(),
+                    pid,
+                    secret,
+                };
+                let back = back.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = wire::send(&back, &msg, &[]);
+            }));
         }
         let _ = self.channel.set_read_timeout(Some(Duration::from_secs(30)));
         match wire::recv(&self.channel) {

@@ -89,6 +89,13 @@ pub enum Message {
     /// Old to new process, with the client's socket: a transaction-pooled Postgres session
     /// between transactions (`switchyard_dbrouter::pooling::transaction::handoff`, JSON).
     Client { state: String },
+    /// New to old process: a `CancelRequest` its listener got for a session still on the
+    /// old process.
+    Cancel {
+        cluster: String,
+        pid: u32,
+        secret: u32,
+    },
 }
 
 /// Why a frame could not be read or written.

@@ -341,7 +341,7 @@ async fn login(
 }
 
 /// Forward a `CancelRequest` whose key we issued to the server connection in use.
-async fn cancel_request(
+pub(crate) async fn cancel_request(
     svc: &Services,
     cluster: &str,
     stats: &ClusterStats,
@@ -349,6 +349,10 @@ async fn cancel_request(
     secret: u32,
 ) {
     let Some(target) = svc.cancel.find(cluster, pid, secret) else {
+        if svc.cancel.forward(cluster, pid, secret) {
+            stats.cancel_request("forwarded");
+            return;
+        }
         stats.cancel_request("unknown_key");
         tracing::debug!(
             cluster,

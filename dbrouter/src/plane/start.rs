@@ -62,6 +62,17 @@ pub struct Adopter {
 }
 
 impl Adopter {
+    /// Handle a `CancelRequest` the process that took over this one's listeners received
+    /// for a session still here.
+    pub fn cancel(&self, cluster: &str, pid: u32, secret: u32) {
+        let services = self.services.clone();
+        let cluster = cluster.to_string();
+        self.runtime.spawn(async move {
+            let stats = services.stats.get(&cluster);
+            crate::client::session::cancel_request(&services, &cluster, &stats, pid, secret).await;
+        });
+    }
+
     /// Serve the session whose state is `state` (JSON of
     /// [`crate::pooling::transaction::handoff::Handoff`]) on the client socket `socket`.
     pub fn adopt(&self, state: &[u8], socket: std::os::fd::OwnedFd) -> Result<(), String> {
