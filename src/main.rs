@@ -44,7 +44,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
         log_format: LogFormat,
         /// The unix socket `switchyard upgrade` talks to (mode 0600). Default:
-        /// `$RUNTIME_DIRECTORY/upgrade.sock`, else `<tmp>/switchyard-<uid>-<control port>.upgrade.sock`.
+        /// `$RUNTIME_DIRECTORY/upgrade.sock`, else `.<config file name>.upgrade.sock` beside
+        /// the config file.
         #[arg(long, env = "SWITCHYARD_UPGRADE_SOCKET")]
         upgrade_socket: Option<PathBuf>,
         /// Internal: standard input is the channel from the process being upgraded.
@@ -62,7 +63,8 @@ enum Command {
         /// The running process's upgrade socket (see `run --upgrade-socket`).
         #[arg(long, env = "SWITCHYARD_UPGRADE_SOCKET")]
         socket: Option<PathBuf>,
-        /// The config file of the running process, to find its default upgrade socket.
+        /// The config file of the running process, to find its default upgrade socket (it
+        /// is not read).
         #[arg(short, long, env = "SWITCHYARD_CONFIG")]
         config: Option<PathBuf>,
         /// The new binary (default: the running process's own executable).
@@ -131,12 +133,12 @@ fn main() -> ExitCode {
             pg_drain,
             timeout,
         } => {
-            let socket = match socket.map_or_else(|| default_upgrade_socket(config), Ok) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("switchyard upgrade: {e:#}");
-                    return ExitCode::from(2);
-                }
+            let Some(socket) = socket.or_else(|| config.map(|c| upgrade::default_socket(&c)))
+            else {
+                eprintln!(
+                    "switchyard upgrade: give --socket, or --config to find the default socket"
+                );
+                return ExitCode::from(2);
             };
             return upgrade::command::run(upgrade::command::Request {
                 socket,
@@ -156,16 +158,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// The default upgrade socket of the process running `config` (from its control API port).
-fn default_upgrade_socket(config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let path = config.context("give --socket, or --config to find the default socket")?;
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let config =
-        switchyard_config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(upgrade::default_socket(config.control.listen.port()))
 }
 
 fn check(path: &PathBuf) -> ExitCode {

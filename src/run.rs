@@ -218,7 +218,7 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
     let upgrade_path = args
         .upgrade_socket
         .clone()
-        .unwrap_or_else(|| crate::upgrade::default_socket(bound.port()));
+        .unwrap_or_else(|| crate::upgrade::default_socket(&args.config));
     let upgrade_listener = match sockets::upgrade_socket(inherited, &mut listening, &upgrade_path) {
         Ok(l) => Some(l),
         Err(e) => {

@@ -17,25 +17,29 @@ pub mod sockets;
 pub mod takeover;
 pub mod wire;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The upgrade socket when none is given: `$RUNTIME_DIRECTORY/upgrade.sock` under systemd
-/// (`RuntimeDirectory=switchyard`), else one per control API port in the temporary
-/// directory, so that two instances on one machine do not share it.
-pub fn default_socket(control_port: u16) -> PathBuf {
-    match std::env::var_os("RUNTIME_DIRECTORY") {
-        Some(dirs) => {
-            let first = dirs
-                .to_string_lossy()
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            PathBuf::from(first).join("upgrade.sock")
-        }
-        None => std::env::temp_dir().join(format!(
-            "switchyard-{}-{control_port}.upgrade.sock",
-            rustix::process::getuid().as_raw()
-        )),
+/// (`RuntimeDirectory=switchyard`), else `.<config file name>.upgrade.sock` beside the
+/// config file, so that each config has its own and it goes when its directory does (the
+/// watcher looks only at the config file's own name there).
+pub fn default_socket(config: &Path) -> PathBuf {
+    if let Some(dirs) = std::env::var_os("RUNTIME_DIRECTORY") {
+        let first = dirs
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return PathBuf::from(first).join("upgrade.sock");
     }
+    let name = config
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "switchyard".into());
+    let dir = std::path::absolute(config)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    dir.join(format!(".{name}.upgrade.sock"))
 }
