@@ -27,8 +27,9 @@ fn next_message(socket: &UnixDatagram) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-#[test]
-fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow::Result<()> {
+/// Switchyard with an HTTP listener and `$NOTIFY_SOCKET` set to a datagram socket the test
+/// reads: the directory holding the socket, the socket, the process, the HTTP port.
+fn notified() -> anyhow::Result<(tempfile::TempDir, UnixDatagram, Switchyard, u16)> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&path)?;
@@ -46,6 +47,12 @@ fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow:
             Ok(file)
         },
     )?;
+    Ok((dir, socket, sy, http_port))
+}
+
+#[test]
+fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow::Result<()> {
+    let (_dir, socket, sy, http_port) = notified()?;
     let ready = next_message(&socket)?;
     ensure!(
         ready.lines().any(|l| l == "READY=1"),
@@ -72,23 +79,7 @@ fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow:
 
 #[test]
 fn an_upgraded_process_takes_over_as_the_main_pid() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&path)?;
-    socket.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let http_port = free_port()?;
-    let sy = Switchyard::start_with(
-        &[("NOTIFY_SOCKET", path.to_str().context("socket path")?)],
-        &|conf, port| {
-            let file = conf.join("switchyard.toml");
-            let text = control_section(port, "10s", "50ms")
-                + &support::proxy::listener(http_port)
-                + "\n[http.upstreams.api.pools.blue]\nbackends = [\"127.0.0.1:9\"]\n\n\
-                   [[http.routes]]\nupstream = \"api\"\n";
-            std::fs::write(&file, text)?;
-            Ok(file)
-        },
-    )?;
+    let (_dir, socket, sy, http_port) = notified()?;
     let old = sy.pid()?;
     let first = next_message(&socket)?;
     ensure!(first.lines().any(|l| l == "READY=1"), "{first:?}");

@@ -21,6 +21,16 @@ use support::upgrade::{alive, wait_gone, Upgrades};
 /// The drain timeout the test asks for: sessions are asked to close after it.
 const PG_DRAIN: &str = "1s";
 
+/// A router in `mode` with TLS from `router.crt` and `router.key` in `dir`, user `app`.
+fn tls_router(pg: &PgCluster, dir: &std::path::Path, mode: &str) -> anyhow::Result<Router> {
+    let settings = format!(
+        "pool_mode = \"{mode}\"\ntls = {{ cert = \"{}\", key = \"{}\" }}",
+        dir.join("router.crt").display(),
+        dir.join("router.key").display()
+    );
+    Router::start(pg, &settings, &[r#"{ name = "app", password = "app-pw" }"#])
+}
+
 #[tokio::test]
 async fn a_tls_client_inside_a_transaction_is_not_cut_by_an_upgrade() -> anyhow::Result<()> {
     let Some(pg) = PgCluster::start(0)? else {
@@ -35,16 +45,7 @@ async fn a_tls_client_inside_a_transaction_is_not_cut_by_an_upgrade() -> anyhow:
     let cert = SelfSigned::new(&["localhost", "127.0.0.1"])?;
     cert.write(dir.path(), "router")?;
     for mode in ["transaction", "session"] {
-        let settings = format!(
-            "pool_mode = \"{mode}\"\ntls = {{ cert = \"{}\", key = \"{}\" }}",
-            dir.path().join("router.crt").display(),
-            dir.path().join("router.key").display()
-        );
-        let router = Router::start(
-            &pg,
-            &settings,
-            &[r#"{ name = "app", password = "app-pw" }"#],
-        )?;
+        let router = tls_router(&pg, dir.path(), mode)?;
         let ups = Upgrades::default();
         let old = router.sy.pid()?;
         let config = router.config("app", "app-pw");
@@ -112,16 +113,7 @@ async fn a_cancel_for_a_session_left_on_the_old_process_reaches_it() -> anyhow::
     let dir = tempfile::tempdir()?;
     let cert = SelfSigned::new(&["localhost", "127.0.0.1"])?;
     cert.write(dir.path(), "router")?;
-    let settings = format!(
-        "pool_mode = \"session\"\ntls = {{ cert = \"{}\", key = \"{}\" }}",
-        dir.path().join("router.crt").display(),
-        dir.path().join("router.key").display()
-    );
-    let router = Router::start(
-        &pg,
-        &settings,
-        &[r#"{ name = "app", password = "app-pw" }"#],
-    )?;
+    let router = tls_router(&pg, dir.path(), "session")?;
     let old = router.sy.pid()?;
     let config = router.config("app", "app-pw");
     let client = connect_tls(&config, &cert).await?;
