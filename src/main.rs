@@ -2,8 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+mod drain;
 mod readiness;
 mod run;
+mod upgrade;
 
 /// mimalloc: the proxy path allocates per request (pingora's header maps, our labels);
 /// measured 10–20% less CPU per request than glibc's allocator (BENCHMARKS.md).
@@ -41,6 +43,43 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
         log_format: LogFormat,
+        /// The unix socket `switchyard upgrade` talks to (mode 0600). Default:
+        /// `$RUNTIME_DIRECTORY/upgrade.sock`, else `.<config file name>.upgrade.sock` beside
+        /// the config file.
+        #[arg(long, env = "SWITCHYARD_UPGRADE_SOCKET")]
+        upgrade_socket: Option<PathBuf>,
+        /// Internal: standard input is the channel from the process being upgraded.
+        #[arg(long, hide = true)]
+        takeover: bool,
+    },
+    /// Replace the running process with a new binary, without refusing a connection.
+    ///
+    /// The running process starts the new binary on its config and hands it every listening
+    /// socket; the new one serves on them, then the old one stops accepting, lets requests in
+    /// flight finish (up to --grace) and Postgres sessions end (up to --pg-drain), and exits.
+    /// If the new process fails before it serves, the old one goes on serving and this
+    /// command prints why and exits 1.
+    Upgrade {
+        /// The running process's upgrade socket (see `run --upgrade-socket`).
+        #[arg(long, env = "SWITCHYARD_UPGRADE_SOCKET")]
+        socket: Option<PathBuf>,
+        /// The config file of the running process, to find its default upgrade socket (it
+        /// is not read).
+        #[arg(short, long, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// The new binary (default: the running process's own executable).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// How long the old process lets HTTP requests in flight finish.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// How long the old process keeps Postgres sessions before closing them between
+        /// transactions.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        pg_drain: std::time::Duration,
+        /// How long the new process may take to serve.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Validate a config file: print a one-line summary and exit 0, or print every error
     /// (key path and line) and exit 1.
@@ -69,9 +108,45 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, log_format } => {
+        Command::Run {
+            config,
+            log_format,
+            upgrade_socket,
+            takeover,
+        } => {
             init_logging(log_format);
-            run::run(config)
+            run::run(run::RunArgs {
+                config,
+                log_format: match log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                },
+                upgrade_socket,
+                takeover,
+            })
+        }
+        Command::Upgrade {
+            socket,
+            config,
+            binary,
+            grace,
+            pg_drain,
+            timeout,
+        } => {
+            let Some(socket) = socket.or_else(|| config.map(|c| upgrade::default_socket(&c)))
+            else {
+                eprintln!(
+                    "switchyard upgrade: give --socket, or --config to find the default socket"
+                );
+                return ExitCode::from(2);
+            };
+            return upgrade::command::run(upgrade::command::Request {
+                socket,
+                binary,
+                grace,
+                pg_drain,
+                timeout,
+            });
         }
         Command::Check { config } => return check(&config),
         Command::HashToken { generate } => hash_token(generate),

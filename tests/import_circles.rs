@@ -40,7 +40,7 @@ const DBROUTER_RANKS: &[&[&str]] = &[
     &["ha"],
     &["server"],
     &["runtime"],
-    &["classify", "net", "stats", "cancel"],
+    &["classify", "net", "stats", "cancel", "closing"],
     &["registry"],
 ];
 

@@ -2,7 +2,9 @@
 //!
 //! - systemd's `Type=notify` protocol: with `$NOTIFY_SOCKET` set to a datagram socket the
 //!   test binds, `READY=1` arrives once the control API and the HTTP listener both serve (each
-//!   answers at the first try right after it arrives), and `STOPPING=1` on SIGTERM.
+//!   answers at the first try right after it arrives), and `STOPPING=1` on SIGTERM; after
+//!   `switchyard upgrade` the new process sends `MAINPID=` with its pid and `READY=1`, and
+//!   the old one, draining, sends no `STOPPING=1` (the unit is not stopping).
 //! - `switchyard --version` names the git commit the binary was built from.
 
 mod support;
@@ -25,8 +27,9 @@ fn next_message(socket: &UnixDatagram) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-#[test]
-fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow::Result<()> {
+/// Switchyard with an HTTP listener and `$NOTIFY_SOCKET` set to a datagram socket the test
+/// reads: the directory holding the socket, the socket, the process, the HTTP port.
+fn notified() -> anyhow::Result<(tempfile::TempDir, UnixDatagram, Switchyard, u16)> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&path)?;
@@ -44,6 +47,12 @@ fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow:
             Ok(file)
         },
     )?;
+    Ok((dir, socket, sy, http_port))
+}
+
+#[test]
+fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow::Result<()> {
+    let (_dir, socket, sy, http_port) = notified()?;
     let ready = next_message(&socket)?;
     ensure!(
         ready.lines().any(|l| l == "READY=1"),
@@ -65,6 +74,33 @@ fn ready_is_sent_once_every_listener_serves_and_stopping_on_sigterm() -> anyhow:
         stopping.lines().any(|l| l == "STOPPING=1"),
         "expected STOPPING=1, got {stopping:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn an_upgraded_process_takes_over_as_the_main_pid() -> anyhow::Result<()> {
+    let (_dir, socket, sy, http_port) = notified()?;
+    let old = sy.pid()?;
+    let first = next_message(&socket)?;
+    ensure!(first.lines().any(|l| l == "READY=1"), "{first:?}");
+    let ups = support::upgrade::Upgrades::default();
+    let out = ups.run(sy.config_path(), &[])?;
+    ensure!(out.ok, "{out:?}");
+    let new = out.pid.context("no new pid")?;
+    let took_over = next_message(&socket)?;
+    ensure!(
+        took_over.lines().any(|l| l == format!("MAINPID={new}"))
+            && took_over.lines().any(|l| l == "READY=1"),
+        "expected MAINPID={new} and READY=1, got {took_over:?}"
+    );
+    support::upgrade::wait_gone(old, Duration::from_secs(20))?;
+    socket.set_read_timeout(Some(Duration::from_millis(300)))?;
+    ensure!(
+        next_message(&socket).is_err(),
+        "the old process told the service manager something while it drained"
+    );
+    let http = Request::get("/health").send(([127, 0, 0, 1], http_port).into())?;
+    ensure!(http.status == 200, "HTTP listener: {}", http.describe());
     Ok(())
 }
 

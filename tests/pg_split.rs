@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -20,26 +19,7 @@ const SETTINGS: &str = "pool_mode = \"transaction\"\n\
     failover = { check_interval = \"100ms\", check_timeout = \"500ms\", failure_threshold = 3 }";
 
 fn pgbench(pg: &PgCluster, router: &Router, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(pg.bin("pgbench"))
-        .args(args)
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", router.port.to_string())
-        .env("PGUSER", SUPERUSER)
-        .env("PGPASSWORD", SUPERUSER_PASSWORD)
-        .env("PGDATABASE", "postgres")
-        .output()
-        .context("running pgbench")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    anyhow::ensure!(
-        out.status.success(),
-        "pgbench {args:?} failed ({}):\n{text}",
-        out.status
-    );
-    Ok(text)
+    support::pg::bench::pgbench_as(pg, router, (SUPERUSER, SUPERUSER_PASSWORD), args)
 }
 
 /// `(processed, failed)` transactions of a pgbench run.

@@ -14,27 +14,14 @@ mod support;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use support::pg::client::{self as pg, Router};
+use support::pg::client::{self as pg, connect_tls, Router};
 use support::pg::PgCluster;
 use support::tls::SelfSigned;
 
 const USERS: &[&str] = &[r#"{ name = "app", password = "app-pw" }"#];
-
-/// A primary with role `app`.
-fn primary() -> anyhow::Result<Option<PgCluster>> {
-    let Some(pg) = PgCluster::start(0)? else {
-        return Ok(None);
-    };
-    pg.psql(
-        0,
-        "create role app login password 'app-pw'; grant create on schema public to app;",
-    )?;
-    Ok(Some(pg))
-}
 
 /// A certificate for `127.0.0.1` and `localhost` in `dir`: `(cert, key, the certificate)`.
 fn certificate(dir: &Path, stem: &str) -> anyhow::Result<(PathBuf, PathBuf, SelfSigned)> {
@@ -45,32 +32,6 @@ fn certificate(dir: &Path, stem: &str) -> anyhow::Result<(PathBuf, PathBuf, Self
         dir.join(format!("{stem}.key")),
         cert,
     ))
-}
-
-/// A rustls client trusting `cert` only.
-fn tls_connector(cert: &SelfSigned) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(cert.der.clone()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-/// Connect over TLS (`sslmode=require`, certificate verified for `127.0.0.1`).
-async fn connect_tls(
-    config: &tokio_postgres::Config,
-    cert: &SelfSigned,
-) -> anyhow::Result<tokio_postgres::Client> {
-    let mut config = config.clone();
-    config.ssl_mode(tokio_postgres::config::SslMode::Require);
-    let (client, connection) = config.connect(tls_connector(cert)?).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
 }
 
 /// SQLSTATE of a failed connection.
@@ -134,7 +95,7 @@ fn psql(pg: &PgCluster, port: u16, sslmode: &str, sql: &str) -> anyhow::Result<S
 
 #[tokio::test]
 async fn optional_tls_serves_tls_and_clear_clients_in_both_pool_modes() -> anyhow::Result<()> {
-    let Some(pg) = primary()? else {
+    let Some(pg) = pg::primary_with_app()? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
@@ -179,7 +140,7 @@ async fn optional_tls_serves_tls_and_clear_clients_in_both_pool_modes() -> anyho
 
 #[tokio::test]
 async fn required_tls_refuses_clear_clients_with_28000() -> anyhow::Result<()> {
-    let Some(pg) = primary()? else {
+    let Some(pg) = pg::primary_with_app()? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
@@ -232,7 +193,7 @@ fn server_tls_on(pg: &PgCluster, cert: &Path, key: &Path) -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn server_tls_encrypts_and_verifies_the_router_s_logins() -> anyhow::Result<()> {
-    let Some(pg) = primary()? else {
+    let Some(pg) = pg::primary_with_app()? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;

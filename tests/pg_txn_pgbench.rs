@@ -7,60 +7,10 @@
 
 mod support;
 
-use std::process::Command;
-
-use anyhow::{anyhow, Context};
+use anyhow::Context;
+use support::pg::bench::{pgbench, summary};
 use support::pg::client::Router;
 use support::pg::PgCluster;
-
-/// What a pgbench run printed that this test checks.
-#[derive(Debug)]
-struct Run {
-    processed: u64,
-    failed: u64,
-    tps: f64,
-    latency_ms: f64,
-}
-
-/// Read pgbench's summary.
-fn summary(out: &str) -> anyhow::Result<Run> {
-    let value = |prefix: &str| -> anyhow::Result<&str> {
-        out.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .map(str::trim)
-            .ok_or_else(|| anyhow!("no {prefix:?} line in:\n{out}"))
-    };
-    let first_word = |s: &str| s.split_whitespace().next().unwrap_or("").to_string();
-    Ok(Run {
-        processed: first_word(value("number of transactions actually processed:")?).parse()?,
-        failed: first_word(value("number of failed transactions:")?).parse()?,
-        tps: first_word(value("tps =")?).parse()?,
-        latency_ms: first_word(value("latency average =")?).parse()?,
-    })
-}
-
-fn pgbench(pg: &PgCluster, router: &Router, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(pg.bin("pgbench"))
-        .args(args)
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", router.port.to_string())
-        .env("PGUSER", "app")
-        .env("PGPASSWORD", "app-pw")
-        .env("PGDATABASE", "postgres")
-        .output()
-        .context("running pgbench")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    anyhow::ensure!(
-        out.status.success(),
-        "pgbench {args:?} failed ({}):\n{text}",
-        out.status
-    );
-    Ok(text)
-}
 
 #[test]
 fn pgbench_runs_every_query_mode_without_a_failed_transaction() -> anyhow::Result<()> {

@@ -40,9 +40,23 @@ struct IssuedKey {
 }
 
 /// The keys Switchyard issued, by pid.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct CancelRegistry {
     keys: Arc<DashMap<u32, Arc<IssuedKey>>>,
+    /// Where a cancel with a key this process did not issue goes: the process this one
+    /// upgraded, whose sessions still drain there.
+    forward: Arc<std::sync::RwLock<Option<CancelForward>>>,
+}
+
+/// Passes a `CancelRequest` `(cluster, pid, secret)` on to another process.
+pub type CancelForward = Arc<dyn Fn(&str, u32, u32) + Send + Sync>;
+
+impl std::fmt::Debug for CancelRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelRegistry")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One session's key; dropping it withdraws the key.
@@ -76,6 +90,51 @@ impl CancelRegistry {
                     keys: self.keys.clone(),
                 };
             }
+        }
+    }
+
+    /// Send cancels with keys this process did not issue to `forward` (a binary upgrade:
+    /// the old process's sessions drain there while its listeners are this process's).
+    pub fn forward_unknown_to(&self, forward: CancelForward) {
+        *self.forward.write().unwrap_or_else(|p| p.into_inner()) = Some(forward);
+    }
+
+    /// Pass a cancel whose key is unknown here on; `false` when there is nowhere to pass it
+    /// or the key is this process's.
+    pub fn forward(&self, cluster: &str, pid: u32, secret: u32) -> bool {
+        if self.keys.contains_key(&pid) {
+            return false;
+        }
+        let forward = self
+            .forward
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        forward.is_some_and(|f| {
+            f(cluster, pid, secret);
+            true
+        })
+    }
+
+    /// Take over the key `(pid, secret)` another process issued to a session that moved
+    /// here (a binary upgrade); `None` if a session here already has that pid.
+    pub fn adopt(&self, cluster: Arc<str>, pid: u32, secret: u32) -> Option<CancelKey> {
+        match self.keys.entry(pid) {
+            Entry::Vacant(v) => {
+                let entry = Arc::new(IssuedKey {
+                    secret,
+                    cluster,
+                    server: Mutex::new(None),
+                });
+                v.insert(entry.clone());
+                Some(CancelKey {
+                    pid,
+                    secret,
+                    entry,
+                    keys: self.keys.clone(),
+                })
+            }
+            Entry::Occupied(_) => None,
         }
     }
 

@@ -112,6 +112,11 @@
 //!   Prometheus: `switchyard_postgres_{clients, client_connections_total,
 //!   server_connections, auth_failures_total, cancel_requests_total, client_errors_total,
 //!   monitor_checks_total, node_up, replica_lag_bytes, replica_lag_seconds}`.
+//! - Drains and binary upgrades ([`closing`]): a draining process keeps its sessions; at a
+//!   binary upgrade each transaction-pooled client over plain TCP is handed to the new
+//!   process at its next transaction boundary, socket and session state
+//!   ([`pooling::transaction::handoff`], taken in by an [`Adopter`]); at the drain timeout
+//!   every session left is closed at its next boundary with 57P01.
 //!
 //! # TODO (issue 4, then 5)
 //! - Pools: moving idle connections on hot reload.
@@ -128,7 +133,9 @@
 //!   `waiting` count for status. A user's changed password reaches running sessions only
 //!   at their next login.
 //! - TLS: `SCRAM-SHA-256-PLUS` (channel binding) both ways, client certificates.
-//! - Listener changes (a new `listen` address, a new cluster) need a restart; pools are kept
+//! - Listener changes (a new `listen` address, a new cluster) need a restart or a binary
+//!   upgrade (a cancel for a session still on the old process is passed back to it:
+//!   [`cancel::CancelRegistry::forward_unknown_to`]); pools are kept
 //!   by node address across reloads and pick up new settings at their next checkout.
 //! - Failover ([`failover`]): the etcd lease speaks plain HTTP (no TLS to etcd, no auth).
 //!   Session-mode clients on a failed primary lose their session (they reconnect).
@@ -138,6 +145,7 @@
 pub mod cancel;
 pub mod classify;
 pub mod client;
+pub mod closing;
 pub mod ha;
 pub mod net;
 pub mod plane;
@@ -151,7 +159,7 @@ pub mod status;
 
 pub use ha::monitor;
 pub use ha::monitor::{Lsn, NodeMonitor};
-pub use plane::{start, DbPlane, PgListeners, StartError};
+pub use plane::{start, start_on, Adopter, DbPlane, PgListeners, StartError};
 pub use route::replicas::{choose_replica, Choice, Reason};
 pub use runtime::{BuildError, ClusterRuntime, DbRuntime, UserRuntime};
 pub use stats::ClusterStats;

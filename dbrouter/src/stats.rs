@@ -22,6 +22,11 @@ impl Stats {
     pub fn get(&self, name: &str) -> Arc<ClusterStats> {
         crate::registry::shared_with(&self.clusters, name, || ClusterStats::new(name))
     }
+
+    /// Client sessions open now, in every cluster.
+    pub fn clients(&self) -> u64 {
+        self.clusters.iter().map(|c| c.clients.load(Relaxed)).sum()
+    }
 }
 
 /// One cluster's counters.

@@ -31,6 +31,10 @@ use pingora::server::ShutdownWatch;
 pub use limits::{Limits, ListenerEdge, Timeout};
 pub use stream::ClientStream;
 
+/// How long a draining process keeps an idle keep-alive connection open for its next
+/// request (answered with `Connection: close`) before closing it.
+pub const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A listener's app: pingora's proxy behind the connection cap and the client deadlines.
 pub struct EdgeApp<SV> {
     proxy: Arc<HttpProxy<SV>>,
@@ -95,15 +99,22 @@ where
         }
     }
 
-    async fn cleanup(&self) {
-        ServerApp::cleanup(&*self.proxy).await;
-    }
+    /// Not passed on to pingora's proxy: its cleanup aborts every request whose head is
+    /// still being read when the accept loops stop, and a draining process lets those
+    /// finish (under the header deadline) instead. The process ends once its last client
+    /// connection closes, or at its grace timeout.
+    async fn cleanup(&self) {}
 }
 
 impl<SV> EdgeApp<SV> {
     /// Wait for the next request's first byte (it stays in the stream, peeked), for at most
     /// `wait.0`. `false`: the client closed, the time ran out (counted as `wait.1`) or the
-    /// server is shutting down.
+    /// process drains and the connection stayed idle for [`DRAIN_IDLE`].
+    ///
+    /// A draining process (stopped, or upgraded: pingora's shutdown watch is set) does not
+    /// drop an idle keep-alive connection at once, which would fail a request the client is
+    /// sending at that moment: it waits a little for the next request and answers it with
+    /// `Connection: close` (pingora turns keep-alive off once the watch is set).
     async fn first_byte(
         &self,
         stream: &mut Stream,
@@ -112,21 +123,35 @@ impl<SV> EdgeApp<SV> {
     ) -> bool {
         let mut byte = [0u8; 1];
         let mut shutdown = shutdown.clone();
-        if *shutdown.borrow() {
-            return false;
-        }
-        tokio::select! {
-            peeked = tokio::time::timeout(wait.0, stream.try_peek(&mut byte)) => match peeked {
+        let mut draining = *shutdown.borrow();
+        let first = if draining {
+            wait.0.min(DRAIN_IDLE)
+        } else {
+            wait.0
+        };
+        let sleep = tokio::time::sleep(first);
+        tokio::pin!(sleep);
+        let peek = stream.try_peek(&mut byte);
+        tokio::pin!(peek);
+        loop {
+            tokio::select! {
                 // `Ok(false)`: this stream cannot peek (TLS); pingora's read waits instead,
                 // under the stream's deadline.
-                Ok(Ok(_)) => true,
-                Ok(Err(_)) => false,
-                Err(_) => {
-                    self.edge.timed_out(wait.1);
-                    false
+                peeked = &mut peek => return peeked.is_ok(),
+                _ = &mut sleep => {
+                    if !draining {
+                        self.edge.timed_out(wait.1);
+                    }
+                    return false;
                 }
-            },
-            _ = shutdown.changed() => false,
+                _ = shutdown.changed(), if !draining => {
+                    draining = true;
+                    let soon = tokio::time::Instant::now() + DRAIN_IDLE;
+                    if soon < sleep.deadline() {
+                        sleep.as_mut().reset(soon);
+                    }
+                }
+            }
         }
     }
 }

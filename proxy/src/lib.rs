@@ -25,6 +25,7 @@ mod runtime;
 pub mod server;
 pub mod service;
 mod status;
+pub mod takeover;
 pub mod tls;
 mod worker;
 
@@ -61,6 +62,11 @@ pub struct HttpPlane {
     resolvers: DashMap<String, Arc<SniResolver>>,
     /// The listeners bound at start-up: `(name, addr, tls)`.
     serving: std::sync::Mutex<Vec<(String, SocketAddr, bool)>>,
+    /// Client connections open now, on every listener (a draining process exits when it
+    /// reaches 0).
+    open_clients: std::sync::atomic::AtomicUsize,
+    /// The process drains: every response says `Connection: close`.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl HttpPlane {
@@ -161,6 +167,33 @@ impl HttpPlane {
             .iter()
             .map(|l| (l.name.clone(), l.addr, !l.tls.is_empty()))
             .collect();
+    }
+
+    /// Client connections open now, on every listener.
+    pub fn open_client_connections(&self) -> usize {
+        self.open_clients.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The process stops accepting and drains: from now on every response closes its
+    /// connection (`Connection: close`), including those of requests already in flight.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether [`HttpPlane::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn client_opened(&self) {
+        self.open_clients
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    pub(crate) fn client_closed(&self) {
+        self.open_clients
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The listeners being served.

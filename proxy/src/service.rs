@@ -93,6 +93,7 @@ fn unix_second() -> u64 {
 
 /// Answer a request ourselves with a short text body and no keep-alive.
 async fn respond(
+    plane: &HttpPlane,
     session: &mut Session,
     status: u16,
     body: &'static str,
@@ -102,7 +103,7 @@ async fn respond(
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    if close {
+    if close || plane.draining() {
         session.set_keepalive(None);
     }
     session.write_response_header(Box::new(resp), false).await?;
@@ -219,17 +220,17 @@ impl ProxyHttp for ProxyService {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let Some(rt) = self.plane.runtime() else {
-            return respond(session, 503, "not configured\n", false).await;
+            return respond(&self.plane, session, 503, "not configured\n", false).await;
         };
         if let Some(why) = framing::smuggling(
             &session.req_header().headers,
             received_content_length(session),
         ) {
-            return respond(session, 400, why, true).await;
+            return respond(&self.plane, session, 400, why, true).await;
         }
         let req = session.req_header();
         if let Some(why) = headers::host_problem(req.version, &req.headers) {
-            return respond(session, 400, why, true).await;
+            return respond(&self.plane, session, 400, why, true).await;
         }
         let listener = rt
             .config
@@ -240,7 +241,7 @@ impl ProxyHttp for ProxyService {
         let req = session.req_header();
         let path = req.uri.path();
         if listener.is_some_and(|l| l.health_path == path) {
-            return respond(session, 200, "ok\n", false).await;
+            return respond(&self.plane, session, 200, "ok\n", false).await;
         }
         let header_bytes: usize = req
             .headers
@@ -248,7 +249,14 @@ impl ProxyHttp for ProxyService {
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
         if listener.is_some_and(|l| header_bytes > l.max_header_bytes) {
-            return respond(session, 431, "request headers too large\n", true).await;
+            return respond(
+                &self.plane,
+                session,
+                431,
+                "request headers too large\n",
+                true,
+            )
+            .await;
         }
         let host = req
             .headers
@@ -257,7 +265,7 @@ impl ProxyHttp for ProxyService {
             .or_else(|| req.uri.host())
             .unwrap_or("");
         let Some(idx) = rt.routes.find(host, path) else {
-            return respond(session, 404, "no route\n", false).await;
+            return respond(&self.plane, session, 404, "no route\n", false).await;
         };
         let route = &rt.config.http.routes[idx];
         let too_big = req
@@ -267,7 +275,7 @@ impl ProxyHttp for ProxyService {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|n| n > route.max_body_bytes);
         if too_big {
-            return respond(session, 413, "request body too large\n", true).await;
+            return respond(&self.plane, session, 413, "request body too large\n", true).await;
         }
         // gzip only (pingora would also pick brotli or zstd when listed first), and only
         // when the client's q-values accept it: pingora's own parsing ignores them.
@@ -459,6 +467,20 @@ impl ProxyHttp for ProxyService {
             if let Some(h) = route_host.or_else(|| ctx.tried.last().cloned()) {
                 upstream_request.insert_header(header::HOST, header_value(h)?)?;
             }
+        }
+        Ok(())
+    }
+
+    /// A draining process answers with `Connection: close`, also on a request that began
+    /// before the drain did.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        _resp: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if self.plane.draining() {
+            session.set_keepalive(None);
         }
         Ok(())
     }

@@ -86,15 +86,7 @@ impl Load {
 
     /// Wait until `more` further requests have been answered (the stream has run a while).
     pub fn wait_for(&self, more: u64, within: Duration) -> anyhow::Result<()> {
-        let target = self.done() + more;
-        super::eventually(within, || {
-            ensure!(
-                self.done() >= target,
-                "{} of {target} requests",
-                self.done()
-            );
-            Ok(())
-        })
+        wait_for_more(&self.done, more, within)
     }
 
     /// Stop the clients and collect every outcome.
@@ -113,6 +105,16 @@ impl Drop for Load {
     fn drop(&mut self) {
         self.stop.store(true, SeqCst);
     }
+}
+
+/// Wait until `done` has counted `more` further requests.
+pub fn wait_for_more(done: &AtomicU64, more: u64, within: Duration) -> anyhow::Result<()> {
+    let target = done.load(SeqCst) + more;
+    super::eventually(within, || {
+        let now = done.load(SeqCst);
+        ensure!(now >= target, "{now} of {target} requests");
+        Ok(())
+    })
 }
 
 /// Every outcome of a stream, in the order the requests were sent.

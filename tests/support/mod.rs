@@ -30,6 +30,7 @@ pub mod ops;
 pub mod pg;
 pub mod proxy;
 pub mod tls;
+pub mod upgrade;
 
 use std::fs::{File, OpenOptions};
 use std::net::{SocketAddr, TcpListener};

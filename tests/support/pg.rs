@@ -31,6 +31,7 @@ use super::free_port;
 
 use client::{client_config, connect};
 
+pub mod bench;
 pub mod client;
 pub mod ha;
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::admission::Admission;
 use super::auth::ScramKeyCache;
 use crate::cancel::CancelRegistry;
+use crate::closing::Closing;
 use crate::ha::Verdicts;
 use crate::pooling::transaction::{Shared, TxNodes};
 use crate::runtime::Live;
@@ -26,6 +27,8 @@ pub struct Services {
     pub pools: Arc<Pools>,
     pub verdicts: Verdicts,
     pub tx_nodes: Arc<TxNodes>,
+    /// Whether sessions close at their next transaction boundary (a drain's end).
+    pub closing: Closing,
 }
 
 impl Services {
@@ -34,6 +37,7 @@ impl Services {
         Shared {
             verdicts: &self.verdicts,
             nodes: &self.tx_nodes,
+            closing: &self.closing,
         }
     }
 }

@@ -82,6 +82,65 @@ pub async fn run(svc: Arc<Services>, cluster: Arc<str>, tcp: TcpStream, peer: So
     }
 }
 
+/// Serve a session another process handed over at a binary upgrade
+/// ([`transaction::handoff`]): no negotiation, no login; it goes on in transaction pooling
+/// with the state it had. A state this process cannot take (another format version, a
+/// cluster or user no longer configured, no longer transaction pooling, a cancel key in use)
+/// closes the client with 57P01, as a drain would have.
+pub async fn resume(svc: Arc<Services>, tcp: TcpStream, state: transaction::handoff::Handoff) {
+    let cluster: Arc<str> = state.cluster.as_str().into();
+    let stats = svc.stats.get(&cluster);
+    let _counted = stats.client();
+    let _ = tcp.set_nodelay(true);
+    let mut client = PgStream::plain(tcp);
+    let rt = svc.live.cluster(&cluster);
+    let _admitted = svc
+        .admission
+        .admit(&cluster, rt.as_ref().map(|c| c.config.max_client_conn));
+    let taken = rt.and_then(|cluster_rt| {
+        let fits = state.version == transaction::handoff::VERSION
+            && cluster_rt.pool_mode == PoolMode::Transaction;
+        let user = cluster_rt
+            .users
+            .get(&state.user)
+            .cloned()
+            .filter(|_| fits)?;
+        let key = svc
+            .cancel
+            .adopt(cluster.clone(), state.cancel_pid, state.cancel_secret)?;
+        Some((cluster_rt, user, key))
+    });
+    let Some((cluster_rt, user, key)) = taken else {
+        tracing::warn!(cluster = %cluster, "a handed-over session could not be taken: closed");
+        let mut bye = BytesMut::new();
+        crate::closing::goodbye(&mut bye);
+        let _ = client.write_all(&bye).await;
+        let _ = client.shutdown().await;
+        return;
+    };
+    let server_tls = cluster_rt.server_tls.clone();
+    let up = Upstream::primary(
+        &svc.live,
+        &svc.pools,
+        &cluster,
+        cluster_rt,
+        user,
+        stats.clone(),
+    );
+    let session = transaction::resume(&up, svc.shared(), &mut client, state, &key);
+    match crate::net::tls::scope(server_tls, session).await {
+        Ok(end) => tracing::debug!(cluster = %cluster, end, "handed-over session ended"),
+        Err(e) => {
+            stats.client_error(e.code.0);
+            let mut out = BytesMut::new();
+            e.write(&mut out);
+            let _ = client.write_all(&out).await;
+            let _ = client.flush().await;
+            let _ = client.shutdown().await;
+        }
+    }
+}
+
 /// What ended a session that was not refused, for the log.
 type End = &'static str;
 
@@ -148,7 +207,8 @@ async fn serve(
                 transaction::serve(&up, svc.shared(), client, pending, &params, out, &key).await
             }
             PoolMode::Session => {
-                pooling::session::serve(&up, client, pending, &params, out, &key).await
+                pooling::session::serve(&up, client, pending, &params, out, &key, &svc.closing)
+                    .await
             }
         }
     };
@@ -281,7 +341,7 @@ async fn login(
 }
 
 /// Forward a `CancelRequest` whose key we issued to the server connection in use.
-async fn cancel_request(
+pub(crate) async fn cancel_request(
     svc: &Services,
     cluster: &str,
     stats: &ClusterStats,
@@ -289,6 +349,10 @@ async fn cancel_request(
     secret: u32,
 ) {
     let Some(target) = svc.cancel.find(cluster, pid, secret) else {
+        if svc.cancel.forward(cluster, pid, secret) {
+            stats.cancel_request("forwarded");
+            return;
+        }
         stats.cancel_request("unknown_key");
         tracing::debug!(
             cluster,

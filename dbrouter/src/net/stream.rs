@@ -66,6 +66,17 @@ impl PgStream {
         PgStream { tcp, tls: None }
     }
 
+    /// A copy of the socket's descriptor, to hand the connection to another process (it
+    /// must be in the clear: TLS state lives in this process).
+    pub fn tcp_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        if self.is_tls() {
+            return Err(std::io::Error::other(
+                "a TLS connection cannot be handed over",
+            ));
+        }
+        std::os::fd::AsFd::as_fd(&self.tcp).try_clone_to_owned()
+    }
+
     /// The socket underneath (addresses, `TCP_NODELAY`).
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp

@@ -47,6 +47,8 @@ pub struct DbPlane {
     started: AtomicBool,
     /// Clients admitted under each cluster's `max_client_conn`.
     pub admission: Arc<Admission>,
+    /// Sessions close at their next transaction boundary once set ([`DbPlane::close_sessions`]).
+    closing: crate::closing::Closing,
 }
 
 impl DbPlane {
@@ -87,6 +89,11 @@ impl DbPlane {
     /// Counters of cluster `name` (created on first use, kept across reloads).
     pub fn stats(&self, name: &str) -> Arc<ClusterStats> {
         self.stats.get(name)
+    }
+
+    /// Client sessions open now, in every cluster (a draining process waits for 0).
+    pub fn client_sessions(&self) -> u64 {
+        self.stats.clients()
     }
 
     /// The pool of `node` in `cluster` (created on first use, kept across reloads).
@@ -166,7 +173,20 @@ impl DbPlane {
             pools: self.pools.clone(),
             verdicts: self.verdicts(),
             tx_nodes: self.tx_nodes.clone(),
+            closing: self.closing.clone(),
         }
+    }
+
+    /// Close every client session at its next transaction boundary (57P01, then the
+    /// connection closes): the end of a drain.
+    pub fn close_sessions(&self) {
+        self.closing.close_all();
+    }
+
+    /// Hand every transaction-pooled session over plain TCP to `sink` at its next
+    /// transaction boundary (a binary upgrade; see [`crate::closing`]).
+    pub fn hand_over_sessions(&self, sink: crate::closing::HandoffSink) {
+        self.closing.hand_over(sink);
     }
 
     /// What the monitor and failover work with.

@@ -10,4 +10,4 @@ pub mod ops;
 pub mod start;
 
 pub use db_plane::DbPlane;
-pub use start::{start, PgListeners, StartError};
+pub use start::{start, start_on, Adopter, PgListeners, StartError};

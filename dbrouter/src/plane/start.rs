@@ -49,15 +49,78 @@ pub enum StartError {
 /// run on until the process exits.
 #[derive(Debug)]
 pub struct PgListeners {
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stage>,
     thread: Option<std::thread::JoinHandle<()>>,
+    adopter: Adopter,
+}
+
+/// Takes in sessions another process handed over, onto the router's runtime.
+#[derive(Debug, Clone)]
+pub struct Adopter {
+    runtime: tokio::runtime::Handle,
+    services: Arc<crate::client::services::Services>,
+}
+
+impl Adopter {
+    /// Handle a `CancelRequest` the process that took over this one's listeners received
+    /// for a session still here.
+    pub fn cancel(&self, cluster: &str, pid: u32, secret: u32) {
+        let services = self.services.clone();
+        let cluster = cluster.to_string();
+        self.runtime.spawn(async move {
+            let stats = services.stats.get(&cluster);
+            crate::client::session::cancel_request(&services, &cluster, &stats, pid, secret).await;
+        });
+    }
+
+    /// Serve the session whose state is `state` (JSON of
+    /// [`crate::pooling::transaction::handoff::Handoff`]) on the client socket `socket`.
+    pub fn adopt(&self, state: &[u8], socket: std::os::fd::OwnedFd) -> Result<(), String> {
+        let state: crate::pooling::transaction::handoff::Handoff =
+            serde_json::from_slice(state).map_err(|e| format!("handed-over session: {e}"))?;
+        let tcp = std::net::TcpStream::from(socket);
+        tcp.set_nonblocking(true)
+            .map_err(|e| format!("handed-over session: {e}"))?;
+        let services = self.services.clone();
+        self.runtime.spawn(async move {
+            match tokio::net::TcpStream::from_std(tcp) {
+                Ok(tcp) => crate::client::session::resume(services, tcp, state).await,
+                Err(e) => tracing::warn!(error = %e, "handed-over session: socket"),
+            }
+        });
+        Ok(())
+    }
+}
+
+/// How far the listeners have been stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Accepting,
+    /// No new clients; sessions in progress run on.
+    Draining,
+    /// The runtime ends, and the sessions with it.
+    Finished,
 }
 
 impl PgListeners {
+    /// What takes in sessions handed over from another process.
+    pub fn adopter(&self) -> Adopter {
+        self.adopter.clone()
+    }
+
+    /// Stop accepting; sessions in progress run on.
+    pub fn stop_accepting(&self) {
+        self.stop.send_if_modified(|s| {
+            let changed = *s < Stage::Draining;
+            *s = (*s).max(Stage::Draining);
+            changed
+        });
+    }
+
     /// Stop accepting and wait for the router's runtime to finish (sessions in progress are
     /// dropped with it).
     pub fn shutdown(mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Stage::Finished);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -66,13 +129,26 @@ impl PgListeners {
 
 impl Drop for PgListeners {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop_accepting();
     }
 }
 
 /// Bind a listener per cluster of `config` and serve them on a new runtime thread. `None`
 /// when the config has no clusters (nothing is started).
 pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>, StartError> {
+    start_on(plane, config, &mut |_, addr| {
+        std::net::TcpListener::bind(addr)
+    })
+}
+
+/// [`start`] on the listening sockets `listen` gives for each cluster (by its index in
+/// `postgres.clusters` and its configured `listen` address): a binary upgrade passes the
+/// sockets the previous process served on.
+pub fn start_on(
+    plane: Arc<DbPlane>,
+    config: &Config,
+    listen: &mut dyn FnMut(usize, std::net::SocketAddr) -> std::io::Result<std::net::TcpListener>,
+) -> Result<Option<PgListeners>, StartError> {
     let services = Arc::new(plane.services());
     let ha = plane.ha();
     let mut bound = Vec::new();
@@ -83,7 +159,7 @@ pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>
             addr: c.listen,
             source,
         };
-        let l = std::net::TcpListener::bind(c.listen).map_err(bind_err)?;
+        let l = listen(index, c.listen).map_err(bind_err)?;
         l.set_nonblocking(true).map_err(bind_err)?;
         let addr = l.local_addr().map_err(bind_err)?;
         bound.push((
@@ -114,7 +190,12 @@ pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
-    let (stop, stopped) = watch::channel(false);
+    let adopter = Adopter {
+        runtime: rt.handle().clone(),
+        services: services.clone(),
+    };
+    let (stop, stopped) = watch::channel(Stage::Accepting);
+    let mut finished = stopped.clone();
     let thread = std::thread::Builder::new()
         .name("switchyard-pg".into())
         .spawn(move || {
@@ -126,7 +207,7 @@ pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>
                             tracing::info!(cluster = %s.cluster, listen = %s.bound, "postgres listener started");
                             let mut stopped = stopped.clone();
                             let shutdown = async move {
-                                let _ = stopped.wait_for(|stop| *stop).await;
+                                let _ = stopped.wait_for(|s| *s >= Stage::Draining).await;
                             };
                             accept_loops.push(tokio::spawn(listener::serve(
                                 services.clone(),
@@ -153,12 +234,19 @@ pub fn start(plane: Arc<DbPlane>, config: &Config) -> Result<Option<PgListeners>
                 for l in accept_loops {
                     let _ = l.await;
                 }
+                // Not accepting any more: the sessions in progress run on (the process ends
+                // them when it exits) until the runtime is told to finish.
+                if finished.wait_for(|s| *s == Stage::Finished).await.is_err() {
+                    // The handle was dropped: run on until the process exits.
+                    std::future::pending::<()>().await;
+                }
             })
         })
         .map_err(StartError::Runtime)?;
     Ok(Some(PgListeners {
         stop,
         thread: Some(thread),
+        adopter,
     }))
 }
 

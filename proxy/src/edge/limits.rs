@@ -113,6 +113,7 @@ impl ListenerEdge {
             return None;
         }
         self.open_gauge.increment(1.0);
+        self.plane.client_opened();
         Some(Slot(self.clone()))
     }
 }
@@ -124,5 +125,6 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
         self.0.open_gauge.decrement(1.0);
+        self.0.plane.client_closed();
     }
 }

@@ -99,6 +99,47 @@ pub async fn connect(config: &tokio_postgres::Config) -> anyhow::Result<tokio_po
     Ok(client)
 }
 
+/// A primary (no replicas) with role `app` (password `app-pw`) that may create in `public`;
+/// `None` when no PostgreSQL server binaries are installed.
+pub fn primary_with_app() -> anyhow::Result<Option<PgCluster>> {
+    let Some(pg) = PgCluster::start(0)? else {
+        return Ok(None);
+    };
+    pg.psql(
+        0,
+        "create role app login password 'app-pw'; grant create on schema public to app;",
+    )?;
+    Ok(Some(pg))
+}
+
+/// A rustls client trusting `cert` only.
+pub fn tls_connector(
+    cert: &crate::support::tls::SelfSigned,
+) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(cert.der.clone()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Connect over TLS (`sslmode=require`, certificate verified for `127.0.0.1`).
+pub async fn connect_tls(
+    config: &tokio_postgres::Config,
+    cert: &crate::support::tls::SelfSigned,
+) -> anyhow::Result<tokio_postgres::Client> {
+    let mut config = config.clone();
+    config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    let (client, connection) = config.connect(tls_connector(cert)?).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
 /// Send `bytes` on a fresh connection; the ErrorResponse's SQLSTATE, and whether the router
 /// then closed the connection.
 pub fn raw_error(port: u16, bytes: &[u8]) -> anyhow::Result<(String, bool)> {

@@ -34,6 +34,7 @@ pub async fn serve(
     params: &StartupParams,
     mut out: BytesMut,
     key: &cancel::CancelKey,
+    closing: &crate::closing::Closing,
 ) -> Result<End, ClientError> {
     let borrowed: Vec<(&str, &str)> = params
         .params
@@ -64,7 +65,8 @@ pub async fn serve(
     client.flush().await.map_err(|_| closed())?;
     drop(out);
 
-    let (end, server_between_messages) = relay::relay(client, pending, &mut server.conn).await;
+    let (end, server_between_messages) =
+        relay::relay(client, pending, &mut server.conn, closing).await;
     key.set_server(None);
     let (cluster, node) = (up.cluster, &up.node);
     match end {
@@ -81,6 +83,19 @@ pub async fn serve(
                 _ => server.conn.terminate().await,
             }
             Ok("client left")
+        }
+        RelayEnd::Closed => {
+            // Between transactions: the server connection is idle and can be reused.
+            match up.current() {
+                Some(c) => up.pool.release(pool_key, server, &c.pool).await,
+                None => server.conn.terminate().await,
+            }
+            let mut bye = BytesMut::new();
+            crate::closing::goodbye(&mut bye);
+            let _ = client.write_all(&bye).await;
+            let _ = client.flush().await;
+            let _ = client.shutdown().await;
+            Ok("closed between transactions by the drain")
         }
         RelayEnd::ClientClosed { .. } | RelayEnd::ClientIo(_) => Ok("client connection lost"),
         RelayEnd::ServerClosed => Ok("server closed the connection"),

@@ -7,18 +7,28 @@
 //! session with a protocol error), stops at the client's `Terminate` (so the router decides
 //! what becomes of the server connection), and remembers the server's transaction status
 //! from `ReadyForQuery`, which transaction pooling will need.
+//!
+//! When the process drains and its sessions are to close ([`Closing`]), the relay ends at
+//! the first moment the session is between transactions: every request the client sent
+//! (`Query`, `Sync`, `FunctionCall`, with nothing after it) answered by a `ReadyForQuery`
+//! idle that reached the client whole, and nothing half read from the client.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::closing::Closing;
 use crate::net::stream::PgStream;
 use crate::server::conn::ServerConn;
 use switchyard_pgwire::frame::{self, FrameError, Scanner};
 
 /// Read buffer size per direction.
 const CHUNK: usize = 16 * 1024;
+
+/// How often a closing session looks for its transaction boundary.
+const BOUNDARY_POLL: Duration = Duration::from_millis(5);
 
 /// How a relay ended.
 #[derive(Debug)]
@@ -40,6 +50,8 @@ pub enum RelayEnd {
     },
     /// The server broke the protocol.
     ServerViolation(FrameError),
+    /// The process closes its sessions ([`Closing`]) and this one is between transactions.
+    Closed,
     /// A read or write failed.
     ClientIo(std::io::Error),
     ServerIo(std::io::Error),
@@ -59,19 +71,52 @@ pub async fn relay(
     client: &mut PgStream,
     pending: BytesMut,
     server: &mut ServerConn,
+    closing: &Closing,
 ) -> (RelayEnd, bool) {
     let (mut client_rx, mut client_tx) = client.split();
     let (mut server_rx, mut server_tx) = server.stream.split();
     // Whether the stream to the client is between messages (nothing half written).
     let to_client_clean = AtomicBool::new(true);
     let status = AtomicU8::new(server.status);
+    // For the transaction boundary: client messages and requests passed on, the message
+    // count at the latest request, `ReadyForQuery`s passed back, whether the client's side
+    // holds part of a message.
+    let messages = AtomicU64::new(0);
+    let requests = AtomicU64::new(0);
+    let at_request = AtomicU64::new(0);
+    let answers = AtomicU64::new(0);
+    let client_partial = AtomicBool::new(!pending.is_empty());
+
+    // Between transactions: everything the client asked answered, nothing half sent.
+    let between = || {
+        status.load(Relaxed) == b'I'
+            && to_client_clean.load(Relaxed)
+            && !client_partial.load(Relaxed)
+            && requests.load(Relaxed) == answers.load(Relaxed)
+            && messages.load(Relaxed) == at_request.load(Relaxed)
+    };
 
     let up = async {
         let mut scanner = Scanner::new(frame::frontend_limit);
         let mut buf = pending;
         loop {
             if !buf.is_empty() {
-                let scan = match scanner.feed(&buf, |tag| tag == b'X') {
+                let scan = match scanner.feed(&buf, |tag| {
+                    if tag == b'X' {
+                        return true;
+                    }
+                    let n = messages.fetch_add(1, Relaxed) + 1;
+                    match tag {
+                        b'Q' | b'S' | b'F' => {
+                            requests.fetch_add(1, Relaxed);
+                            at_request.store(n, Relaxed);
+                        }
+                        // The end of a COPY's data: its `Query` is still to be answered.
+                        b'c' | b'f' => at_request.store(n, Relaxed),
+                        _ => {}
+                    }
+                    false
+                }) {
                     Ok(scan) => scan,
                     Err(error) => {
                         return RelayEnd::ClientViolation {
@@ -90,6 +135,7 @@ pub async fn relay(
                     return RelayEnd::ClientTerminated;
                 }
             }
+            client_partial.store(!(buf.is_empty() && scanner.at_boundary()), Relaxed);
             reserve(&mut buf);
             match client_rx.read_buf(&mut buf).await {
                 Ok(0) => {
@@ -97,7 +143,7 @@ pub async fn relay(
                         between_messages: scanner.at_boundary() && buf.is_empty(),
                     }
                 }
-                Ok(_) => {}
+                Ok(_) => client_partial.store(true, Relaxed),
                 Err(e) => return RelayEnd::ClientIo(e),
             }
         }
@@ -113,7 +159,11 @@ pub async fn relay(
                 Ok(_) => {}
                 Err(e) => return RelayEnd::ServerIo(e),
             }
-            let scan = match scanner.feed(&buf, |_| false) {
+            let mut ready = 0;
+            let scan = match scanner.feed(&buf, |tag| {
+                ready += u64::from(tag == b'Z');
+                false
+            }) {
                 Ok(scan) => scan,
                 Err(e) => return RelayEnd::ServerViolation(e),
             };
@@ -126,14 +176,32 @@ pub async fn relay(
                 if let Some(s) = scanner.ready_status() {
                     status.store(s, Relaxed);
                 }
+                answers.fetch_add(ready, Relaxed);
                 to_client_clean.store(scanner.at_boundary() && buf.is_empty(), Relaxed);
+                // Closing: end right after the `ReadyForQuery` that makes the boundary,
+                // before the client can start another transaction.
+                if ready > 0 && closing.is_closing() && between() {
+                    return RelayEnd::Closed;
+                }
             }
+        }
+    };
+
+    // All three run on this task: each sees the others' counters as of their last await.
+    let boundary = async {
+        closing.wait().await;
+        loop {
+            if between() {
+                return RelayEnd::Closed;
+            }
+            tokio::time::sleep(BOUNDARY_POLL).await;
         }
     };
 
     let end = tokio::select! {
         end = up => end,
         end = down => end,
+        end = boundary => end,
     };
     server.status = status.load(Relaxed);
     (end, to_client_clean.load(Relaxed))

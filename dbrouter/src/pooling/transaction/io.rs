@@ -20,6 +20,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 
 use super::relay::{TxEnd, TxRelay, HIGH};
+use crate::closing::Mode;
 use crate::net::stream::PgStream;
 
 /// Read size.
@@ -29,6 +30,9 @@ enum Event {
     ClientRead,
     ServerRead,
     Wrote,
+    /// The process hands over or closes its sessions: the relay ends at its next
+    /// transaction boundary.
+    Closing(crate::closing::Mode),
 }
 
 impl TxRelay<'_> {
@@ -94,8 +98,10 @@ impl TxRelay<'_> {
             None => (false, false, true),
         };
         let client_write = !self.to_client.is_empty() || self.client.wants_write();
+        let closing = self.closing;
         let event = tokio::select! {
             biased;
+            m = closing.past(self.close_seen), if self.close_seen != Mode::Close => Ok(Event::Closing(m)),
             r = ready(server, Interest::READABLE), if server_read => r.map(|_| Event::ServerRead).map_err(TxEnd::ServerIo),
             r = ready(server, Interest::WRITABLE), if server_write => r.map(|_| Event::Wrote).map_err(TxEnd::ServerIo),
             r = self.client.writable(), if client_write => r.map(|_| Event::Wrote).map_err(TxEnd::ClientIo),
@@ -103,6 +109,10 @@ impl TxRelay<'_> {
             else => Err(TxEnd::ServerViolation("the relay has nothing to wait for".into())),
         }?;
         match event {
+            Event::Closing(m) => {
+                self.close_seen = m;
+                Ok(())
+            }
             Event::Wrote => self.flush_now(),
             Event::ClientRead => match read_from_client(self.client, &mut self.cbuf) {
                 Ok(0) => Err(TxEnd::ClientClosed {

@@ -38,6 +38,7 @@
 //! not import the client side, the failover procedures, or session pooling.
 
 pub mod expect;
+pub mod handoff;
 pub mod nodes;
 pub mod params;
 pub mod prepared;
@@ -122,13 +123,72 @@ pub async fn serve(
         .await
         .map_err(|_| ClientError::fatal(SqlState::CONNECTION_FAILURE, "client connection lost"))?;
     drop(out);
+    let session = LoggedIn {
+        pending,
+        me,
+        key: &key,
+        server_params: &server_params,
+    };
+    relay_session(up, shared, client, session, cancel).await
+}
 
+/// Go on with a session another process handed over ([`handoff`]): no login, its state as
+/// it was between two transactions.
+pub async fn resume(
+    up: &Upstream<'_>,
+    shared: Shared<'_>,
+    client: &mut PgStream,
+    handoff: handoff::Handoff,
+    cancel: &CancelKey,
+) -> Result<&'static str, ClientError> {
+    let server_params: Vec<(&str, &str)> = handoff
+        .server_params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let key = format!("tx\0{}", pool::key(&server_params));
+    let me = handoff.client_state(&shared.nodes.get(up.cluster, &up.node));
+    let pending = BytesMut::from(&handoff.pending[..]);
+    let session = LoggedIn {
+        pending,
+        me,
+        key: &key,
+        server_params: &server_params,
+    };
+    relay_session(up, shared, client, session, cancel).await
+}
+
+/// A session past its login (or handed over): what the relay starts from.
+struct LoggedIn<'a> {
+    /// What the client sent that is not handled yet.
+    pending: BytesMut,
+    me: ClientState,
+    /// Pool key and startup parameters of its server connections.
+    key: &'a str,
+    server_params: &'a [(&'a str, &'a str)],
+}
+
+/// The relay of a logged-in session, to its end.
+async fn relay_session(
+    up: &Upstream<'_>,
+    shared: Shared<'_>,
+    client: &mut PgStream,
+    session: LoggedIn<'_>,
+    cancel: &CancelKey,
+) -> Result<&'static str, ClientError> {
+    let LoggedIn {
+        pending,
+        me,
+        key,
+        server_params,
+    } = session;
+    let key = key.to_string();
     let mut relay = TxRelay {
         up,
         verdicts: shared.verdicts,
         node: shared.nodes.get(up.cluster, &up.node),
         key: &key,
-        server_params: &server_params,
+        server_params,
         cancel,
         metrics: TxMetrics::new(up.cluster, &up.node),
         client,
@@ -146,6 +206,8 @@ pub async fn serve(
         resume: false,
         spare: Default::default(),
         pools: Vec::new(),
+        closing: shared.closing,
+        close_seen: crate::closing::Mode::Open,
     };
     let end = relay.run().await;
     if matches!(
@@ -156,6 +218,7 @@ pub async fn serve(
     }
     cancel.set_server(None);
     let (held, pinned, unsent) = (relay.held.take(), relay.pinned, relay.to_client.split());
+    let (me, unread) = (std::mem::take(&mut relay.me), relay.cbuf.split());
     drop(relay);
     let cluster = up.cluster;
     match end {
@@ -177,6 +240,44 @@ pub async fn serve(
             } else {
                 "client connection lost"
             })
+        }
+        TxEnd::HandOver => {
+            let state = handoff::Handoff::of(
+                cluster,
+                &up.user.name,
+                server_params,
+                &me,
+                (cancel.pid, cancel.secret),
+                &unread,
+            );
+            let handed = match (serde_json::to_vec(&state), client.tcp_fd()) {
+                (Ok(json), Ok(fd)) => shared.closing.hand(json, fd),
+                _ => false,
+            };
+            if handed {
+                // Its socket lives on in the new process: closed here without a shutdown.
+                tracing::debug!(
+                    cluster,
+                    client = cancel.pid,
+                    "session handed to the new process"
+                );
+                return Ok("handed to the new process");
+            }
+            let mut bye = BytesMut::new();
+            crate::closing::goodbye(&mut bye);
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.write_all(&bye)).await;
+            let _ = client.shutdown().await;
+            Ok("closed between transactions by the drain")
+        }
+        TxEnd::Closed => {
+            if let Some(h) = held {
+                give_back(up, key, h, pinned.is_some()).await;
+            }
+            let mut bye = BytesMut::new();
+            crate::closing::goodbye(&mut bye);
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.write_all(&bye)).await;
+            let _ = client.shutdown().await;
+            Ok("closed between transactions by the drain")
         }
         other => {
             if !unsent.is_empty() {

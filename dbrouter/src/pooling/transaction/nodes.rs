@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::prepared::StatementRegistry;
 use super::report::TxCounters;
+use crate::closing::Closing;
 use crate::ha::Verdicts;
 use crate::registry::ByNode;
 
@@ -43,9 +44,11 @@ pub type TxNodes = ByNode<TxNode>;
 
 /// What a transaction-pooled session uses of the plane besides its upstream: the health
 /// verdicts (a write turn waits for a failover; a lost server's message says whether it is
-/// down; replicas are chosen by them) and every node's [`TxNode`].
+/// down; replicas are chosen by them), every node's [`TxNode`], and whether sessions close
+/// at their next transaction boundary.
 #[derive(Debug, Clone, Copy)]
 pub struct Shared<'a> {
     pub verdicts: &'a Verdicts,
     pub nodes: &'a TxNodes,
+    pub closing: &'a Closing,
 }

@@ -386,6 +386,11 @@ impl ClientStatements {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+
+    /// Every named statement, with the client's name.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Arc<StatementDef>)> {
+        self.by_name.iter().map(|(n, d)| (&**n, d))
+    }
 }
 
 #[cfg(test)]

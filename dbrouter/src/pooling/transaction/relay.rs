@@ -25,6 +25,7 @@ use super::prepared;
 use super::report::TxMetrics;
 use super::state::ClientState;
 use crate::cancel::CancelKey;
+use crate::closing::{Closing, Mode};
 use crate::ha::monitor::Lsn;
 use crate::ha::Verdicts;
 use crate::net::stream::PgStream;
@@ -91,6 +92,10 @@ pub(super) enum TxEnd {
     /// No server connection could be had, or the client's parameters could not be
     /// restored on one.
     Refused(ClientErrorOrFrame),
+    /// The process closes its sessions ([`Closing`]) and this one is between transactions.
+    Closed,
+    /// The process hands its sessions over and this one is between transactions.
+    HandOver,
 }
 
 /// One transaction-pooled client.
@@ -137,6 +142,11 @@ pub(super) struct TxRelay<'a> {
     /// Nodes this session's turns went to, by address: their names and pools (the plane
     /// keeps a node's pool for good, so it is looked up once, not at every turn).
     pub pools: Vec<(Address, Arc<str>, Arc<NodePool>)>,
+    /// Whether the process closes its sessions at their next transaction boundary.
+    pub closing: &'a Closing,
+    /// How far [`TxRelay::closing`] has gone, as this relay last saw it: past `Open`, it
+    /// ends at its next boundary (handed over if it can be, closed otherwise).
+    pub close_seen: Mode,
 }
 
 impl TxRelay<'_> {
@@ -151,6 +161,20 @@ impl TxRelay<'_> {
                     if std::mem::take(&mut self.resume) {
                         continue;
                     }
+                    if self.close_seen != Mode::Open {
+                        // What is due to the client goes out first: the boundary is after it.
+                        if let Err(end) = self.flush_now() {
+                            return end;
+                        }
+                        if self.between_transactions() {
+                            if self.close_seen == Mode::Close {
+                                return TxEnd::Closed;
+                            }
+                            if self.can_hand_over() {
+                                return TxEnd::HandOver;
+                            }
+                        }
+                    }
                     self.io().await
                 }
                 Err(end) => Err(end),
@@ -163,6 +187,30 @@ impl TxRelay<'_> {
                 Err(end) => return end,
             }
         }
+    }
+
+    /// Nothing in flight either way and no transaction open: every message the client sent
+    /// is answered and written out, and what it holds (pinned) is idle.
+    fn between_transactions(&self) -> bool {
+        self.cbuf.is_empty()
+            && self.to_client.is_empty()
+            && !self.client.wants_write()
+            && !self.skip_to_sync
+            && self.gate.is_none()
+            && self
+                .held
+                .as_ref()
+                .is_none_or(|h| h.quiet() && h.conn.conn.status == b'I')
+    }
+
+    /// Whether this session can move to another process as it is: over plain TCP, holding
+    /// no server connection (not pinned), with no routing state of its own in flight.
+    fn can_hand_over(&self) -> bool {
+        !self.client.is_tls()
+            && self.pinned.is_none()
+            && self.held.is_none()
+            && self.lost.is_none()
+            && self.route_override.is_none()
     }
 
     /// The server connection of the current turn is gone: forget it, and tell the client
