@@ -3,7 +3,8 @@
 //!
 //! pingora's `Server` owns the main thread and its own runtimes (and handles SIGTERM as a
 //! graceful shutdown, SIGINT as a fast one); the control API, the file watcher and the active
-//! health checks run on a separate tokio runtime beside it.
+//! health checks run on a separate tokio runtime beside it. SIGUSR1 reopens the access log
+//! files (logrotate's `postrotate`), SIGHUP re-reads the config (the watcher's).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,6 +112,11 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
             }
         };
     let http = planes.http.clone();
+    // Installed now, before anything can send it: SIGUSR1's default action ends the process.
+    let reopen = {
+        let _enter = control_rt.enter();
+        reopen_on_sigusr1(planes.http.clone())?
+    };
     // Readiness waits for the HTTP listeners pingora binds in `server.run` below.
     let ready = crate::readiness::notify_when_serving(
         config.http.listeners.iter().map(|l| l.addr).collect(),
@@ -129,6 +135,7 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     }
                 });
                 tokio::spawn(ready);
+                tokio::spawn(reopen);
                 switchyard_control::api::serve(listener, state, shutdown_signal()).await;
                 crate::readiness::notify_stopping();
             })
@@ -150,8 +157,24 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
             let _ = control.join();
         }
     }
+    // The last requests' lines are still in the writers' buffers.
+    planes.http.flush_access_logs(Duration::from_secs(2));
     tracing::info!("switchyard stopped");
     Ok(())
+}
+
+/// The SIGUSR1 handler (installed by this call): every signal reopens the access log files.
+fn reopen_on_sigusr1(
+    http: Arc<switchyard_proxy::HttpPlane>,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("installing the SIGUSR1 handler")?;
+    Ok(async move {
+        while usr1.recv().await.is_some() {
+            let n = http.reopen_access_logs();
+            tracing::info!(access_logs = n, "SIGUSR1: reopening the access logs");
+        }
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

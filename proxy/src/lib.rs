@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod balance;
 pub mod edge;
 pub mod framing;
@@ -37,6 +38,7 @@ use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use switchyard_config::{BackendState as AdminState, Config};
 
+use access_log::AccessLogs;
 use balance::{PoolRuntime, UpstreamRuntime};
 pub use registry::Registry;
 use request_metrics::RouteMetrics;
@@ -61,6 +63,8 @@ pub struct HttpPlane {
     resolvers: DashMap<String, Arc<SniResolver>>,
     /// The listeners bound at start-up: `(name, addr, tls)`.
     serving: std::sync::Mutex<Vec<(String, SocketAddr, bool)>>,
+    /// The listeners' access log writers, reused across reloads.
+    access_logs: AccessLogs,
 }
 
 impl HttpPlane {
@@ -68,8 +72,8 @@ impl HttpPlane {
         Self::default()
     }
 
-    /// Build a runtime for `config`: resolve backend addresses and load certificates. No
-    /// effect on the running runtime.
+    /// Build a runtime for `config`: resolve backend addresses, load certificates, open the
+    /// access log files (a new file starts its writer). No effect on the running runtime.
     pub fn build(&self, config: &Arc<Config>) -> Result<HttpRuntime, BuildError> {
         let mut certs = HashMap::new();
         for (i, l) in config.http.listeners.iter().enumerate() {
@@ -79,6 +83,18 @@ impl HttpPlane {
                     message,
                 })?;
                 certs.insert(l.name.clone(), Arc::new(set));
+            }
+        }
+        let mut access_logs = Vec::new();
+        for (i, l) in config.http.listeners.iter().enumerate() {
+            if let Some(cfg) = &l.access_log {
+                let log = self.access_logs.listener_log(&l.name, cfg).map_err(|e| {
+                    BuildError::Invalid {
+                        path: format!("http.listeners[{i}].access_log.path"),
+                        message: format!("cannot open the access log: {e}"),
+                    }
+                })?;
+                access_logs.push((l.name.clone(), log));
             }
         }
         let mut upstreams = HashMap::new();
@@ -119,6 +135,7 @@ impl HttpPlane {
             upstreams,
             route_metrics,
             certs,
+            access_logs,
             config: config.clone(),
         })
     }
@@ -198,6 +215,16 @@ impl HttpPlane {
             .or_insert_with(|| Arc::new(SniResolver::new(set)))
             .clone();
         Some(r)
+    }
+
+    /// Reopen every access log file (SIGUSR1, after logrotate renamed them).
+    pub fn reopen_access_logs(&self) -> usize {
+        self.access_logs.reopen()
+    }
+
+    /// Write the access log lines still buffered, waiting up to `timeout` (at shutdown).
+    pub fn flush_access_logs(&self, timeout: std::time::Duration) {
+        self.access_logs.flush(timeout)
     }
 
     /// State for `/v1/status`.
