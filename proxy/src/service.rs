@@ -224,7 +224,11 @@ impl ProxyHttp for ProxyService {
         crate::edge::request_started(session);
         // Every request has an id, the client's or ours, before anything answers it: the
         // access log writes it and the backend receives it.
-        if !session.req_header().headers.contains_key(headers::REQUEST_ID) {
+        if !session
+            .req_header()
+            .headers
+            .contains_key(headers::REQUEST_ID)
+        {
             session
                 .req_header_mut()
                 .insert_header(headers::REQUEST_ID, headers::new_request_id())?;

@@ -262,7 +262,10 @@ impl Entry<'_> {
         out.push_str(",\"path\":");
         json_str(out, self.path.as_bytes());
         out.push_str(",\"query\":");
-        json_opt(out, self.query.map(redact_query).as_deref().map(str::as_bytes));
+        json_opt(
+            out,
+            self.query.map(redact_query).as_deref().map(str::as_bytes),
+        );
         out.push_str(",\"protocol\":");
         json_str(out, self.protocol.as_bytes());
         let _ = write!(

@@ -28,9 +28,11 @@ impl ProxyService {
             Some((pool.name.as_str(), pool.backends.get(b)?.addr.as_str()))
         });
         let bytes = |name: header::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
-        let upstream_time = ctx
-            .upstream_started
-            .map(|start| ctx.upstream_last.unwrap_or_else(Instant::now).saturating_duration_since(start));
+        let upstream_time = ctx.upstream_started.map(|start| {
+            ctx.upstream_last
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(start)
+        });
         let entry = Entry {
             time: SystemTime::now(),
             listener: &self.listener,
@@ -53,10 +55,7 @@ impl ProxyService {
             backend: last.map(|l| l.1),
             attempts: ctx.attempts,
             retries: &ctx.retries,
-            request_id: req
-                .headers
-                .get(headers::REQUEST_ID)
-                .map(|v| v.as_bytes()),
+            request_id: req.headers.get(headers::REQUEST_ID).map(|v| v.as_bytes()),
         };
         log.write(&entry);
     }

@@ -74,7 +74,10 @@ fn json_parses_with_every_field() {
     assert_eq!(v["query"], "page=2&access_token=REDACTED&sig=REDACTED");
     assert_eq!(v["status"], 200);
     assert_eq!(v["bytes_sent"], 1234);
-    assert_eq!(v["referer"], "https://example.com/login?password=REDACTED&next=/");
+    assert_eq!(
+        v["referer"],
+        "https://example.com/login?password=REDACTED&next=/"
+    );
     assert_eq!(v["user_agent"], "curl/8.5 \"quoted\"\n");
     assert_eq!(v["request_time"], 0.012);
     assert_eq!(v["upstream_time"], 0.009);
@@ -102,12 +105,26 @@ fn json_escapes_what_a_client_sends() {
 
 #[test]
 fn secret_parameters_by_name() {
-    for name in ["token", "access_token", "X-Amz-Signature", "api_key", "apiKey", "password", "client_secret", "key", "code", "sessionid"] {
+    for name in [
+        "token",
+        "access_token",
+        "X-Amz-Signature",
+        "api_key",
+        "apiKey",
+        "password",
+        "client_secret",
+        "key",
+        "code",
+        "sessionid",
+    ] {
         assert!(secret_param(name), "{name}");
     }
     for name in ["page", "q", "sort", "next", "keyword"] {
         assert!(!secret_param(name), "{name}");
     }
     assert!(matches!(redact_query("a=1&b"), Cow::Borrowed("a=1&b")));
-    assert_eq!(redact_query("token=x&token&b=2"), "token=REDACTED&token&b=2");
+    assert_eq!(
+        redact_query("token=x&token&b=2"),
+        "token=REDACTED&token&b=2"
+    );
 }
