@@ -85,7 +85,10 @@ impl Rig {
         };
         let (blue_list, green_list) = (list(&blue.iter().collect::<Vec<_>>()), list(&[&green]));
         let (primary, replica) = (pg.node(0).port, pg.node(1).port);
-        let proxy = Proxy::start(|_, port| {
+        let proxy = Proxy::start(|dir, port| {
+            // The access log (beside the config directory, which the watcher watches), so its
+            // series are served.
+            let access_log = dir.parent().unwrap_or(dir).join("access.log");
             Ok(format!(
                 r#"{listener}
 [http.upstreams.api]
@@ -110,7 +113,11 @@ failover = {{ check_interval = "100ms", failure_threshold = 3 }}
 nodes = [{{ addr = "127.0.0.1:{primary}", role = "primary" }}, {{ addr = "127.0.0.1:{replica}", role = "replica" }}]
 users = [{superuser}]
 "#,
-                listener = listener(port),
+                listener = format!(
+                    "{}access_log = {{ format = \"json\", path = \"{}\" }}\n",
+                    listener(port),
+                    access_log.display()
+                ),
                 superuser = superuser(),
             ))
         })
