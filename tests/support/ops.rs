@@ -90,7 +90,8 @@ impl Rig {
             // series are served.
             let access_log = dir.parent().unwrap_or(dir).join("access.log");
             Ok(format!(
-                r#"{listener}
+                r#"{listener}access_log = {{ format = "json", path = "{access_log}" }}
+
 [http.upstreams.api]
 {http_extra}
 
@@ -113,11 +114,8 @@ failover = {{ check_interval = "100ms", failure_threshold = 3 }}
 nodes = [{{ addr = "127.0.0.1:{primary}", role = "primary" }}, {{ addr = "127.0.0.1:{replica}", role = "replica" }}]
 users = [{superuser}]
 "#,
-                listener = format!(
-                    "{}access_log = {{ format = \"json\", path = \"{}\" }}\n",
-                    listener(port),
-                    access_log.display()
-                ),
+                listener = listener(port),
+                access_log = access_log.display(),
                 superuser = superuser(),
             ))
         })
