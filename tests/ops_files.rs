@@ -22,10 +22,10 @@ use std::process::{Command, Output};
 
 use anyhow::{ensure, Context};
 use support::backend::Backend;
-use support::eventually;
 use support::http::Request;
 use support::ops::{repo, tool, venv_tool};
 use support::proxy::{one_upstream, Proxy};
+use support::{eventually, lines_with};
 
 fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
@@ -241,15 +241,6 @@ fn the_release_split_ships_a_stripped_binary_and_keeps_the_symbols() -> anyhow::
     Ok(())
 }
 
-/// Lines of the file at `path` containing `needle`.
-fn lines_with(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
 #[test]
 fn the_logrotate_config_rotates_a_running_access_log() -> anyhow::Result<()> {
     let logrotate = tool("logrotate")?;
@@ -260,17 +251,7 @@ fn the_logrotate_config_rotates_a_running_access_log() -> anyhow::Result<()> {
         Ok(one_upstream(port, backend.addr(), &keys, ""))
     })?;
     let log = proxy.tmp_dir().join("access.log");
-    let wait_lines = |path: &Path, needle: &str, n: usize| {
-        eventually(std::time::Duration::from_secs(10), || {
-            let got = lines_with(path, needle);
-            ensure!(got == n, "{got} lines with {needle} in {}", path.display());
-            Ok(())
-        })
-    };
-    for i in 0..3 {
-        ensure!(proxy.get(&format!("/before/{i}"))?.status == 200);
-    }
-    wait_lines(&log, "/before/", 3)?;
+    proxy.get_logged("/before/", 3, &log)?;
 
     // The shipped file, for this log and this process (the only two changes).
     let shipped = std::fs::read_to_string(repo().join("deploy/logrotate/switchyard"))?;
@@ -295,10 +276,7 @@ fn the_logrotate_config_rotates_a_running_access_log() -> anyhow::Result<()> {
         ensure!(log.exists(), "{} not reopened", log.display());
         Ok(())
     })?;
-    for i in 0..3 {
-        ensure!(proxy.get(&format!("/after/{i}"))?.status == 200);
-    }
-    wait_lines(&log, "/after/", 3)?;
+    proxy.get_logged("/after/", 3, &log)?;
     ensure!(lines_with(&rotated, "/after/") == 0);
     Ok(())
 }

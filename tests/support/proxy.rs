@@ -147,6 +147,20 @@ impl Proxy {
         self.request(Request::get(path))
     }
 
+    /// `GET {prefix}0` .. `GET {prefix}{n-1}`, each answered 200, then wait until the
+    /// access log at `log` has exactly `n` lines naming `prefix`.
+    pub fn get_logged(&self, prefix: &str, n: usize, log: &Path) -> anyhow::Result<()> {
+        for i in 0..n {
+            let r = self.get(&format!("{prefix}{i}"))?;
+            ensure!(r.status == 200, "{prefix}{i}: {}", r.describe());
+        }
+        eventually(Duration::from_secs(10), || {
+            let got = super::lines_with(log, prefix);
+            ensure!(got == n, "{got} lines with {prefix} in {}", log.display());
+            Ok(())
+        })
+    }
+
     /// `POST path` to the control API as the operator, expecting 200; the JSON answer.
     pub fn operate(&self, path: &str, body: &str) -> anyhow::Result<Value> {
         let r = self.send(Request::post(path, body).bearer(config::OPERATOR))?;
