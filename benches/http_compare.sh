@@ -133,12 +133,15 @@ declare -A pid=([origin]=$!)
 
 # --- switchyard ---------------------------------------------------------------------------
 # start_switchyard NAME PORT CONTROL_PORT LISTENER_KEYS: one Switchyard in front of the origin.
+# The viewer token "bench" reads its /metrics at the end.
+bench_token_sha256=$(printf bench | sha256sum | cut -d' ' -f1)
 start_switchyard() {
   mkdir -p "$out/$1"
   cat >"$out/$1/switchyard.toml" <<CONF
 [control]
 listen = "127.0.0.1:$3"
 audit_log = "audit.jsonl"
+tokens = [{ name = "bench", role = "viewer", sha256 = "$bench_token_sha256" }]
 
 [[http.listeners]]
 name = "bench"
@@ -329,7 +332,9 @@ echo
   done
 } | tee "$out/table.txt"
 if [ -n "$access_log" ]; then
-  echo "access log: $(wc -l <"$out/access.log") lines, $(du -h "$out/access.log" | cut -f1) in $out/access.log"
+  echo "access log: $(wc -l <"$out/access.log") lines, $(du -h "$out/access.log" | cut -f1) in $out/access.log; its series:"
+  curl -s -H "Authorization: Bearer bench" "http://127.0.0.1:$p_sylog_control/metrics" |
+    grep '^switchyard_http_access_log_' || echo "  (none: nothing written or dropped yet)"
 fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(medians over $rounds rounds of ${duration}s; CPU us/req is the server under test's own"
