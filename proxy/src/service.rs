@@ -560,6 +560,7 @@ impl ProxyHttp for ProxyService {
         Ok(())
     }
 
+    /// The end of the backend's response body: where the access log's upstream time ends.
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
