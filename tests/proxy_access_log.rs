@@ -4,8 +4,9 @@
 //! its fields right (JSON parsed, `combined` by a regex); the `X-Request-Id` in the line is
 //! the client's when it sent one and Switchyard's otherwise, and the backend received it; no
 //! credential (Authorization, Cookie, a token in the query or the Referer) is written.
-//! SIGUSR1 after a rename writes new lines to the new file. A writer that cannot write (a
-//! FIFO nobody reads) makes lines drop and be counted, while requests are answered as usual.
+//! SIGUSR1 after a rename writes new lines to the new file; a graceful stop (SIGTERM) writes
+//! what was still buffered. A writer that cannot write (a FIFO nobody reads) makes lines drop
+//! and be counted, while requests are answered as usual.
 
 mod support;
 
@@ -414,6 +415,28 @@ fn sigusr1_after_a_rename_writes_to_the_new_file() -> anyhow::Result<()> {
     ensure!(proxy
         .stderr()
         .contains("SIGUSR1: reopening the access logs"));
+    Ok(())
+}
+
+#[test]
+fn a_graceful_stop_writes_the_lines_still_buffered() -> anyhow::Result<()> {
+    let backends = Backends::start()?;
+    let (mut proxy, path) = start(&backends, "json", "")?;
+    let n = 20;
+    for i in 0..n {
+        ensure!(proxy.get(&format!("/last/{i}"))?.status == 200);
+    }
+    // At once: most of these lines are still in the buffer (the writer wakes every 50 ms).
+    proxy.signal("TERM")?;
+    eventually(Duration::from_secs(20), || {
+        ensure!(!proxy.is_running(), "still running");
+        Ok(())
+    })?;
+    ensure!(
+        lines_with(&path, "/last/") == n,
+        "{} of {n} lines",
+        lines_with(&path, "/last/")
+    );
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! rendered for the listener's port; [`listener`] writes the usual plain listener.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -69,6 +69,12 @@ impl Deref for Proxy {
     type Target = Switchyard;
     fn deref(&self) -> &Switchyard {
         &self.sy
+    }
+}
+
+impl DerefMut for Proxy {
+    fn deref_mut(&mut self) -> &mut Switchyard {
+        &mut self.sy
     }
 }
 
