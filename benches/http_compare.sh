@@ -21,7 +21,13 @@
 # (target/bench-http/<time>: wrk outputs and configs are kept there), CARGO_TARGET_DIR
 # (where the release build goes and the switchyard binary is taken from; default target),
 # SWITCHYARD_BIN (a switchyard binary to use as is, instead of building one),
-# SWITCHYARD_LISTENER (extra keys for Switchyard's listener, e.g. 'read_buffer_bytes = 65536').
+# SWITCHYARD_LISTENER (extra keys for Switchyard's listener, e.g. 'read_buffer_bytes = 65536'),
+# ACCESS_LOG (`combined` or `json`: also run "switchyard-log", a second Switchyard identical to
+# the first but writing an access log line per request to $OUT/access.log, and report what the
+# log costs), TARGETS (the proxies to drive, default "switchyard nginx haproxy", plus
+# switchyard-log with ACCESS_LOG; e.g. TARGETS="switchyard switchyard-log" for the log alone).
+#
+#   ACCESS_LOG=combined TARGETS="switchyard switchyard-log" ROUNDS=6 benches/http_compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +37,8 @@ threads=${THREADS:-2}
 rounds=${ROUNDS:-3}
 warmup=${WARMUP:-3}
 out=${OUT:-target/bench-http/$(date -u +%Y%m%dT%H%M%SZ)}
+access_log=${ACCESS_LOG:-}
+case "$access_log" in "" | combined | json) ;; *) echo "ACCESS_LOG: combined or json" >&2; exit 2 ;; esac
 
 # --- tools --------------------------------------------------------------------------------
 need=()
@@ -60,10 +68,10 @@ fi
 # --- ports, files, cleanup ----------------------------------------------------------------
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-# Five distinct free ports: all bound at once (port 0), then released for the servers.
-read -r p_origin p_switchyard p_control p_nginx p_haproxy < <(python3 - <<'PY'
+# Seven distinct free ports: all bound at once (port 0), then released for the servers.
+read -r p_origin p_switchyard p_control p_nginx p_haproxy p_sylog p_sylog_control < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(7)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -124,15 +132,22 @@ pids+=($!)
 declare -A pid=([origin]=$!)
 
 # --- switchyard ---------------------------------------------------------------------------
-cat >"$out/switchyard.toml" <<CONF
+# start_switchyard NAME PORT CONTROL_PORT LISTENER_KEYS: one Switchyard in front of the origin.
+# The viewer token "bench" reads its /metrics at the end.
+bench_token_sha256=$(printf bench | sha256sum | cut -d' ' -f1)
+start_switchyard() {
+  mkdir -p "$out/$1"
+  cat >"$out/$1/switchyard.toml" <<CONF
 [control]
-listen = "127.0.0.1:$p_control"
+listen = "127.0.0.1:$3"
 audit_log = "audit.jsonl"
+tokens = [{ name = "bench", role = "viewer", sha256 = "$bench_token_sha256" }]
 
 [[http.listeners]]
 name = "bench"
-addr = "127.0.0.1:$p_switchyard"
+addr = "127.0.0.1:$2"
 ${SWITCHYARD_LISTENER:-}
+$4
 
 [[http.routes]]
 upstream = "origin"
@@ -143,10 +158,16 @@ balance = "least_conn"
 [http.upstreams.origin.pools.main]
 backends = ["127.0.0.1:$p_origin"]
 CONF
-RUST_LOG=warn "$switchyard_bin" run --config "$out/switchyard.toml" \
-  >"$out/switchyard.log" 2>&1 &
-pids+=($!)
-pid[switchyard]=$!
+  RUST_LOG=warn "$switchyard_bin" run --config "$out/$1/switchyard.toml" \
+    >"$out/$1.log" 2>&1 &
+  pids+=($!)
+  pid[$1]=$!
+}
+start_switchyard switchyard "$p_switchyard" "$p_control" ""
+if [ -n "$access_log" ]; then
+  start_switchyard switchyard-log "$p_sylog" "$p_sylog_control" \
+    "access_log = { format = \"$access_log\", path = \"$out/access.log\" }"
+fi
 
 # --- nginx proxy --------------------------------------------------------------------------
 cat >"$out/nginx-proxy.conf" <<CONF
@@ -214,8 +235,17 @@ wait_http origin "$p_origin"
 wait_http switchyard "$p_switchyard"
 wait_http nginx "$p_nginx"
 wait_http haproxy "$p_haproxy"
-declare -A port=([origin]=$p_origin [switchyard]=$p_switchyard [nginx]=$p_nginx [haproxy]=$p_haproxy)
-targets=(switchyard nginx haproxy)
+[ -z "$access_log" ] || wait_http switchyard-log "$p_sylog"
+declare -A port=([origin]=$p_origin [switchyard]=$p_switchyard [nginx]=$p_nginx [haproxy]=$p_haproxy [switchyard-log]=$p_sylog)
+default_targets="switchyard nginx haproxy${access_log:+ switchyard-log}"
+read -r -a targets <<<"${TARGETS:-$default_targets}"
+for t in "${targets[@]}"; do
+  [ -n "${port[$t]:-}" ] && { [ "$t" != switchyard-log ] || [ -n "$access_log" ]; } ||
+    { echo "TARGETS: unknown target $t (switchyard-log needs ACCESS_LOG)" >&2; exit 2; }
+done
+# The "vs" column: requests/s against nginx, or against the first target without nginx.
+ref=${targets[0]}
+for t in "${targets[@]}"; do [ "$t" != nginx ] || ref=nginx; done
 
 # --- runs ---------------------------------------------------------------------------------
 # cpu_ticks PID: user + system CPU time of PID and its children (nginx's workers), in ticks.
@@ -238,12 +268,13 @@ run_wrk() {
 }
 
 echo "bench: load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
-echo "bench: $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), wrk -t$threads -d${duration}s, connections: $conns, $rounds rounds; outputs in $out"
+echo "bench: $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), wrk -t$threads -d${duration}s, connections: $conns, $rounds rounds, targets: ${targets[*]}${access_log:+, access log $access_log}; outputs in $out"
+n_targets=${#targets[@]}
 for c in $conns; do
   for t in origin "${targets[@]}"; do run_wrk "$t" "$c" "$warmup" /dev/null; done
   for r in $(seq "$rounds"); do
     # Rotate the order each round so no proxy always runs first (or right after the warm-up).
-    order=("${targets[@]:$(((r - 1) % 3))}" "${targets[@]:0:$(((r - 1) % 3))}")
+    order=("${targets[@]:$(((r - 1) % n_targets))}" "${targets[@]:0:$(((r - 1) % n_targets))}")
     for t in origin "${order[@]}"; do
       f="$out/wrk-$t-c$c-r$r.txt"
       run_wrk "$t" "$c" "$duration" "$f"
@@ -275,8 +306,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 echo
 {
-  printf '%-11s %6s %10s %8s %8s %9s %11s %7s\n' \
-    target conns "req/s" "p50 ms" "p99 ms" "vs nginx" "CPU us/req" errors
+  printf '%-14s %6s %10s %8s %8s %9s %11s %7s\n' \
+    target conns "req/s" "p50 ms" "p99 ms" "vs $ref" "CPU us/req" errors
   for c in $conns; do
     declare -A rps=()
     for t in origin "${targets[@]}"; do
@@ -285,13 +316,26 @@ echo
     done
     for t in origin "${targets[@]}"; do
       s=$out/summary-$t-c$c.txt
-      printf '%-11s %6s %10.0f %8.3f %8.3f %9.2f %11.1f %7d\n' "$t" "$c" "${rps[$t]}" \
+      printf '%-14s %6s %10.0f %8.3f %8.3f %9.2f %11.1f %7d\n' "$t" "$c" "${rps[$t]}" \
         "$(cut -d' ' -f2 "$s" | median)" "$(cut -d' ' -f3 "$s" | median)" \
-        "$(awk -v a="${rps[$t]}" -v b="${rps[nginx]}" 'BEGIN { print a / b }')" \
+        "$(awk -v a="${rps[$t]}" -v b="${rps[$ref]}" 'BEGIN { print a / b }')" \
         "$(cut -d' ' -f5 "$s" | median)" "$(awk '{ e += $4 } END { print e + 0 }' "$s")"
     done
+    if [ -n "${rps[switchyard-log]:-}" ] && [ -n "${rps[switchyard]:-}" ]; then
+      cpu_on=$(cut -d' ' -f5 "$out/summary-switchyard-log-c$c.txt" | median)
+      cpu_off=$(cut -d' ' -f5 "$out/summary-switchyard-c$c.txt" | median)
+      awk -v c="$c" -v on="${rps[switchyard-log]}" -v off="${rps[switchyard]}" \
+        -v con="$cpu_on" -v coff="$cpu_off" -v fmt="$access_log" 'BEGIN {
+          printf "access log (%s) at c=%s: %+.1f%% req/s, %+.1f%% CPU us/req (medians, on vs off)\n",
+            fmt, c, (on / off - 1) * 100, (con / coff - 1) * 100 }'
+    fi
   done
 } | tee "$out/table.txt"
+if [ -n "$access_log" ]; then
+  echo "access log: $(wc -l <"$out/access.log") lines, $(du -h "$out/access.log" | cut -f1) in $out/access.log; its series:"
+  curl -s -H "Authorization: Bearer bench" "http://127.0.0.1:$p_sylog_control/metrics" |
+    grep '^switchyard_http_access_log_' || echo "  (none: nothing written or dropped yet)"
+fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(medians over $rounds rounds of ${duration}s; CPU us/req is the server under test's own"
 echo " CPU time (the proxy; for \"origin\" the origin); errors summed over rounds; raw output in $out)"

@@ -37,6 +37,8 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v objcopy >/dev/null 2>&1 || need+=(binutils)
+# The shipped logrotate config is run against a live access log (tests/ops_files.rs).
+[ -x /usr/sbin/logrotate ] || command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

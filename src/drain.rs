@@ -126,6 +126,8 @@ pub trait Open: Send + Sync {
     fn postgres(&self) -> u64;
     /// Close every Postgres session at its next transaction boundary.
     fn close_postgres(&self);
+    /// Write out what is still buffered (the access logs) before the process exits.
+    fn finish(&self);
 }
 
 /// Wait for the stop, then for the connections to close (bounded), then end the process.
@@ -138,6 +140,7 @@ pub async fn exit_when_drained(stopping: Stopping, open: Arc<dyn Open>) {
     } = stop
     else {
         crate::readiness::notify_stopping();
+        open.finish();
         tracing::info!("switchyard stopped");
         std::process::exit(0);
     };
@@ -170,6 +173,7 @@ pub async fn exit_when_drained(stopping: Stopping, open: Arc<dyn Open>) {
                 drained_ms = waited.as_millis() as u64,
                 "drained; switchyard stopped"
             );
+            open.finish();
             std::process::exit(0);
         }
         if waited >= cap {
@@ -182,5 +186,6 @@ pub async fn exit_when_drained(stopping: Stopping, open: Arc<dyn Open>) {
         }
         tokio::time::sleep(POLL).await;
     }
+    open.finish();
     std::process::exit(0);
 }

@@ -7,6 +7,8 @@
 //! ([`crate::upgrade::sockets`]), or taken from the process this one upgrades
 //! (`--takeover`): only once all of them serve does an upgraded process tell its
 //! predecessor, and any error before that goes back to it (which goes on serving).
+//! SIGUSR1 reopens the access log files (logrotate's `postrotate`), SIGHUP re-reads the
+//! config (the watcher's).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -124,6 +126,10 @@ impl crate::drain::Open for OpenConnections {
     }
     fn close_postgres(&self) {
         self.0.postgres.close_sessions();
+    }
+    fn finish(&self) {
+        // The last requests' lines are still in the writers' buffers.
+        self.0.http.flush_access_logs(Duration::from_secs(2));
     }
 }
 
@@ -311,6 +317,11 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
     let http_drain = planes.http.clone();
     let open: Arc<dyn crate::drain::Open> = Arc::new(OpenConnections(planes.clone()));
     let stop = stopping.clone();
+    // Installed now, before anything can send it: SIGUSR1's default action ends the process.
+    let reopen = {
+        let _enter = control_rt.enter();
+        reopen_on_sigusr1(planes.http.clone())?
+    };
     let control = std::thread::Builder::new()
         .name("switchyard-control".into())
         .spawn(move || {
@@ -323,6 +334,7 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
                         metrics.run_upkeep();
                     }
                 });
+                tokio::spawn(reopen);
                 tokio::spawn(crate::drain::signals(stop.clone()));
                 tokio::spawn(crate::drain::exit_when_drained(stop.clone(), open));
                 if let Some(l) = upgrade_listener {
@@ -365,5 +377,19 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
         stopping,
         adopter,
         cancels: planes.postgres.cancel.clone(),
+    })
+}
+
+/// The SIGUSR1 handler (installed by this call): every signal reopens the access log files.
+fn reopen_on_sigusr1(
+    http: Arc<switchyard_proxy::HttpPlane>,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("installing the SIGUSR1 handler")?;
+    Ok(async move {
+        while usr1.recv().await.is_some() {
+            let n = http.reopen_access_logs();
+            tracing::info!(access_logs = n, "SIGUSR1: reopening the access logs");
+        }
     })
 }

@@ -11,7 +11,9 @@
 //!   little exposed in `systemd-analyze security --offline`;
 //! - a token whose hash comes from the environment (`sha256_env`, as the chart's Secret gives
 //!   it) authenticates against the real binary;
-//! - `scripts/release.sh --split` makes a stripped binary that runs, with its symbols apart.
+//! - `scripts/release.sh --split` makes a stripped binary that runs, with its symbols apart;
+//! - the logrotate config rotates a running Switchyard's access log: logrotate renames it, its
+//!   `postrotate` SIGUSR1 makes Switchyard write on in a new file.
 
 mod support;
 
@@ -19,8 +21,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use anyhow::{ensure, Context};
+use support::backend::Backend;
 use support::http::Request;
 use support::ops::{repo, tool, venv_tool};
+use support::proxy::{one_upstream, Proxy};
+use support::{eventually, lines_with};
 
 fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
@@ -233,5 +238,45 @@ fn the_release_split_ships_a_stripped_binary_and_keeps_the_symbols() -> anyhow::
     ensure!(String::from_utf8_lossy(&kept_sections.stdout).contains(".debug_info"));
     let version = run(Command::new(&stripped).arg("--version"))?;
     ensure!(String::from_utf8_lossy(&version.stdout).contains("(commit "));
+    Ok(())
+}
+
+#[test]
+fn the_logrotate_config_rotates_a_running_access_log() -> anyhow::Result<()> {
+    let logrotate = tool("logrotate")?;
+    let backend = Backend::start("b")?;
+    let proxy = Proxy::start(|dir, port| {
+        let log = dir.parent().unwrap_or(dir).join("access.log");
+        let keys = format!("access_log = {{ path = \"{}\" }}", log.display());
+        Ok(one_upstream(port, backend.addr(), &keys, ""))
+    })?;
+    let log = proxy.tmp_dir().join("access.log");
+    proxy.get_logged("/before/", 3, &log)?;
+
+    // The shipped file, for this log and this process (the only two changes).
+    let shipped = std::fs::read_to_string(repo().join("deploy/logrotate/switchyard"))?;
+    let (pattern, signal) = (
+        "/var/log/switchyard/access*.log",
+        "systemctl kill --signal=USR1 switchyard.service",
+    );
+    ensure!(shipped.contains(pattern) && shipped.contains(signal));
+    let conf = shipped
+        .replace(pattern, &log.display().to_string())
+        .replace(signal, &format!("kill -USR1 {}", proxy.pid()?));
+    let conf_path = proxy.tmp_dir().join("logrotate.conf");
+    std::fs::write(&conf_path, conf)?;
+    run(Command::new(&logrotate)
+        .arg("--force")
+        .arg("--state")
+        .arg(proxy.tmp_dir().join("logrotate.state"))
+        .arg(&conf_path))?;
+    let rotated = proxy.tmp_dir().join("access.log.1");
+    ensure!(lines_with(&rotated, "/before/") == 3, "not rotated");
+    eventually(std::time::Duration::from_secs(10), || {
+        ensure!(log.exists(), "{} not reopened", log.display());
+        Ok(())
+    })?;
+    proxy.get_logged("/after/", 3, &log)?;
+    ensure!(lines_with(&rotated, "/after/") == 0);
     Ok(())
 }

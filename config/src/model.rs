@@ -145,6 +145,39 @@ pub struct Listener {
     /// Size of the read buffer pingora puts under each client connection (taken at accept,
     /// held until close); 0: none, reads go to the socket.
     pub read_buffer_bytes: usize,
+    /// The listener's access log; `None`: off (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+}
+
+/// A listener's access log: one line per request, written off the request path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessLog {
+    pub format: AccessLogFormat,
+    pub destination: LogDestination,
+    /// Lines held for the writer; when it falls this far behind, new lines are dropped
+    /// (and counted) rather than slowing requests.
+    pub buffer_lines: usize,
+}
+
+/// How an access log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    /// nginx's `combined` format, followed by Switchyard's fields as `key=value`.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where a log goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogDestination {
+    /// The process's standard error.
+    Stderr,
+    /// A file, opened for appending (and reopened on SIGUSR1, for logrotate).
+    File(PathBuf),
 }
 
 /// Which requests a route takes.

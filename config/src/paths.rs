@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::model::{Config, TlsFiles};
+use crate::model::{Config, LogDestination, TlsFiles};
 
 fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
@@ -16,7 +16,7 @@ fn resolve_tls(base: &Path, t: &mut TlsFiles) {
 }
 
 impl Config {
-    /// Make every relative path (audit log, certificates, keys) relative to `base`, the
+    /// Make every relative path (audit log, certificates, keys, access logs) relative to `base`, the
     /// config file's directory. Pure: no file is touched.
     pub fn resolve_paths(&mut self, base: &Path) {
         // `-` is standard output, not a file named `-` beside the config.
@@ -28,6 +28,10 @@ impl Config {
         }
         for l in &mut self.http.listeners {
             l.tls.iter_mut().for_each(|t| resolve_tls(base, t));
+            if let Some(LogDestination::File(p)) = l.access_log.as_mut().map(|a| &mut a.destination)
+            {
+                resolve(base, p);
+            }
         }
         if let Some(p) = self.store.state_file.as_mut() {
             resolve(base, p);
@@ -54,6 +58,23 @@ mod tests {
             config.control.audit_log,
             PathBuf::from("/etc/sy/audit.jsonl")
         );
+
+        let text = "[[http.listeners]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\naccess_log = { path = \"access.log\" }\n[[http.listeners]]\nname = \"b\"\naddr = \"127.0.0.1:2\"\naccess_log = { path = \"stderr\" }\n";
+        let mut config = crate::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        config.resolve_paths(Path::new("/etc/sy"));
+        let dest = |i: usize| {
+            config.http.listeners[i]
+                .access_log
+                .as_ref()
+                .map(|a| a.destination.clone())
+        };
+        assert_eq!(
+            dest(0),
+            Some(crate::LogDestination::File(PathBuf::from(
+                "/etc/sy/access.log"
+            )))
+        );
+        assert_eq!(dest(1), Some(crate::LogDestination::Stderr));
 
         let mut config = crate::parse("").unwrap_or_else(|e| panic!("{e}"));
         config.resolve_paths(Path::new("/etc/sy"));

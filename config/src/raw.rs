@@ -50,6 +50,14 @@ pub struct RawListener {
     pub body_timeout: Option<String>,
     pub max_connections: Option<i64>,
     pub read_buffer_bytes: Option<i64>,
+    pub access_log: Option<RawAccessLog>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawAccessLog {
+    pub format: Option<String>,
+    pub path: Option<String>,
+    pub buffer_lines: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

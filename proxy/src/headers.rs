@@ -1,10 +1,34 @@
 //! Header rules of RFC 9110/9112 that the proxy applies itself, as pure functions over header
 //! maps (pingora 0.9 leaves them to the application): hop-by-hop fields taken out of
 //! responses, the `Host` a request must have, `X-Forwarded-For` joined across repeated
-//! fields, and whether `Accept-Encoding` really accepts gzip (q-values included).
+//! fields, whether `Accept-Encoding` really accepts gzip (q-values included), and the
+//! `X-Request-Id` a request is given when it has none.
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
+
+/// The request id field, kept when a request has one, added when not; forwarded to the
+/// backend and written in the access log.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A new request id: 128 random bits as 32 hex digits, like nginx's `$request_id`.
+pub fn new_request_id() -> HeaderValue {
+    let id = format!("{:032x}", rand::random::<u128>());
+    // Hex digits are always a valid header value.
+    HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// The HTTP version as a request line writes it.
+pub fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
+}
 
 /// Hop-by-hop fields that are never forwarded, named in `Connection` or not (RFC 9110 §7.6.1;
 /// `Keep-Alive` and `Proxy-Connection` are the ones still seen in practice).
@@ -104,6 +128,14 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_eq!(a.len(), 32);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(a, b);
+    }
     use http::HeaderValue;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {

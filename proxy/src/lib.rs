@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod balance;
 pub mod edge;
 pub mod framing;
@@ -38,6 +39,7 @@ use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use switchyard_config::{BackendState as AdminState, Config};
 
+use access_log::AccessLogs;
 use balance::{PoolRuntime, UpstreamRuntime};
 pub use registry::Registry;
 use request_metrics::RouteMetrics;
@@ -67,6 +69,8 @@ pub struct HttpPlane {
     open_clients: std::sync::atomic::AtomicUsize,
     /// The process drains: every response says `Connection: close`.
     draining: std::sync::atomic::AtomicBool,
+    /// The listeners' access log writers, reused across reloads.
+    access_logs: AccessLogs,
 }
 
 impl HttpPlane {
@@ -74,8 +78,8 @@ impl HttpPlane {
         Self::default()
     }
 
-    /// Build a runtime for `config`: resolve backend addresses and load certificates. No
-    /// effect on the running runtime.
+    /// Build a runtime for `config`: resolve backend addresses, load certificates, open the
+    /// access log files (a new file starts its writer). No effect on the running runtime.
     pub fn build(&self, config: &Arc<Config>) -> Result<HttpRuntime, BuildError> {
         let mut certs = HashMap::new();
         for (i, l) in config.http.listeners.iter().enumerate() {
@@ -85,6 +89,18 @@ impl HttpPlane {
                     message,
                 })?;
                 certs.insert(l.name.clone(), Arc::new(set));
+            }
+        }
+        let mut access_logs = Vec::new();
+        for (i, l) in config.http.listeners.iter().enumerate() {
+            if let Some(cfg) = &l.access_log {
+                let log = self.access_logs.listener_log(&l.name, cfg).map_err(|e| {
+                    BuildError::Invalid {
+                        path: format!("http.listeners[{i}].access_log.path"),
+                        message: format!("cannot open the access log: {e}"),
+                    }
+                })?;
+                access_logs.push((l.name.clone(), log));
             }
         }
         let mut upstreams = HashMap::new();
@@ -125,6 +141,7 @@ impl HttpPlane {
             upstreams,
             route_metrics,
             certs,
+            access_logs,
             config: config.clone(),
         })
     }
@@ -231,6 +248,16 @@ impl HttpPlane {
             .or_insert_with(|| Arc::new(SniResolver::new(set)))
             .clone();
         Some(r)
+    }
+
+    /// Reopen every access log file (SIGUSR1, after logrotate renamed them).
+    pub fn reopen_access_logs(&self) -> usize {
+        self.access_logs.reopen()
+    }
+
+    /// Write the access log lines still buffered, waiting up to `timeout` (at shutdown).
+    pub fn flush_access_logs(&self, timeout: std::time::Duration) {
+        self.access_logs.flush(timeout)
     }
 
     /// State for `/v1/status`.

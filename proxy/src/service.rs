@@ -5,7 +5,8 @@
 //! health and the pool's counters. Retries: connect failures always go to another backend;
 //! timeouts, resets and failure statuses (502/503/504 by default) only for idempotent methods
 //! whose body fits pingora's retry buffer, within the route's `retries` and the upstream's
-//! retry budget.
+//! retry budget. The `logging` hook, which pingora calls once per request, also writes the
+//! listener's access log line ([`access`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +28,8 @@ use crate::framing;
 use crate::headers;
 use crate::registry::InFlight;
 use crate::{HttpPlane, HttpRuntime};
+
+mod access;
 
 /// The proxy logic of one listener.
 pub struct ProxyService {
@@ -67,6 +70,12 @@ pub struct RequestCtx {
     last: Option<(usize, usize)>,
     /// Request body bytes seen so far.
     body_bytes: u64,
+    /// When the first attempt started, and when the last byte from upstream (a response
+    /// head, or the end of its body) arrived: the access log's upstream time.
+    upstream_started: Option<Instant>,
+    upstream_last: Option<Instant>,
+    /// Why each retry was granted, in order, for the access log.
+    retries: Vec<&'static str>,
 }
 
 impl RequestCtx {
@@ -159,7 +168,7 @@ impl ProxyService {
     }
 
     /// A retry for a failed attempt, if the request, the route and the budget allow one.
-    fn grant_retry(&self, session: &Session, ctx: &RequestCtx, reason: &'static str) -> bool {
+    fn grant_retry(&self, session: &Session, ctx: &mut RequestCtx, reason: &'static str) -> bool {
         let Some(rt) = ctx.rt.as_ref() else {
             return false;
         };
@@ -174,6 +183,7 @@ impl ProxyService {
             return false;
         }
         metrics::counter!("switchyard_http_retries_total", "upstream" => up.name.clone(), "reason" => reason).increment(1);
+        ctx.retries.push(reason);
         true
     }
 }
@@ -201,6 +211,9 @@ impl ProxyHttp for ProxyService {
             started: Instant::now(),
             last: None,
             body_bytes: 0,
+            upstream_started: None,
+            upstream_last: None,
+            retries: Vec::new(),
         }
     }
 
@@ -210,6 +223,17 @@ impl ProxyHttp for ProxyService {
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
         crate::edge::request_started(session);
+        // Every request has an id, the client's or ours, before anything answers it: the
+        // access log writes it and the backend receives it.
+        if !session
+            .req_header()
+            .headers
+            .contains_key(headers::REQUEST_ID)
+        {
+            session
+                .req_header_mut()
+                .insert_header(headers::REQUEST_ID, headers::new_request_id())?;
+        }
         // Answer pipelined requests one after the other, in order (RFC 9112 §9.3). Without
         // this pingora closes the connection after the first answer, or fails the request in
         // flight ("Sent data after end of body", a retryable connect error) when the next
@@ -222,6 +246,8 @@ impl ProxyHttp for ProxyService {
         let Some(rt) = self.plane.runtime() else {
             return respond(&self.plane, session, 503, "not configured\n", false).await;
         };
+        // Held from here so that requests answered here are logged by this runtime's log.
+        ctx.rt = Some(rt.clone());
         if let Some(why) = framing::smuggling(
             &session.req_header().headers,
             received_content_length(session),
@@ -333,6 +359,7 @@ impl ProxyHttp for ProxyService {
             .upstream(&rt)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "upstream missing"))?;
         let now = Instant::now();
+        ctx.upstream_started.get_or_insert(now);
         let pick = up
             .select(now, &ctx.tried)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no backend available"))?;
@@ -379,6 +406,7 @@ impl ProxyHttp for ProxyService {
                 metrics::counter!("switchyard_http_retries_total", "upstream" => up.name.clone(), "reason" => "connect")
                     .increment(1);
             }
+            ctx.retries.push("connect");
         }
         e.set_retry(retry);
         e
@@ -408,6 +436,9 @@ impl ProxyHttp for ProxyService {
         {
             // A stale pooled connection: retry only if it was a reused one (pingora's default).
             e.retry.decide_reuse(client_reused);
+            if client_reused {
+                ctx.retries.push("stale_connection");
+            }
         } else {
             e.set_retry(false);
         }
@@ -492,6 +523,7 @@ impl ProxyHttp for ProxyService {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        ctx.upstream_last = Some(Instant::now());
         // Hop-by-hop fields are for the backend's connection, not the client's (RFC 9110
         // §7.6.1): pingora takes them out of requests, not of responses.
         for name in headers::hop_by_hop(&resp.headers, status == 101) {
@@ -550,6 +582,20 @@ impl ProxyHttp for ProxyService {
         Ok(())
     }
 
+    /// The end of the backend's response body: where the access log's upstream time ends.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            ctx.upstream_last = Some(Instant::now());
+        }
+        Ok(None)
+    }
+
     /// pingora's default, except that a stalled request body is 408 (it says 400).
     async fn fail_to_proxy(
         &self,
@@ -595,6 +641,7 @@ impl ProxyHttp for ProxyService {
                 })
             })
             .unwrap_or(0);
+        self.log_access(session, ctx, status);
         let Some(rt) = ctx.rt.as_ref() else { return };
         let Some(metrics) = ctx.route.and_then(|i| rt.route_metrics.get(i)) else {
             return;

@@ -3,8 +3,8 @@
 //!
 //! A [`Backend`] answers every request with its name (header `x-backend` and the body), the
 //! status set by [`Backend::set_status`], after the delay set by [`Backend::set_delay`] (or
-//! `?delay_ms=N` on the request). It counts requests per method and keeps the headers of the
-//! last one. Its health path (`/health`) answers [`Backend::set_health`]'s status and is
+//! `?delay_ms=N` on the request). It counts requests per method, keeps the headers of the
+//! last one and the `X-Request-Id` of every one. Its health path (`/health`) answers [`Backend::set_health`]'s status and is
 //! counted apart, so active health checks never show up as traffic. [`Backend::stop`] closes
 //! the listener *and* every open connection (a crashed server, as the proxy sees it), and
 //! [`Backend::restart`] listens on the same port again.
@@ -56,6 +56,8 @@ struct Behaviour {
     /// Requests per method, health checks excluded.
     methods: Mutex<HashMap<String, u64>>,
     last_headers: Mutex<Option<HeaderMap>>,
+    /// Path and query, and `X-Request-Id`, of every request (health checks excluded).
+    request_ids: Mutex<Vec<(String, Option<String>)>>,
 }
 
 /// A running accept loop: tell it to stop, then wait for it.
@@ -88,6 +90,7 @@ impl Backend {
             health_checks: AtomicU64::new(0),
             methods: Mutex::new(HashMap::new()),
             last_headers: Mutex::new(None),
+            request_ids: Mutex::new(Vec::new()),
         });
         let backend = Backend {
             addr,
@@ -169,6 +172,11 @@ impl Backend {
     }
 
     /// The headers of the last request (health checks excluded).
+    /// `(path and query, X-Request-Id)` of every request it was sent, in arrival order.
+    pub fn request_ids(&self) -> Vec<(String, Option<String>)> {
+        lock(&self.behaviour.request_ids).clone()
+    }
+
     pub fn last_headers(&self) -> Option<HeaderMap> {
         lock(&self.behaviour.last_headers).clone()
     }
@@ -269,6 +277,16 @@ async fn handle(
         .entry(req.method().as_str().to_string())
         .or_default() += 1;
     *lock(&b.last_headers) = Some(req.headers().clone());
+    lock(&b.request_ids).push((
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    ));
     let delay = req
         .uri()
         .query()

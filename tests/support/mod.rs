@@ -339,6 +339,15 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// How many lines of the file at `path` contain `needle` (0 when there is no file).
+pub fn lines_with(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
 /// The address of the first blue backend of upstream `api` as the running HTTP plane has it.
 pub fn live_backend(status: &Value) -> String {
     status["planes"]["http"]["upstreams"]["api"]["pools"]["blue"]["backends"][0]["addr"]

@@ -85,9 +85,13 @@ impl Rig {
         };
         let (blue_list, green_list) = (list(&blue.iter().collect::<Vec<_>>()), list(&[&green]));
         let (primary, replica) = (pg.node(0).port, pg.node(1).port);
-        let proxy = Proxy::start(|_, port| {
+        let proxy = Proxy::start(|dir, port| {
+            // The access log (beside the config directory, which the watcher watches), so its
+            // series are served.
+            let access_log = dir.parent().unwrap_or(dir).join("access.log");
             Ok(format!(
-                r#"{listener}
+                r#"{listener}access_log = {{ format = "json", path = "{access_log}" }}
+
 [http.upstreams.api]
 {http_extra}
 
@@ -111,6 +115,7 @@ nodes = [{{ addr = "127.0.0.1:{primary}", role = "primary" }}, {{ addr = "127.0.
 users = [{superuser}]
 "#,
                 listener = listener(port),
+                access_log = access_log.display(),
                 superuser = superuser(),
             ))
         })

@@ -6,7 +6,7 @@
 //! rendered for the listener's port; [`listener`] writes the usual plain listener.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -69,6 +69,12 @@ impl Deref for Proxy {
     type Target = Switchyard;
     fn deref(&self) -> &Switchyard {
         &self.sy
+    }
+}
+
+impl DerefMut for Proxy {
+    fn deref_mut(&mut self) -> &mut Switchyard {
+        &mut self.sy
     }
 }
 
@@ -145,6 +151,20 @@ impl Proxy {
     /// `GET path` through the HTTP listener.
     pub fn get(&self, path: &str) -> anyhow::Result<Response> {
         self.request(Request::get(path))
+    }
+
+    /// `GET {prefix}0` .. `GET {prefix}{n-1}`, each answered 200, then wait until the
+    /// access log at `log` has exactly `n` lines naming `prefix`.
+    pub fn get_logged(&self, prefix: &str, n: usize, log: &Path) -> anyhow::Result<()> {
+        for i in 0..n {
+            let r = self.get(&format!("{prefix}{i}"))?;
+            ensure!(r.status == 200, "{prefix}{i}: {}", r.describe());
+        }
+        eventually(Duration::from_secs(10), || {
+            let got = super::lines_with(log, prefix);
+            ensure!(got == n, "{got} lines with {prefix} in {}", log.display());
+            Ok(())
+        })
     }
 
     /// `POST path` to the control API as the operator, expecting 200; the JSON answer.

@@ -173,6 +173,7 @@ fn listener(
         0,
         1024 * 1024,
     );
+    let access_log = super::access_log::access_log(cx, raw.access_log, &path.key("access_log"));
     Some(Listener {
         name: name?,
         addr: addr?,
@@ -184,6 +185,7 @@ fn listener(
         body_timeout: body_timeout?,
         max_connections: max_connections?,
         read_buffer_bytes: read_buffer_bytes?,
+        access_log: access_log?,
     })
 }
 

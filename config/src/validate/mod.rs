@@ -1,5 +1,6 @@
 //! Validation: raw TOML units in, a [`Config`] out, or every problem at once.
 
+mod access_log;
 mod fields;
 mod http;
 mod postgres;

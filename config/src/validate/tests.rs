@@ -1,6 +1,7 @@
 //! Tests of [`parse`]: valid files with their defaults, and host matching here; invalid
 //! files in [`errors`]; size limits and section shapes in [`limits`].
 
+mod access_log;
 mod errors;
 mod limits;
 
