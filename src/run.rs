@@ -62,13 +62,14 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Some(t) => t.clone(),
         None => planes.traffic(),
     };
+    let ops = switchyard_control::ops::Ops::default();
     let state = Arc::new(ApiState {
         applier: applier.clone(),
         metrics: Some(metrics.clone()),
         bound,
         started: Instant::now(),
-        traffic: Some(traffic),
-        ops: Default::default(),
+        traffic: Some(traffic.clone()),
+        ops: ops.clone(),
         clusters: Some(Arc::new(switchyard::pgops::ClusterOpsAdapter(
             planes.postgres.clone(),
         ))),
@@ -98,8 +99,16 @@ pub fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     let _enter = control_rt.enter();
                     switchyard_control::store::sync::hangup(applier.clone())
                 };
+                // Flips other nodes verify are shown here, and finished here if they die.
+                let takeover = switchyard_control::ops::takeover(
+                    ops.flips.clone(),
+                    applier.clone(),
+                    traffic,
+                    store.clone(),
+                );
                 Box::pin(async move {
                     tokio::spawn(hangup);
+                    tokio::spawn(takeover);
                     tokio::spawn(switchyard_control::store::fleet::register(
                         a,
                         s,

@@ -2,8 +2,9 @@
 //! real 3-member etcd. A flip through one node is applied by all of them without a failed
 //! request, and its verification counts the new pool's traffic on every node: a green pool
 //! that fails only on traffic through another node is still caught, and the rollback
-//! applies everywhere. A drain through one node waits for every node's in-flight requests
-//! to the backend.
+//! applies everywhere. When the verifying node is killed mid-window, another node takes its
+//! etcd lease over and finishes the verification for the fleet. A drain through one node
+//! waits for every node's in-flight requests to the backend.
 
 mod support;
 
@@ -52,22 +53,26 @@ fn weights_everywhere(nodes: &[&Node], blue: u64, green: u64) -> anyhow::Result<
     })
 }
 
+/// Backends blue and green, and nodes A (seeding a document with pools blue, all the
+/// traffic, and green), B and C, all running it.
+fn blue_green_fleet(etcd: &EtcdCluster) -> anyhow::Result<(Backend, Backend, Node, Node, Node)> {
+    let (blue, green) = (Backend::start("blue")?, Backend::start("green")?);
+    let doc = blue_green(&blue.addr_str(), &green.addr_str());
+    let a = node(etcd, "a", Some(&doc))?;
+    let b = node(etcd, "b", None)?;
+    let c = node(etcd, "c", None)?;
+    weights_everywhere(&[&a, &b, &c], 100, 0)?;
+    Ok((blue, green, a, b, c))
+}
+
 #[test]
 fn a_flip_is_applied_by_every_node_and_verified_on_the_whole_fleets_traffic() -> anyhow::Result<()>
 {
     let Some(etcd) = EtcdCluster::start(3)? else {
         return Ok(());
     };
-    let (blue, green) = (Backend::start("blue")?, Backend::start("green")?);
-    let a = node(
-        &etcd,
-        "a",
-        Some(&blue_green(&blue.addr_str(), &green.addr_str())),
-    )?;
-    let b = node(&etcd, "b", None)?;
-    let c = node(&etcd, "c", None)?;
+    let (_blue, green, a, b, c) = blue_green_fleet(&etcd)?;
     let nodes = [&a, &b, &c];
-    weights_everywhere(&nodes, 100, 0)?;
 
     // A flip through B while all three carry load: no failed request anywhere, every node
     // ends on green, and B verifies it.
@@ -111,6 +116,73 @@ fn a_flip_is_applied_by_every_node_and_verified_on_the_whole_fleets_traffic() ->
     );
     weights_everywhere(&nodes, 100, 0)?;
     drop(load_c.finish()?);
+    Ok(())
+}
+
+#[test]
+fn when_the_verifier_is_killed_mid_window_another_node_finishes_the_verification(
+) -> anyhow::Result<()> {
+    let Some(etcd) = EtcdCluster::start(3)? else {
+        return Ok(());
+    };
+    let (_blue, green, a, mut b, c) = blue_green_fleet(&etcd)?;
+    let survivors = [&a, &c];
+    let loads = load_all(&survivors)?;
+
+    // B verifies a flip to green; A and C see its progress through etcd.
+    let f = flip(
+        &b,
+        "green",
+        r#"{"window": "20s", "min_requests": 10, "max_error_ratio": 0.2}"#,
+    )?;
+    assert_eq!(f["flip"]["state"], "verifying", "{f}");
+    assert_eq!(f["flip"]["verifier"], "b", "{f}");
+    weights_everywhere(&[&a, &b, &c], 0, 100)?;
+    for n in survivors {
+        eventually(Duration::from_secs(10), || {
+            let f = n.send(Request::get(FLIP).bearer(VIEWER))?.json()?;
+            ensure!(
+                f["state"] == "verifying" && f["requests"].as_u64() > Some(0),
+                "{f}"
+            );
+            Ok(())
+        })?;
+    }
+
+    // B dies mid-window (SIGKILL), then green starts failing: only a verifier that took the
+    // window over can see it, and its rollback applies on every survivor.
+    b.sy.stop();
+    let killed = std::time::Instant::now();
+    green.set_status(500);
+    for n in survivors {
+        let f = flip_state(n, "rolled_back", Duration::from_secs(25))?;
+        eprintln!(
+            "{}: rolled back {:?} after B was killed: {f}",
+            n.addr(),
+            killed.elapsed()
+        );
+        assert!(
+            f["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("error ratio")),
+            "{f}"
+        );
+        assert!(f["rollback_version"].as_u64().is_some(), "{f}");
+        assert!(f["verifier"] == "a" || f["verifier"] == "c", "{f}");
+        assert_eq!(
+            n.status()?["flips"]["api"],
+            f,
+            "GET /v1/status shows it too"
+        );
+    }
+    weights_everywhere(&survivors, 100, 0)?;
+    for l in loads {
+        drop(l.finish()?);
+    }
+    for n in survivors {
+        let r = Request::get("/").send(n.http)?;
+        assert!(r.text().contains("blue"), "{}", r.describe());
+    }
     Ok(())
 }
 

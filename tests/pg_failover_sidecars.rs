@@ -4,11 +4,15 @@
 //! promoted, or both pick the same node by the same rule), and writes through either sidecar
 //! land on it.
 //!
+//! With the etcd failover lease, the sidecar that did not decide learns the decision through
+//! an etcd watch: within 1 s of it, its writes go to the new primary, also when it took no
+//! part in the failover (`auto_promote = false`).
+//!
 //! Skips (with a message) only when no PostgreSQL server binaries are installed.
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, ensure};
 use serde_json::Value;
@@ -104,18 +108,93 @@ fn with_etcd(endpoint: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyhow::Result<()> {
+/// The deciding sidecar's decision, once it is in etcd: who decided (its pid), the new
+/// primary and when (Unix milliseconds).
+struct Decision {
+    pid: u32,
+    primary: String,
+    at_ms: u64,
+}
+
+async fn decision(etcd: &support::etcd::Etcd) -> anyhow::Result<Decision> {
+    wait_until(Duration::from_secs(20), || async {
+        let text = tokio::task::block_in_place(|| etcd.get("/sy-test/main/decision"))?;
+        let d: Value =
+            serde_json::from_str(text.as_deref().ok_or_else(|| anyhow!("no decision yet"))?)?;
+        let pid = d["by"]
+            .as_str()
+            .and_then(|b| b.rsplit('/').next())
+            .and_then(|p| p.parse().ok());
+        Ok(Decision {
+            pid: pid.ok_or_else(|| anyhow!("decision without a pid: {d}"))?,
+            primary: d["primary"].as_str().unwrap_or("").to_string(),
+            at_ms: d["at_ms"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("decision without a time: {d}"))?,
+        })
+    })
+    .await
+}
+
+/// Write through `r` (an insert that returns the port of the node that ran it) until a write
+/// lands on another node than `old_port`, for at most `within`: when it landed (wall clock),
+/// and on which port. The client's session through the sidecar is opened now, before the
+/// failover, and opened again only if the sidecar closes it; each write may take 500 ms.
+async fn write_until_moved(
+    r: &Router,
+    old_port: u16,
+    within: Duration,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<(SystemTime, u16)>>> {
+    let config = r.config(SUPERUSER, SUPERUSER_PASSWORD);
+    let mut client = Some(connect(&config).await?);
+    Ok(tokio::spawn(async move {
+        let deadline = Instant::now() + within;
+        let insert = "insert into t values ('moved') returning inet_server_port()";
+        while Instant::now() < deadline {
+            let attempt = tokio::time::timeout(Duration::from_millis(500), async {
+                if client
+                    .as_ref()
+                    .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
+                {
+                    client = Some(connect(&config).await?);
+                }
+                let c = client.as_ref().ok_or_else(|| anyhow!("no connection"))?;
+                let port: i32 = c.query_one(insert, &[]).await?.get(0);
+                anyhow::Ok(port as u16)
+            })
+            .await;
+            if let Ok(Ok(port)) = attempt {
+                if port != old_port {
+                    return Ok((SystemTime::now(), port));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(anyhow!("no write left the old primary within {within:?}"))
+    }))
+}
+
+/// etcd, a primary with two replicas (table `t` created) and two sidecars A and B with the
+/// etcd failover lease, both seeing every node; B with `auto_promote = false` if `passive`.
+/// `None` when etcd or PostgreSQL is not installed.
+async fn etcd_pair(
+    passive: bool,
+) -> anyhow::Result<Option<(support::etcd::Etcd, PgCluster, Router, Router)>> {
     let Some(etcd) = support::etcd::Etcd::start()? else {
-        return Ok(());
+        return Ok(None);
     };
-    let Some(mut pg) = PgCluster::start(2)? else {
-        return Ok(());
+    let Some(pg) = PgCluster::start(2)? else {
+        return Ok(None);
     };
+    pg.psql(0, "create table t (via text)")?;
     let user = format!(r#"{{ name = "{SUPERUSER}", password = "{SUPERUSER_PASSWORD}" }}"#);
     let settings = with_etcd(&etcd.endpoint());
     let a = Router::start(&pg, &settings, &[&user])?;
-    let b = Router::start(&pg, &settings, &[&user])?;
+    let b_settings = match passive {
+        true => settings.replace("failover = {", "failover = { auto_promote = false,"),
+        false => settings,
+    };
+    let b = Router::start(&pg, &b_settings, &[&user])?;
     for r in [&a, &b] {
         wait_until(Duration::from_secs(15), || async {
             let s = status(r)?;
@@ -124,9 +203,50 @@ async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyh
         })
         .await?;
     }
+    Ok(Some((etcd, pg, a, b)))
+}
+
+/// Milliseconds from the decision (`at_ms`) to `t`.
+fn ms_after(at_ms: u64, t: SystemTime) -> anyhow::Result<i64> {
+    let t = t.duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as i64;
+    Ok(t - at_ms as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyhow::Result<()> {
+    let Some((etcd, mut pg, a, b)) = etcd_pair(false).await? else {
+        return Ok(());
+    };
+    let old_port = pg.node(0).port;
+    let writers = [
+        write_until_moved(&a, old_port, Duration::from_secs(30)).await?,
+        write_until_moved(&b, old_port, Duration::from_secs(30)).await?,
+    ];
     pg.kill(0);
     let new = agreed_new_primary(&pg, &[&a, &b], false).await?;
     let primary = format!("127.0.0.1:{}", pg.node(new).port);
+    let d = decision(&etcd).await?;
+    ensure!(
+        d.primary == primary,
+        "etcd decided {}, the sidecars {primary}",
+        d.primary
+    );
+    let decider = [&a, &b].iter().position(|r| r.sy.pid().ok() == Some(d.pid));
+    let decider = decider.ok_or_else(|| anyhow!("decided by pid {}, neither sidecar", d.pid))?;
+    // The other sidecar writes to the new primary within 1 s of the decision.
+    for (i, w) in writers.into_iter().enumerate() {
+        let (at, port) = w.await??;
+        let after = ms_after(d.at_ms, at)?;
+        eprintln!("sidecar {i} (decided: {}): first write on the new primary {after} ms after the decision", i == decider);
+        ensure!(
+            port == pg.node(new).port,
+            "sidecar {i} wrote to port {port}"
+        );
+        ensure!(
+            i == decider || after <= 1000,
+            "sidecar {i} moved its writes {after} ms after the decision"
+        );
+    }
     // The decision is recorded, and the lease given back, after the write route moved (the
     // promotion does not wait on etcd): wait for both.
     wait_until(Duration::from_secs(10), || async {
@@ -140,6 +260,47 @@ async fn with_an_etcd_lease_one_sidecar_promotes_and_the_other_follows() -> anyh
         Ok(())
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_that_took_no_part_stops_writing_to_the_old_primary_within_a_second(
+) -> anyhow::Result<()> {
+    // B never fails over by itself: it only follows what etcd says.
+    let Some((etcd, mut pg, a, b)) = etcd_pair(true).await? else {
+        return Ok(());
+    };
+    let old_port = pg.node(0).port;
+    let writer = write_until_moved(&b, old_port, Duration::from_secs(30)).await?;
+    pg.kill(0);
+    let d = decision(&etcd).await?;
+    ensure!(d.pid == a.sy.pid()?, "decided by pid {}, not A", d.pid);
+    let (at, port) = writer.await??;
+    let after = ms_after(d.at_ms, at)?;
+    eprintln!(
+        "B's first write on the new primary {} came {after} ms after A's decision",
+        d.primary
+    );
+    ensure!(
+        format!("127.0.0.1:{port}") == d.primary,
+        "B wrote to port {port}, etcd decided {}",
+        d.primary
+    );
+    let log: Vec<String> =
+        b.sy.stderr()
+            .lines()
+            .filter(|l| l.contains("ollow") || l.contains("primary"))
+            .map(str::to_string)
+            .collect();
+    ensure!(
+        after <= 1000,
+        "B moved its writes {after} ms after the decision; B's log:\n{}",
+        log.join("\n")
+    );
+    // B fenced the old primary (and recorded the change in its own config).
+    let s = status(&b)?;
+    ensure!(s["nodes"][0]["fenced"].is_string(), "{s}");
+    ensure!(primary_of(&s).as_deref() == Some(d.primary.as_str()), "{s}");
     Ok(())
 }
 

@@ -33,7 +33,7 @@ pub trait Prepared: Send {
 /// Attempt counters of one pool of an HTTP upstream, as the data plane counts them:
 /// every attempt to a backend of the pool, and those that failed (connect errors, timeouts,
 /// resets, 5xx responses). Both only grow; a reader takes differences.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PoolCounts {
     pub requests: u64,
     pub errors: u64,

@@ -34,6 +34,7 @@ pub fn status(state: &ApiState) -> Response<Body> {
             "last_reload_error": state.applier.last_error().as_deref(),
             "restart_required": restart_required,
             "store": state.applier.store().status(),
+            "flips": state.ops.flips.all(),
             "planes": planes,
         }),
     )

@@ -176,6 +176,10 @@ async fn run(
             {
                 Ok(started) => flip_response(started),
                 Err(FlipError::Apply(e)) => outcome_response(Err(e)),
+                Err(e @ FlipError::Unavailable(_)) => {
+                    let resp = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                    refused(state, &actor, action, resp)
+                }
                 Err(busy) => {
                     let body =
                         serde_json::json!({ "error": busy.to_string(), "flip": busy.current() });

@@ -4,8 +4,10 @@
 //! [`Flips`] owns the flips of the process: the latest one per upstream (for
 //! `GET /v1/upstreams/{name}/flip`) and a claim per upstream being verified, so two flips of
 //! one upstream never overlap. The verification itself runs in a task, see
-//! [`super::verify`]. Flips are not persisted: a restart forgets them and leaves the weights
-//! as the last applied config has them.
+//! [`super::verify`]. With a file store, flips are not persisted: a restart forgets them and
+//! leaves the weights as the last applied config has them. With a shared store the verifier
+//! holds the fleet's lease for the upstream and keeps the flip's state in etcd
+//! ([`super::ledger`]), so another node finishes it if this one dies.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use switchyard_config::Config;
 use time::OffsetDateTime;
 
 use super::flips::{finish, Claim, FlipState, FlipStatus, Flips};
+use super::ledger::{self, Shared};
 use super::request::FlipRequest;
 use super::verify::Verifier;
 use crate::applier::{Applier, ApplyError, ApplyOutcome, EditRequest};
@@ -40,6 +43,9 @@ pub enum FlipError {
     },
     #[error("{0}")]
     Apply(ApplyError),
+    /// The shared store could not be reached to take the flip's verifier lease.
+    #[error("config store unreachable, the flip's verifier lease cannot be taken: {0}")]
+    Unavailable(String),
 }
 
 impl FlipError {
@@ -47,7 +53,7 @@ impl FlipError {
     pub fn current(&self) -> Option<&FlipStatus> {
         match self {
             FlipError::Busy { current, .. } => current.as_deref(),
-            FlipError::Apply(_) => None,
+            FlipError::Apply(_) | FlipError::Unavailable(_) => None,
         }
     }
 }
@@ -69,6 +75,25 @@ impl Flips {
                 current: self.latest(upstream).map(Box::new),
             });
         };
+        // With a shared store, one node verifies a flip of this upstream for the whole fleet.
+        let mut shared = match applier.store().etcd().cloned() {
+            None => None,
+            Some(store) => match Shared::take(&store, upstream).await {
+                Ok(Some(s)) => Some(s),
+                Ok(None) => {
+                    claim.give_back();
+                    let current = ledger::read(&store, upstream).await;
+                    return Err(FlipError::Busy {
+                        upstream: upstream.to_string(),
+                        current: current.map(|r| Box::new(r.status)),
+                    });
+                }
+                Err(e) => {
+                    claim.give_back();
+                    return Err(FlipError::Unavailable(e));
+                }
+            },
+        };
         let detail =
             serde_json::json!({ "upstream": upstream, "to": req.to, "verify": req.verify });
         let edit = EditRequest {
@@ -88,10 +113,21 @@ impl Flips {
                 *crate::applier::lock(&plan) = Some(p);
                 Ok(text)
             })
-            .await
-            .map_err(FlipError::Apply)?;
+            .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(s) = shared.take() {
+                    s.release().await;
+                }
+                return Err(FlipError::Apply(e));
+            }
+        };
         let plan = plan.into_inner().unwrap_or_else(|p| p.into_inner());
         let (ApplyOutcome::Applied { after, .. }, Some(plan)) = (&outcome, plan) else {
+            if let Some(s) = shared.take() {
+                s.release().await;
+            }
             return Ok(FlipStarted {
                 outcome,
                 status: None,
@@ -112,6 +148,9 @@ impl Flips {
             reason: None,
             flip_version: after.snapshot.version,
             rollback_version: None,
+            verifier: shared
+                .as_ref()
+                .and_then(|_| applier.store().etcd().map(|s| s.node().to_string())),
         };
         tracing::info!(upstream, to = %req.to, version = status.flip_version, "flip applied; verifying");
         let baseline = traffic
@@ -120,12 +159,18 @@ impl Flips {
         match baseline {
             Some((traffic, baseline)) => {
                 self.record(status.clone());
+                if let Some(s) = shared.as_mut() {
+                    s.set_baseline(baseline);
+                    s.publish(&status).await;
+                }
                 let verifier = Verifier {
                     flips: self.clone(),
                     applier,
                     traffic,
                     status: status.clone(),
                     baseline,
+                    resume: None,
+                    shared,
                     _claim: claim,
                 };
                 tokio::spawn(verifier.run());
@@ -141,6 +186,10 @@ impl Flips {
                 tracing::warn!(upstream, to = %req.to, "{reason}");
                 finish(&mut status, FlipState::Unverified, reason);
                 self.record(status.clone());
+                if let Some(s) = shared {
+                    s.publish(&status).await;
+                    s.release().await;
+                }
             }
         }
         Ok(FlipStarted {

@@ -1,13 +1,15 @@
 //! [`Flips`]: the flips of the process, the latest one per upstream (for
-//! `GET /v1/upstreams/{name}/flip`) and a [`Claim`] per upstream being verified, so two flips
-//! of one upstream never overlap. Below both the flip operation ([`super::flip`]) and its
-//! verifier ([`super::verify`]); imports neither.
+//! `GET /v1/upstreams/{name}/flip`; with a shared store, also the ones other nodes verify)
+//! and a [`Claim`] per upstream being verified, so two flips of one upstream never overlap
+//! on this node (with a shared store, the verifier's lease keeps them apart on the fleet).
+//! Below the flip operation ([`super::flip`]), its verifier ([`super::verify`]) and the
+//! fleet's flip records ([`super::shared`]); imports none of them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::request::Verify;
@@ -17,7 +19,7 @@ use crate::applier::lock;
 pub const DEFAULT_POLL: Duration = Duration::from_millis(150);
 
 /// Where a flip is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlipState {
     /// Applied; the window is running.
@@ -47,7 +49,7 @@ impl FlipState {
 }
 
 /// A flip's progress or outcome, as `GET /v1/upstreams/{name}/flip` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlipStatus {
     pub upstream: String,
     pub to: String,
@@ -72,6 +74,10 @@ pub struct FlipStatus {
     /// The config version the flip applied, and the one its rollback applied.
     pub flip_version: u64,
     pub rollback_version: Option<u64>,
+    /// With a shared store, the node verifying the flip (the one that took it over, after
+    /// its first verifier died).
+    #[serde(default)]
+    pub verifier: Option<String>,
 }
 
 /// The flips of this process. Cheap to clone; clones share state.
@@ -113,6 +119,14 @@ impl Flips {
         lock(&self.inner.latest).get(upstream).cloned()
     }
 
+    /// The latest flip of every upstream that had one (with a shared store, the fleet's).
+    pub fn all(&self) -> BTreeMap<String, FlipStatus> {
+        lock(&self.inner.latest)
+            .iter()
+            .map(|(u, s)| (u.clone(), s.clone()))
+            .collect()
+    }
+
     /// Change the recorded status of `upstream`'s flip of `version`.
     pub(super) fn update(&self, upstream: &str, version: u64, f: impl FnOnce(&mut FlipStatus)) {
         if let Some(s) = lock(&self.inner.latest)
@@ -125,6 +139,26 @@ impl Flips {
 
     pub(super) fn record(&self, status: FlipStatus) {
         lock(&self.inner.latest).insert(status.upstream.clone(), status);
+    }
+
+    /// Take in a flip's state as the fleet's store has it (verified by another node, or
+    /// finished by one), unless this node verifies that upstream now or knows a newer flip.
+    pub(super) fn observe(&self, status: FlipStatus) {
+        if lock(&self.inner.verifying).contains(&status.upstream) {
+            return;
+        }
+        let mut latest = lock(&self.inner.latest);
+        let newer = latest
+            .get(&status.upstream)
+            .is_none_or(|s| s.flip_version <= status.flip_version);
+        if newer {
+            latest.insert(status.upstream.clone(), status);
+        }
+    }
+
+    /// Whether this node verifies a flip of `upstream` now.
+    pub(super) fn verifying(&self, upstream: &str) -> bool {
+        lock(&self.inner.verifying).contains(upstream)
     }
 }
 
@@ -147,6 +181,9 @@ pub(super) fn finish(status: &mut FlipStatus, state: FlipState, reason: String) 
 pub(super) struct Claim {
     flips: Flips,
     upstream: String,
+    /// Whether dropping it marks a flip still `verifying` as failed (not for a claim given
+    /// back before it verified anything).
+    armed: bool,
 }
 
 impl Claim {
@@ -156,7 +193,13 @@ impl Claim {
             .then(|| Claim {
                 flips: flips.clone(),
                 upstream: upstream.to_string(),
+                armed: true,
             })
+    }
+
+    /// Give the claim back before verifying anything: the flip shown stays as it is.
+    pub(super) fn give_back(mut self) {
+        self.armed = false;
     }
 }
 
@@ -164,7 +207,7 @@ impl Drop for Claim {
     fn drop(&mut self) {
         if let Some(s) = lock(&self.flips.inner.latest)
             .get_mut(&self.upstream)
-            .filter(|s| s.state == FlipState::Verifying)
+            .filter(|s| self.armed && s.state == FlipState::Verifying)
         {
             finish(
                 s,

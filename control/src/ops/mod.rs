@@ -6,19 +6,25 @@
 //! text (comments and layout kept, see [`switchyard_config::edit`]) through
 //! [`Applier::apply_edit`](crate::Applier::apply_edit), so it is validated, built, written
 //! back to the file, versioned, kept in the history and audited. What outlives a single
-//! request (a flip being verified) lives in [`Ops`], which the API state owns.
+//! request (a flip being verified) lives in [`Ops`], which the API state owns. With a shared
+//! store, a flip's verifier holds an etcd lease per upstream and keeps the flip's state in
+//! etcd, so another node finishes the verification if it dies ([`takeover`]).
 
 mod backends;
 mod flip;
 mod flips;
+mod ledger;
 mod request;
+mod takeover;
 mod verify;
 mod weights;
 
 pub use backends::set_backend_state;
 pub use flip::{FlipError, FlipStarted};
 pub use flips::{FlipState, FlipStatus, Flips};
+pub use ledger::FlipRecord;
 pub use request::{FlipRequest, Verify};
+pub use takeover::{takeover, TAKEOVER_EVERY};
 pub use weights::set_weights;
 
 /// Long-lived state of runtime operations, shared by every API request.

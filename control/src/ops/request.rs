@@ -3,16 +3,16 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest verification window accepted.
 pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How a flip is verified: within `window`, once the new pool has served `min_requests`,
 /// an error ratio above `max_error_ratio` rolls the flip back.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Verify {
-    #[serde(serialize_with = "ser_duration")]
+    #[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")]
     pub window: Duration,
     pub max_error_ratio: f64,
     pub min_requests: u64,
@@ -86,6 +86,12 @@ impl FlipRequest {
 
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))
+}
+
+/// The window as [`ser_duration`] writes it (a flip's state read back from the store).
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

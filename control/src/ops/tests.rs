@@ -314,6 +314,7 @@ fn status_json_has_the_documented_shape() {
         reason: Some("why".into()),
         flip_version: 2,
         rollback_version: Some(3),
+        verifier: None,
     };
     let v = serde_json::to_value(&status).unwrap_or_default();
     assert_eq!(v["state"], "rolled_back");
@@ -324,4 +325,9 @@ fn status_json_has_the_documented_shape() {
     assert_eq!(v["finished_at"], serde_json::Value::Null);
     assert_eq!(v["previous_weights"]["blue"], 100);
     assert_eq!(v["rollback_version"], 3);
+    let back: FlipStatus = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        back, status,
+        "a record read back from the store is the status written"
+    );
 }

@@ -1,5 +1,8 @@
 //! The flip verifier: a task that reads the new pool's traffic counters every poll interval
 //! for the flip's window, and rolls the flip back as soon as the pool's error ratio breaches.
+//! With a shared store it holds the fleet's verifier lease for the upstream and publishes
+//! its progress, so another node can finish the window if this one dies
+//! ([`super::ledger`], [`super::takeover`]).
 //!
 //! The judgement itself ([`judge`]) is a pure function of the counts seen since the flip
 //! and the [`Verify`] settings, so it is tested without clocks or traffic.
@@ -10,6 +13,7 @@ use switchyard_config::edit::{set_pool_weights, EditError};
 use tokio::time::Instant;
 
 use super::flips::{finish, Claim, FlipState, FlipStatus, Flips};
+use super::ledger::{Shared, PUBLISH_EVERY};
 use super::request::Verify;
 use crate::applier::{Applier, ApplyOutcome, EditRequest};
 use crate::history::{Actor, Origin};
@@ -77,6 +81,11 @@ impl Seen {
         }
     }
 
+    /// Counts resumed by another verifier: `total` seen so far, the counters now at `last`.
+    pub fn resume(last: PoolCounts, total: PoolCounts) -> Self {
+        Seen { last, total }
+    }
+
     pub fn update(&mut self, now: PoolCounts) {
         let delta = |now: u64, last: u64| now.checked_sub(last).unwrap_or(now);
         self.total.requests += delta(now.requests, self.last.requests);
@@ -85,7 +94,8 @@ impl Seen {
     }
 }
 
-/// One flip being verified. Owns the upstream's [`Claim`] until it ends.
+/// One flip being verified. Owns the upstream's [`Claim`] until it ends; with a shared
+/// store, also the fleet's verifier lease ([`Shared`]), and publishes its progress there.
 pub(super) struct Verifier {
     pub flips: Flips,
     pub applier: Arc<Applier>,
@@ -93,14 +103,23 @@ pub(super) struct Verifier {
     /// The flip as applied.
     pub status: FlipStatus,
     pub baseline: PoolCounts,
+    /// A verification taken over from a verifier that died: when the window ends, and the
+    /// counts seen so far.
+    pub resume: Option<(Instant, Seen)>,
+    pub shared: Option<Shared>,
     pub _claim: Claim,
 }
 
 impl Verifier {
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let (upstream, pool) = (self.status.upstream.clone(), self.status.to.clone());
-        let deadline = Instant::now() + self.status.verify.window;
-        let mut seen = Seen::new(self.baseline);
+        let (deadline, mut seen) = self.resume.take().unwrap_or_else(|| {
+            (
+                Instant::now() + self.status.verify.window,
+                Seen::new(self.baseline),
+            )
+        });
+        let mut published = Instant::now();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(self.flips.poll().min(left)).await;
@@ -109,27 +128,52 @@ impl Verifier {
                     "pool {pool:?} of upstream {upstream:?} no longer has traffic counters (removed from the config?)"
                 );
                 tracing::warn!(%upstream, %pool, "flip verification stopped: {reason}");
-                self.end(FlipState::Failed, reason, None);
-                return;
+                return self.end(FlipState::Failed, reason, None).await;
             };
             seen.update(counts);
             let version = self.status.flip_version;
             self.flips.update(&upstream, version, |s| {
                 (s.requests, s.errors) = (seen.total.requests, seen.total.errors);
             });
+            if published.elapsed() >= PUBLISH_EVERY {
+                if !self.publish().await {
+                    tracing::warn!(%upstream, %pool, "this node lost the flip's verifier lease; another node finishes the verification");
+                    return;
+                }
+                published = Instant::now();
+            }
             let window_over = Instant::now() >= deadline;
             match judge(seen.total, &self.status.verify, &pool, window_over) {
                 Verdict::Continue => {}
-                Verdict::Breach(reason) => return self.roll_back(reason).await,
+                Verdict::Breach(reason) => {
+                    if self.shared.as_ref().is_some_and(|s| !s.valid()) {
+                        tracing::warn!(%upstream, "breach seen, but the verifier lease may have run out: not rolling back; another node finishes the verification");
+                        return;
+                    }
+                    return self.roll_back(reason).await;
+                }
                 Verdict::Verified(reason) => {
                     tracing::info!(%upstream, %pool, "flip verified: {reason}");
-                    return self.end(FlipState::Verified, reason, None);
+                    return self.end(FlipState::Verified, reason, None).await;
                 }
                 Verdict::Unverified(reason) => {
                     tracing::warn!(%upstream, %pool, "flip not verified: {reason}");
-                    return self.end(FlipState::Unverified, reason, None);
+                    return self.end(FlipState::Unverified, reason, None).await;
                 }
             }
+        }
+    }
+
+    /// Write this node's view of the flip to the store (with a shared store). `false` when
+    /// the lease is lost.
+    async fn publish(&self) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let version = self.status.flip_version;
+        match self.flips.latest(&self.status.upstream) {
+            Some(s) if s.flip_version == version => shared.publish(&s).await,
+            _ => true,
         }
     }
 
@@ -172,11 +216,11 @@ impl Verifier {
                 metrics::counter!("switchyard_http_flip_rollbacks_total", "upstream" => upstream.to_string())
                     .increment(1);
                 let version = after.snapshot.version;
-                self.end(FlipState::RolledBack, reason, Some(version));
+                self.end(FlipState::RolledBack, reason, Some(version)).await;
             }
             Ok(_) => {
                 let reason = format!("{reason} (the previous weights were already in place)");
-                self.end(FlipState::RolledBack, reason, None);
+                self.end(FlipState::RolledBack, reason, None).await;
             }
             Err(e) => {
                 tracing::error!(upstream, "flip rollback refused: {e}");
@@ -184,17 +228,26 @@ impl Verifier {
                     FlipState::Failed,
                     format!("{reason}; rollback refused: {e}"),
                     None,
-                );
+                )
+                .await;
             }
         }
     }
 
-    fn end(&self, state: FlipState, reason: String, rollback_version: Option<u64>) {
+    /// Record the outcome (here, and with a shared store for the fleet), and give the
+    /// verifier lease back.
+    async fn end(mut self, state: FlipState, reason: String, rollback_version: Option<u64>) {
         let version = self.status.flip_version;
         self.flips.update(&self.status.upstream, version, |s| {
             s.rollback_version = rollback_version;
             finish(s, state, reason);
         });
+        if !self.publish().await {
+            tracing::warn!(upstream = %self.status.upstream, "the flip's outcome could not be recorded in the store (the verifier lease was lost)");
+        }
+        if let Some(shared) = self.shared.take() {
+            shared.release().await;
+        }
     }
 }
 

@@ -197,7 +197,7 @@ impl EtcdStore {
 
     /// Run `call` with a fresh client handle; on failure retry once (the balancer may have
     /// picked a dead member), then report the store unreachable.
-    async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, String>
+    pub(super) async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, String>
     where
         F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -333,7 +333,7 @@ impl EtcdStore {
     }
 
     /// Every value under `prefix` that parses as `T`, in key order.
-    async fn json_under<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn json_under<T: serde::de::DeserializeOwned>(
         &self,
         prefix: String,
         what: &str,

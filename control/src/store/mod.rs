@@ -7,13 +7,15 @@
 //!   compare-and-swap on its `mod_revision`, its history is kept as keys beside it, every
 //!   node watches it and applies it through the single writer ([`sync`]), and registers
 //!   itself with a lease ([`fleet`]), publishing its traffic counters so a flip is
-//!   verified on the whole fleet's traffic ([`traffic`]).
+//!   verified on the whole fleet's traffic ([`traffic`]); a job one node does for the fleet
+//!   (verifying a flip) is held under a lease ([`hold`]).
 //!
 //! The data planes never wait on the store: they run the last applied config from memory.
 
 pub mod drain;
 pub mod etcd;
 pub mod fleet;
+pub mod hold;
 pub mod record;
 pub mod sync;
 pub mod traffic;

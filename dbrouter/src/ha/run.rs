@@ -1,5 +1,6 @@
 //! The plane's high-availability tasks: the node monitor's supervisor and, beside it, the
-//! failover watcher, which stops with it.
+//! failover watcher and the watches of other Switchyards' failover decisions, which stop
+//! with it.
 
 use tokio::task::JoinHandle;
 
@@ -17,5 +18,6 @@ pub async fn run(ha: Ha) {
         }
     }
     let _failover = AbortOnDrop(tokio::spawn(failover::run(ha.clone())));
+    let _follow = AbortOnDrop(tokio::spawn(failover::follow(ha.clone())));
     monitor::run(ha.live, ha.monitor).await;
 }

@@ -1,51 +1,88 @@
-//! Who may promote: the etcd failover lease (`failover.etcd`), and adopting a replica that
+//! Who may promote: the etcd failover lease (`failover.etcd`: taken, checked before the
+//! promotion, the decision recorded under it, given back), and adopting a replica that
 //! another Switchyard (or an operator) has promoted already, so that several Switchyards
 //! watching one cluster never promote two nodes.
 
 use switchyard_config::Address;
 
-use super::lease::{self, Arbiter, Claim};
+use super::lease::{self, Arbiter, Claim, Decision};
 use super::probe::ReplicaReport;
 use super::procedure::{Procedure, Request};
 
 impl Procedure<'_> {
     /// With `failover.etcd`, take the cluster's failover lease before promoting (automatic
     /// failovers only: an operator's promote or switchover is the operator's decision).
-    /// Without the lease, nothing is promoted.
-    pub(super) async fn claim(&mut self) -> Result<(), String> {
+    /// Without the lease, nothing is promoted. `Ok(Some(node))`: the lease was free, but the
+    /// failure of this primary was decided already (by a Switchyard that has given the lease
+    /// back since): `node` is the primary to adopt.
+    pub(super) async fn claim(&mut self) -> Result<Option<Address>, String> {
         let Some(etcd) = &self.rt.config.failover.etcd else {
-            return Ok(());
+            return Ok(None);
         };
         if !matches!(self.req, Request::Failover { .. }) {
-            return Ok(());
+            return Ok(None);
         }
-        let arbiter = Arbiter::new(etcd);
+        let unreachable = |e: String| {
+            let why = format!("etcd cannot be reached for the failover lease ({e}): not promoting");
+            self.state.hold_back(why.clone());
+            why
+        };
+        let arbiter = Arbiter::connect(etcd).await.map_err(unreachable)?;
         match arbiter.claim(&self.rt.name, &lease::identity()).await {
-            Ok(Claim::Won { lease }) => {
+            Ok(Claim::Won(lease, Some(d))) if d.old_primary == self.rt.primary.to_string() => {
+                let _ = arbiter.revoke(lease.id).await;
+                switchyard_config::parse_address(&d.primary)
+                    .map(Some)
+                    .map_err(|why| format!("etcd's decision names {:?}: {why}", d.primary))
+            }
+            Ok(Claim::Won(lease, _)) => {
                 self.lease = Some((arbiter, lease));
-                Ok(())
+                Ok(None)
             }
             Ok(Claim::Lost { holder }) => Err(format!(
                 "{holder} holds the failover lease of cluster {:?}: it promotes, this Switchyard follows",
                 self.rt.name
             )),
-            Err(e) => {
-                let why = format!("etcd cannot be reached for the failover lease ({e}): not promoting");
-                self.state.hold_back(why.clone());
-                Err(why)
-            }
+            Err(e) => Err(unreachable(e)),
         }
     }
 
-    /// Record the decision in etcd and give the lease back, if one was taken.
-    pub(super) async fn release(&mut self, primary: &Address) {
+    /// Before promoting: the lease, if one was taken, must still run on this process's
+    /// clock (a holder that stalled past its TTL may have been replaced).
+    pub(super) fn still_holder(&self) -> Result<(), String> {
+        match &self.lease {
+            Some((_, lease)) if !lease.valid() => Err(format!(
+                "the failover lease of cluster {:?} ran out before the promotion: not promoting",
+                self.rt.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Record the decision in etcd (fenced by the lease: every sidecar watching the cluster
+    /// follows it at once), if a lease was taken.
+    pub(super) async fn record(&mut self, old: &Address, primary: &Address) {
+        let Some((arbiter, lease)) = &self.lease else {
+            return;
+        };
+        let decision = Decision {
+            primary: primary.to_string(),
+            old_primary: old.to_string(),
+            by: lease::identity(),
+            at_ms: lease::now_ms(),
+            reason: self.attempt.reason.clone(),
+        };
+        if let Err(e) = arbiter.record(&self.rt.name, lease, &decision).await {
+            tracing::error!(cluster = %self.rt.name, error = %e, "recording the failover in etcd failed: the other sidecars follow on their own checks");
+        }
+    }
+
+    /// Give the lease back, if one was taken.
+    pub(super) async fn release(&mut self) {
         let Some((arbiter, lease)) = self.lease.take() else {
             return;
         };
-        if let Err(e) = arbiter.record(&self.rt.name, &primary.to_string()).await {
-            tracing::warn!(cluster = %self.rt.name, error = %e, "recording the failover in etcd failed");
-        }
-        if let Err(e) = arbiter.revoke(&lease).await {
+        if let Err(e) = arbiter.revoke(lease.id).await {
             tracing::warn!(cluster = %self.rt.name, error = %e, "giving the failover lease back failed (it expires by itself)");
         }
     }

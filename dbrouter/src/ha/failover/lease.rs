@@ -1,136 +1,325 @@
 //! The failover lease in etcd (`failover.etcd`): when several Switchyards watch one cluster
 //! (a sidecar beside each application instance), the one that creates the key
-//! `<prefix>/<cluster>/leader`, bound to a lease of `lease_ttl`, is the only one that may
-//! promote; the others stand back and adopt the promoted node on their next attempt. This is
+//! `<prefix>/<cluster>/leader`, bound to an etcd lease of `lease_ttl`, is the only one that
+//! may promote; the others stand back, and learn the outcome from the decision it writes
+//! (`<prefix>/<cluster>/decision`, watched by every sidecar: [`super::follow`]). This is
 //! Patroni's leader key, held only for the length of a failover. No lease (etcd unreachable)
 //! means no promotion: a partition must not produce two primaries.
 //!
-//! Spoken over etcd's v3 JSON gateway (`/v3/lease/grant`, `/v3/kv/txn`, `/v3/kv/put`,
-//! `/v3/lease/revoke`) with hyper, keys and values base64 as the gateway wants them; the
-//! endpoints are tried in order.
+//! Spoken over gRPC with the `etcd-client` crate: a real lease grant, renewed by a task every
+//! third of its TTL while held ([`Lease`]), and transactions: the leader key is created only
+//! while its create revision is 0, and the decision is written only while the leader key
+//! still has the create revision this holder made (revision fencing: a holder whose lease
+//! ran out and was taken over writes nothing).
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{json, Value};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchStream,
+};
+use serde::{Deserialize, Serialize};
 use switchyard_config::EtcdSettings;
+use tokio::task::JoinHandle;
 
 /// Longest one request to etcd may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// etcd 3.4 drops clients that ping more often than every 5 s.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// Tries per call: the client balances over the endpoints and does not retry on another one
+/// by itself, so a dead member fails some calls that a second try sends elsewhere.
+const ATTEMPTS: usize = 3;
+
+/// How much of the lease must be left, on this process's own clock, for the holder to act.
+const SAFETY_MARGIN: Duration = Duration::from_millis(500);
+
 /// The outcome of a claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This Switchyard holds the lease (its id).
-    Won { lease: String },
+    /// This Switchyard holds the lease; the latest decision recorded, if any (read in the
+    /// same transaction: one about the same failed primary means it was decided already).
+    Won(Lease, Option<Decision>),
     /// Another one does: its identity as it wrote it.
     Lost { holder: String },
 }
 
+/// What the holder of the lease decided, as written to `<prefix>/<cluster>/decision`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The promoted node.
+    pub primary: String,
+    /// The failed primary it replaces: fenced on every sidecar.
+    pub old_primary: String,
+    /// The deciding Switchyard ([`identity`]).
+    pub by: String,
+    /// When it decided, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub reason: String,
+}
+
+/// A held failover lease. Renewed by a task every third of its TTL until dropped (the task
+/// stops with it); [`Lease::valid`] says whether the holder may still act.
+pub struct Lease {
+    pub id: i64,
+    /// The leader key's create revision: every write made as the holder compares it.
+    pub revision: i64,
+    ttl: Duration,
+    /// When the last renewal that etcd acknowledged was sent (this process's monotonic clock).
+    acked: Arc<Mutex<Instant>>,
+    keeper: JoinHandle<()>,
+}
+
+impl Lease {
+    /// Whether the lease certainly still runs: less than its TTL (minus a margin) has passed
+    /// since the last renewal etcd acknowledged was sent.
+    pub fn valid(&self) -> bool {
+        lock(&self.acked).elapsed() + SAFETY_MARGIN < self.ttl
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
 /// A client of the etcd cluster named in the config.
 pub struct Arbiter {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client,
     settings: EtcdSettings,
 }
 
 impl Arbiter {
-    pub fn new(settings: &EtcdSettings) -> Self {
-        Arbiter {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+    /// Set up a client (the channel connects on first use, so this only fails on bad
+    /// endpoints).
+    pub async fn connect(settings: &EtcdSettings) -> Result<Arbiter, String> {
+        let opts = ConnectOptions::new()
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_connect_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(PING_EVERY, REQUEST_TIMEOUT)
+            .with_require_leader(true);
+        let client = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            Client::connect(&settings.endpoints, Some(opts)),
+        )
+        .await
+        .map_err(|_| "connecting to etcd timed out".to_string())?
+        .map_err(|e| format!("cannot connect to etcd: {e}"))?;
+        Ok(Arbiter {
+            client,
             settings: settings.clone(),
+        })
+    }
+
+    pub fn key(&self, cluster: &str, name: &str) -> String {
+        format!("{}/{cluster}/{name}", self.settings.prefix)
+    }
+
+    /// Try to become the one Switchyard that fails `cluster` over, as `me`.
+    pub async fn claim(&self, cluster: &str, me: &str) -> Result<Claim, String> {
+        let ttl = self.settings.lease_ttl.max(Duration::from_secs(2));
+        let sent = Instant::now();
+        let secs = ttl.as_secs() as i64;
+        let grant = self
+            .retry("lease grant", |mut c| async move {
+                c.lease_grant(secs, None).await
+            })
+            .await?;
+        let id = grant.id();
+        let key = self.key(cluster, "leader");
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(vec![
+                TxnOp::put(key.clone(), me, Some(PutOptions::new().with_lease(id))),
+                TxnOp::get(self.key(cluster, "decision"), None),
+            ])
+            .or_else(vec![TxnOp::get(key.clone(), None)]);
+        // A retried transaction that had been applied finds the key under this lease.
+        let answer = match self
+            .retry("taking the leader key", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self.revoke(id).await;
+                return Err(e);
+            }
+        };
+        let got = |answer: &etcd_client::TxnResponse| {
+            answer.op_responses().into_iter().find_map(|r| match r {
+                TxnOpResponse::Get(g) => g
+                    .kvs()
+                    .first()
+                    .map(|kv| (kv.value().to_vec(), kv.lease(), kv.create_revision())),
+                _ => None,
+            })
+        };
+        let ours = got(&answer).filter(|(_, lease, _)| !answer.succeeded() && *lease == id);
+        if answer.succeeded() || ours.is_some() {
+            let decided = match ours {
+                Some(_) => None,
+                None => got(&answer).and_then(|(v, _, _)| serde_json::from_slice(&v).ok()),
+            };
+            let revision = match ours {
+                Some((_, _, created)) => created,
+                None => answer.header().map_or(0, |h| h.revision()),
+            };
+            let acked = Arc::new(Mutex::new(sent));
+            let keeper = tokio::spawn(keep_alive(self.client.clone(), id, ttl, acked.clone()));
+            let lease = Lease {
+                id,
+                revision,
+                ttl,
+                acked,
+                keeper,
+            };
+            return Ok(Claim::Won(lease, decided));
+        }
+        let _ = self.revoke(id).await;
+        let holder = got(&answer).map_or_else(
+            || "unknown".into(),
+            |(v, _, _)| String::from_utf8_lossy(&v).into_owned(),
+        );
+        Ok(Claim::Lost { holder })
+    }
+
+    /// Record `decision`: `<prefix>/<cluster>/primary` (the new primary's address, for
+    /// operators and tools) and `<prefix>/<cluster>/decision` (what the other sidecars
+    /// follow), in one transaction that applies only while `lease` still holds the leader
+    /// key.
+    pub async fn record(
+        &self,
+        cluster: &str,
+        lease: &Lease,
+        decision: &Decision,
+    ) -> Result<(), String> {
+        let leader = self.key(cluster, "leader");
+        let value = serde_json::to_string(decision).map_err(|e| e.to_string())?;
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                leader,
+                CompareOp::Equal,
+                lease.revision,
+            )])
+            .and_then(vec![
+                TxnOp::put(
+                    self.key(cluster, "primary"),
+                    decision.primary.as_str(),
+                    None,
+                ),
+                TxnOp::put(self.key(cluster, "decision"), value, None),
+            ]);
+        let answer = self
+            .retry("recording the decision", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        if answer.succeeded() {
+            Ok(())
+        } else {
+            Err("the failover lease ran out and the leader key changed hands: the decision was not recorded".into())
         }
     }
 
-    fn key(&self, cluster: &str, name: &str) -> String {
-        B64.encode(format!("{}/{cluster}/{name}", self.settings.prefix))
+    /// Give the lease (and with it the leader key) back.
+    pub async fn revoke(&self, id: i64) -> Result<(), String> {
+        self.retry(
+            "lease revoke",
+            |mut c| async move { c.lease_revoke(id).await },
+        )
+        .await
+        .map(|_| ())
     }
 
-    /// POST `body` to `path` on the first endpoint that answers.
-    async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
-        let mut last = String::from("no etcd endpoint");
-        for endpoint in &self.settings.endpoints {
-            let req = hyper::Request::post(format!("{endpoint}{path}"))
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body.to_string())))
-                .map_err(|e| e.to_string())?;
-            let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
-                let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
-                let status = resp.status();
-                let bytes = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .to_bytes();
-                let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-                if status.is_success() {
-                    Ok(v)
-                } else {
-                    Err(format!("{status}: {v}"))
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
-            match answer {
+    /// Run `call` on the client, up to [`ATTEMPTS`] times until it succeeds.
+    async fn retry<T, F, Fut>(&self, what: &str, call: F) -> Result<T, String>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            match call(self.client.clone()).await {
                 Ok(v) => return Ok(v),
-                Err(e) => last = format!("{endpoint}: {e}"),
+                Err(e) => last = format!("{what}: {e}"),
             }
         }
         Err(last)
     }
 
-    /// Try to become the one Switchyard that fails `cluster` over, as `me`.
-    pub async fn claim(&self, cluster: &str, me: &str) -> Result<Claim, String> {
-        let ttl = self.settings.lease_ttl.as_secs().max(2);
-        let grant = self.post("/v3/lease/grant", json!({ "TTL": ttl })).await?;
-        let lease = grant["ID"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| grant["ID"].as_i64().map(|i| i.to_string()))
-            .ok_or_else(|| format!("no lease ID in {grant}"))?;
-        let key = self.key(cluster, "leader");
-        let txn = json!({
-            "compare": [{ "key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
-            "success": [{ "request_put": { "key": key, "value": B64.encode(me), "lease": lease } }],
-            "failure": [{ "request_range": { "key": key } }],
-        });
-        let answer = self.post("/v3/kv/txn", txn).await?;
-        if answer["succeeded"].as_bool() == Some(true) {
-            return Ok(Claim::Won { lease });
-        }
-        let _ = self.revoke(&lease).await;
-        let holder = answer["responses"][0]["response_range"]["kvs"][0]["value"]
-            .as_str()
-            .and_then(|v| B64.decode(v).ok())
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_else(|| "unknown".into());
-        Ok(Claim::Lost { holder })
+    /// The store revision now (a linearizable read of `key`'s header).
+    pub async fn revision(&self, key: &str) -> Result<i64, String> {
+        let resp = self
+            .retry("reading the decision", |mut c| async move {
+                c.get(key, Some(GetOptions::new().with_keys_only())).await
+            })
+            .await?;
+        Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
-    /// Record the decision (`<prefix>/<cluster>/primary`), durable, for operators and tools.
-    pub async fn record(&self, cluster: &str, primary: &str) -> Result<(), String> {
-        let put = json!({ "key": self.key(cluster, "primary"), "value": B64.encode(primary) });
-        self.post("/v3/kv/put", put).await.map(|_| ())
-    }
-
-    /// Give the lease (and with it the leader key) back.
-    pub async fn revoke(&self, lease: &str) -> Result<(), String> {
-        self.post("/v3/lease/revoke", json!({ "ID": lease }))
+    /// Watch `key` from store revision `start` on.
+    pub async fn watch(&self, key: &str, start: i64) -> Result<WatchStream, String> {
+        self.client
+            .clone()
+            .watch(key, Some(WatchOptions::new().with_start_revision(start)))
             .await
-            .map(|_| ())
+            .map_err(|e| format!("watching {key}: {e}"))
     }
 }
 
-/// Who this process is, as written in the leader key.
+/// Renew lease `id` every third of `ttl`, noting in `acked` when each renewal that etcd
+/// acknowledged was sent. The lease is held for one failover (seconds), so each renewal
+/// opens its own keep-alive stream; a lease etcd says is gone is left to run out
+/// ([`Lease::valid`] turns false).
+async fn keep_alive(client: Client, id: i64, ttl: Duration, acked: Arc<Mutex<Instant>>) {
+    let every = ttl / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let sent = Instant::now();
+        let renewal = async {
+            let (mut keeper, mut replies) = client.clone().lease_keep_alive(id).await?;
+            keeper.keep_alive().await?;
+            replies.message().await
+        };
+        match tokio::time::timeout(every, renewal).await {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => *lock(&acked) = sent,
+            Ok(Ok(_)) => {
+                tracing::warn!(lease = id, "the failover lease is gone in etcd");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(lease = id, error = %e, "renewing the failover lease failed")
+            }
+            Err(_) => tracing::warn!(lease = id, "renewing the failover lease timed out"),
+        }
+    }
+}
+
+/// Who this process is, as written in the leader key and the decision.
 pub fn identity() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown-host".into());
     format!("switchyard@{host}/{}", std::process::id())
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -21,6 +21,10 @@
 //!   `failover.write_pause_timeout`, [`Failovers::wait_idle`]); reads keep flowing to healthy
 //!   replicas.
 //!
+//! - With `failover.etcd`, only the holder of an etcd lease promotes ([`lease`]); it writes
+//!   its decision to etcd, and every other sidecar of the cluster follows it through a watch
+//!   ([`follow`]): the old primary is fenced everywhere within the watch's delay.
+//!
 //! State here is per cluster name and outlives reloads, like the monitor's.
 
 //!
@@ -32,6 +36,7 @@
 pub mod apply;
 mod arbitration;
 pub mod conninfo;
+mod follow;
 pub mod lease;
 pub mod probe;
 pub mod procedure;
@@ -42,6 +47,7 @@ mod state;
 mod switchover;
 
 pub use apply::{apply_roles, check_fences, install};
+pub use follow::run as follow;
 pub use procedure::{start, Outcome, Request};
 pub use rejoin::{rejoin, Refusal};
 pub use roles::{change_roles, FailoverSink, RoleChange};

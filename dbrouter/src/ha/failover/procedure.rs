@@ -14,7 +14,7 @@ use switchyard_config::{Address, NodeRole};
 use tokio::task::JoinSet;
 
 use super::apply::apply_roles;
-use super::lease::Arbiter;
+use super::lease::{Arbiter, Lease};
 use super::probe::{self, NodeLogin, ReplicaReport};
 use super::roles::RoleChange;
 use super::state::{Attempt, ClusterFailover, Phase};
@@ -126,9 +126,7 @@ pub fn start(
         };
         let result = procedure.run().await;
         // A lease still held means the attempt stopped half way: give it back at once.
-        if let Some((arbiter, lease)) = procedure.lease.take() {
-            let _ = arbiter.revoke(&lease).await;
-        }
+        procedure.release().await;
         attempt.duration_ms = began.elapsed().as_millis() as u64;
         let outcome = match result {
             Ok(()) => "ok".to_string(),
@@ -170,7 +168,7 @@ pub fn start(
 
 pub(super) struct Procedure<'a> {
     /// The etcd failover lease, while held.
-    pub(super) lease: Option<(Arbiter, String)>,
+    pub(super) lease: Option<(Arbiter, Lease)>,
     pub(super) ha: &'a Ha,
     pub(super) rt: &'a ClusterRuntime,
     pub(super) state: &'a ClusterFailover,
@@ -204,7 +202,11 @@ impl Procedure<'_> {
         if let Request::Failover { .. } = self.req {
             self.second_opinion(&old, &reports)?;
         }
-        let chosen = match self.adopt(&reports)? {
+        let adopted = match self.adopt(&reports)? {
+            Some(promoted) => Some(promoted),
+            None => self.claim().await?,
+        };
+        let chosen = match adopted {
             Some(promoted) => {
                 // Another Switchyard (a sidecar beside another application instance) has
                 // promoted it already: follow, do not promote a second one.
@@ -214,10 +216,10 @@ impl Procedure<'_> {
                 promoted
             }
             None => {
-                self.claim().await?;
                 let chosen = self.choose(&reports, target.as_ref())?;
                 self.attempt.new_primary = Some(chosen.to_string());
                 self.state.set_phase(Phase::Promoting);
+                self.still_holder()?;
                 let t = Instant::now();
                 probe::promote(&self.login(&chosen)?, PROMOTE_LIMIT)
                     .await
@@ -258,8 +260,10 @@ impl Procedure<'_> {
         // Writes go to the new primary now, whatever the config's writer takes to record it.
         apply_roles(&self.ha.live, &self.ha.failovers, &change)?;
         self.ha.pools.get(&self.rt.name, &old.to_string()).clear();
+        // Then every other sidecar of the cluster: they watch the decision.
+        self.record(&old, &chosen).await;
+        self.release().await;
         self.repoint(&chosen, &reports).await;
-        self.release(&chosen).await;
         if let Some(sink) = self.ha.failovers.sink() {
             match sink.apply(change).await {
                 Ok(v) => self.attempt.config_version = Some(v),

@@ -124,14 +124,20 @@ impl ClusterFailover {
     /// End the running attempt, recording it (when given). Paused writes wake.
     pub fn end(&self, attempt: Option<Attempt>) {
         if let Some(a) = attempt {
-            let mut h = lock(&self.history);
-            h.push_back(a);
-            while h.len() > HISTORY_LEN {
-                h.pop_front();
-            }
+            self.remember(a);
         }
         *lock(&self.last_end) = Some(Instant::now());
         self.phase.send_replace(None);
+    }
+
+    /// Keep `attempt` in the history without touching the phase (a decision of another
+    /// Switchyard, followed).
+    pub fn remember(&self, attempt: Attempt) {
+        let mut h = lock(&self.history);
+        h.push_back(attempt);
+        while h.len() > HISTORY_LEN {
+            h.pop_front();
+        }
     }
 
     /// Record what the primary said about its synchronous standbys.

@@ -295,7 +295,8 @@ impl TxRelay<'_> {
         Ok(true)
     }
 
-    /// A connection to the primary. While a failover runs, it waits for it; when the primary
+    /// A connection to the primary. While a failover runs, it waits for it (or until it has
+    /// moved the primary); when the primary
     /// cannot be reached and `failover.auto_promote` is on, it waits for the failover that
     /// follows, and connects to the new primary. Both waits together last at most
     /// `failover.write_pause_timeout`.
@@ -307,10 +308,16 @@ impl TxRelay<'_> {
         let mut live = self.up.live();
         let settings = live.config.failover.clone();
         let deadline = Instant::now() + settings.write_pause_timeout;
-        if verdicts.failover_running(cluster) {
-            verdicts
-                .wait_failover(cluster, settings.write_pause_timeout)
-                .await;
+        // Until the failover ends or moves the primary: once the write route has moved
+        // (before the replicas are re-pointed and the config is written, or at once when
+        // another Switchyard's decision is followed), writes go to the new primary.
+        let before = live.primary.clone();
+        while verdicts.failover_running(cluster) && live.primary == before {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            verdicts.wait_failover(cluster, left.min(WAIT_STEP)).await;
             live = self.up.live();
         }
         loop {
