@@ -14,7 +14,8 @@
 # table gives the instructions (Ir) of both windows and (run - idle) / transactions.
 #
 # Knobs: TX (3000 transactions per run), WORKLOADS ("select:simple select:prepared
-# tpcb:extended"), CLIENTS (1), OUT (target/bench-callgrind/<time>: callgrind files, logs).
+# tpcb:extended"), CLIENTS (1), SPLIT (classify: see the config below), OUT
+# (target/bench-callgrind/<time>: callgrind files, logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 SWITCHYARD_BIN [SWITCHYARD_BIN...]" >&2; exit 2; }
@@ -41,10 +42,15 @@ finish() {
 trap finish EXIT
 
 free_ports() { python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
+s=[socket.socket() for _ in range(4)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(*(x.getsockname()[1] for x in s))'; }
-read -r db_port router_port control_port < <(free_ports)
+read -r db_port router_port control_port nothing_port < <(free_ports)
+# SPLIT=classify: a replica node where nothing listens, so that every turn is classified
+# (and, the replica being down, sent to the primary); otherwise none, and with no replica
+# the router classifies nothing.
+replica=""
+[ "${SPLIT:-}" = classify ] && replica=", { addr = \"127.0.0.1:$nothing_port\", role = \"replica\" }"
 
 secret=cg-$RANDOM$RANDOM
 echo "$secret" >"$tmp/pw" && chmod 644 "$tmp/pw"
@@ -65,7 +71,7 @@ audit_log = "audit.jsonl"
 name = "cg"
 listen = "127.0.0.1:$router_port"
 pool_mode = "transaction"
-nodes = [{ addr = "127.0.0.1:$db_port", role = "primary" }]
+nodes = [{ addr = "127.0.0.1:$db_port", role = "primary" }$replica]
 users = [{ name = "postgres", password_env = "CG_PASSWORD" }]
 failover = { check_interval = "1h" }
 TOML

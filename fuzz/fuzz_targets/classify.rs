@@ -5,7 +5,8 @@
 //!   the target and the transaction effect, and a second `classify` (a cache hit) gives the
 //!   same decision, also with a tiny cache that evicts all the time;
 //! - the cache key (the text with its literals' values out) is sound: the same text with
-//!   other literal values has the same key and the same decision from the parse;
+//!   other literal values has the same key and the same decision from the parse, and a key
+//!   is its own key;
 //! - a statement sent to a replica never writes: `pg_query` parses it, every statement is
 //!   a `SELECT`, `SHOW`, `EXPLAIN` of a `SELECT`, `COPY … TO STDOUT`, transaction control or
 //!   `SET TRANSACTION`, no node anywhere is an `INSERT`/`UPDATE`/`DELETE`/`MERGE`, no
@@ -81,6 +82,10 @@ fuzz_target!(|data: &[u8]| {
     );
     // The cache is keyed by the text with its literals' values out: other values must not
     // change the parse's decision (and `first` above may be another input's cached one).
+    // A key is its own key: the exact-text lookup that comes first finds only entries of
+    // texts that share this text's key.
+    let key = cache_key(sql);
+    assert_eq!(cache_key(&key), key, "a key that is not its own key, for {sql:?}");
     if let Some(other) = with_other_literals(sql) {
         assert_eq!(
             cache_key(&other),

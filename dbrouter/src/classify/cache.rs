@@ -89,9 +89,9 @@ impl DecisionCache {
         &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
-    /// The cached decision for exactly `sql`, marking it recently used; counted as a hit
-    /// or a miss.
-    pub(super) fn get(&self, sql: &str) -> Option<Decision> {
+    /// The cached decision for exactly `sql`, marking it recently used; counted as a hit,
+    /// or as a miss when `final_try` (not when another key is tried next).
+    pub(super) fn get(&self, sql: &str, final_try: bool) -> Option<Decision> {
         let hash = self.hasher.hash_one(sql);
         let shard = self
             .shard(hash)
@@ -103,7 +103,9 @@ impl DecisionCache {
             .map(|&i| &shard.slots[i])
             .filter(|s| *s.text == *sql);
         let Some(slot) = found else {
-            shard.misses.fetch_add(1, Ordering::Relaxed);
+            if final_try {
+                shard.misses.fetch_add(1, Ordering::Relaxed);
+            }
             return None;
         };
         shard.hits.fetch_add(1, Ordering::Relaxed);
@@ -225,10 +227,10 @@ mod tests {
         let cache = DecisionCache::new(&limits(1024));
         cache.insert("SELECT a FROM t", &Decision::replica(Reason::Read));
         assert_eq!(
-            cache.get("SELECT a FROM t"),
+            cache.get("SELECT a FROM t", true),
             Some(Decision::replica(Reason::Read))
         );
-        assert_eq!(cache.get("SELECT b FROM t"), None);
+        assert_eq!(cache.get("SELECT b FROM t", true), None);
         assert_eq!(cache.counts(), (1, 1, 1));
     }
 
@@ -238,7 +240,7 @@ mod tests {
         cache.insert("hot", &Decision::replica(Reason::Read));
         for i in 0..10_000 {
             assert!(
-                cache.get("hot").is_some(),
+                cache.get("hot", true).is_some(),
                 "hot entry evicted after {i} inserts"
             );
             cache.insert(&format!("SELECT {i}"), &Decision::replica(Reason::Read));
@@ -260,6 +262,6 @@ mod tests {
         let held: usize = cache.shards.iter().map(|s| s.read().unwrap().bytes).sum();
         assert!(held <= SHARDS * 4096, "{held} bytes");
         cache.insert(&"x".repeat(4000), &Decision::primary(Reason::Write));
-        assert_eq!(cache.get(&"x".repeat(4000)), None);
+        assert_eq!(cache.get(&"x".repeat(4000), true), None);
     }
 }

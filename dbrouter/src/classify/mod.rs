@@ -126,8 +126,15 @@ impl Classifier {
         if sql.len() > self.max_parse_len {
             return Decision::primary(Reason::TooLarge);
         }
+        // The exact text first: prepared and extended-protocol texts (`$1`, no literal) are
+        // their own key, and skip the scan.
+        if let Some(decision) = self.cache.get(sql, false) {
+            self.hit_counter.increment(1);
+            return decision;
+        }
+        // A text with no literal is looked up again: a miss either way, counted once.
         let key = normalize::cache_key(sql);
-        if let Some(decision) = self.cache.get(&key) {
+        if let Some(decision) = self.cache.get(&key, true) {
             self.hit_counter.increment(1);
             return decision;
         }

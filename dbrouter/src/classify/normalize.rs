@@ -270,7 +270,7 @@ fn number_end(s: &[u8], i: usize) -> Option<usize> {
     };
     let radix =
         s[i] == b'0' && matches!(s.get(i + 1), Some(b'x' | b'X' | b'o' | b'O' | b'b' | b'B'));
-    let mut j = if radix {
+    let j = if radix {
         let ok: fn(&u8) -> bool = match s[i + 1] {
             b'x' | b'X' => u8::is_ascii_hexdigit,
             b'o' | b'O' => |c| (b'0'..=b'7').contains(c),

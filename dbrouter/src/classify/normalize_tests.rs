@@ -122,3 +122,15 @@ fn the_cache_serves_every_value_of_a_statement() {
     let stats = c.cache_stats();
     assert_eq!((stats.misses, stats.hits, stats.entries), (1, 99, 1));
 }
+
+#[test]
+fn a_key_is_its_own_key() {
+    for sql in [
+        "SELECT a FROM t WHERE b = 'x' AND c > 1.5e3 AND d = E'y' AND e = .5",
+        "SELECT $1, 0, ''",
+        "SELECT 1a",
+    ] {
+        let k = key(sql);
+        assert_eq!(key(&k), k, "{sql:?}");
+    }
+}
