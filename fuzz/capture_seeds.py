@@ -5,13 +5,14 @@ clients, beside the ones fuzz/make_seeds.py writes from the protocol).
 Starts a throwaway PostgreSQL (initdb in a temporary directory, as the `postgres` user when
 run as root, SCRAM logins, loopback only), puts a recording TCP relay in front of it, and
 runs real clients through the relay: psql (simple queries, a read-only transaction, a
-`\\d`), and pgbench `-M simple`, `-M extended` and `-M prepared` (a few transactions of the
-TPC-B-like script each). Each connection's two byte streams become seeds:
+`\\d`), pgbench `-M simple`, `-M extended` and `-M prepared` (a few transactions of the
+TPC-B-like script each), and asyncpg when ASYNCPG_PYTHON names a Python that has it.
+Each connection's two byte streams become seeds:
   pg_startup/live_<client>   the client's first packet (the startup message)
   pg_frontend/live_<client>  mode 1 (authentication limits) with the client's SCRAM
                              messages, and mode 0 (logged-in limits) with the rest
   pg_backend/live_<client>   everything the server sent
-Run from the repository root:  python3 fuzz/capture_seeds.py
+Run from the repository root:  [ASYNCPG_PYTHON=venv/bin/python] python3 fuzz/capture_seeds.py
 Needs the PostgreSQL server binaries and pgbench (scripts/install-deps.sh installs them).
 """
 import glob
@@ -86,6 +87,26 @@ class Relay:
         return conns
 
 
+ASYNCPG_SCRIPT = """
+import asyncio, io, sys
+import asyncpg
+
+async def main(port, password):
+    c = await asyncpg.connect(host="127.0.0.1", port=int(port), user="postgres",
+                              password=password, database="postgres", ssl=False)
+    await c.fetch("SELECT aid, abalance FROM pgbench_accounts WHERE aid = $1", 7)
+    stmt = await c.prepare("SELECT abalance FROM pgbench_accounts WHERE aid = ANY($1::int[])")
+    await stmt.fetch([1, 2, 3])
+    async with c.transaction():
+        await c.execute("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2", 1, 1)
+    await c.executemany("SELECT $1::int + $2::int", [(1, 2), (3, 4)])
+    await c.copy_from_query("SELECT * FROM pgbench_branches", output=io.BytesIO())
+    await c.close()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
 def split_client(stream):
     """(startup packet, authentication-phase messages, the rest) of a client stream."""
     (n,) = struct.unpack(">i", stream[:4])
@@ -139,6 +160,11 @@ def main():
         for mode in ("simple", "extended", "prepared"):
             clients[f"pgbench_{mode}"] = [f"{PG}/pgbench", *base, "-p", str(relay.port), "-n",
                                           "-M", mode, "-t", "3", "-c", "1", "postgres"]
+        # asyncpg, when a Python with it is given (ASYNCPG_PYTHON, e.g. a venv's python after
+        # `pip install asyncpg==0.32.0`): its named statements, a transaction, COPY out.
+        asyncpg_python = os.environ.get("ASYNCPG_PYTHON")
+        if asyncpg_python:
+            clients["asyncpg"] = [asyncpg_python, "-c", ASYNCPG_SCRIPT, str(relay.port), PASSWORD]
         for name, cmd in clients.items():
             run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             conns = [c for c in relay.take() if len(c["client"]) >= 8]
