@@ -35,6 +35,8 @@ modes=(${MODES:-direct session transaction})
 asyncpg_version=${ASYNCPG_VERSION:-0.32.0}
 work=${WORK:-$(mktemp -d /tmp/switchyard-suites.XXXXXX)}
 mkdir -p "$work/results"
+# mktemp makes it 0700: the servers run as `postgres` and must reach their directories.
+chmod 755 "$work"
 results=$work/results
 pg_password=suites-superuser-pw
 user_password=password # what tokio-postgres's tests use for pass_user, md5_user, scram_user
