@@ -216,7 +216,11 @@ impl EtcdCluster {
         let bump = serde_json::json!({ "key": B64.encode("/probe"), "value": B64.encode("x") })
             .to_string();
         let r = Request::post("/v3/kv/put", bump).send(self.addr(i))?;
-        anyhow::ensure!(r.status == 200, "put before the compaction: {}", r.describe());
+        anyhow::ensure!(
+            r.status == 200,
+            "put before the compaction: {}",
+            r.describe()
+        );
         let v = self.range(i, "/probe")?;
         let rev = v["header"]["revision"]
             .as_str()
