@@ -1,8 +1,8 @@
 //! What the access log costs a request, in a release build and without the machine's noise:
 //! the work done on the request path by `ListenerLog::write` (format the line, hand it to the
 //! writer's buffer), for each format.
-//! - `format/combined`, `format/json`: formatting alone, into a reused string;
-//! - `write/combined`, `write/json`: a fresh line formatted and offered to a real sink whose
+//! - `format/combined`, `format/json`: formatting alone, into a reused buffer;
+//! - `write/combined`, `write/json`: a line formatted straight into a real sink's buffer, whose
 //!   writer thread appends to `/dev/null` (the buffer is sized so that nothing is dropped).
 //!
 //! `benches/http_compare.sh` with `ACCESS_LOG` measures the same cost end to end, in
@@ -46,7 +46,7 @@ fn entry() -> Entry<'static> {
 fn main() {
     let mut c = Criterion::default().configure_from_args().sample_size(50);
     let e = entry();
-    let mut line = String::with_capacity(512);
+    let mut line = Vec::with_capacity(512);
     c.bench_function("format/combined", |b| {
         b.iter(|| {
             line.clear();

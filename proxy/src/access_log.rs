@@ -20,10 +20,7 @@ use std::time::{Duration, Instant};
 use switchyard_config::{AccessLog, AccessLogFormat};
 
 pub use line::{redact_query, secret_param, Entry, REDACTED};
-pub use sink::{Sink, TICK};
-
-/// Room for a typical line, so that formatting rarely grows the string.
-const LINE_CAPACITY: usize = 384;
+pub use sink::{Sink, SHARDS, TICK};
 
 /// One listener's access log in a runtime: how lines are written and where they go.
 #[derive(Debug)]
@@ -33,14 +30,12 @@ pub struct ListenerLog {
 }
 
 impl ListenerLog {
-    /// Format `entry` and hand it to the writer (dropped and counted if it is behind).
+    /// Format `entry` into the writer's buffer (dropped and counted if it is behind).
     pub fn write(&self, entry: &Entry<'_>) {
-        let mut line = String::with_capacity(LINE_CAPACITY);
         match self.format {
-            AccessLogFormat::Combined => entry.combined(&mut line),
-            AccessLogFormat::Json => entry.json(&mut line),
+            AccessLogFormat::Combined => self.sink.append(|out| entry.combined(out)),
+            AccessLogFormat::Json => self.sink.append(|out| entry.json(out)),
         }
-        self.sink.send(line);
     }
 }
 

@@ -9,7 +9,8 @@
 //! are replaced by `REDACTED`, in the path and in the `Referer`.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::cell::RefCell;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -121,186 +122,285 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// The two written forms of one second: `04/Dec/2026:18:56:50 +0000` and
+/// `2026-12-04T18:56:50`. A worker formats them once per second, not once per line.
+struct Stamp {
+    unix: u64,
+    combined: Vec<u8>,
+    iso: Vec<u8>,
+}
+
+impl Stamp {
+    fn at(unix: u64) -> Stamp {
+        let t = i64::try_from(unix)
+            .ok()
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let month = MONTHS[usize::from(u8::from(t.month())) - 1];
+        let (y, d, h, m, s) = (t.year(), t.day(), t.hour(), t.minute(), t.second());
+        Stamp {
+            unix,
+            combined: format!("{d:02}/{month}/{y}:{h:02}:{m:02}:{s:02} +0000").into_bytes(),
+            iso: format!(
+                "{y:04}-{:02}-{d:02}T{h:02}:{m:02}:{s:02}",
+                u8::from(t.month())
+            )
+            .into_bytes(),
+        }
+    }
+}
+
+thread_local! {
+    static STAMP: RefCell<Stamp> = RefCell::new(Stamp::at(0));
+}
+
+/// Append the form of `time`'s second that `pick` chooses.
+fn stamp(out: &mut Vec<u8>, time: SystemTime, pick: fn(&Stamp) -> &[u8]) {
+    let unix = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    STAMP.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.unix != unix {
+            *cached = Stamp::at(unix);
+        }
+        out.extend_from_slice(pick(&cached));
+    })
+}
+
+fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 /// Seconds with milliseconds, as nginx writes `$request_time`.
-fn seconds(out: &mut String, d: Duration) {
-    let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+fn seconds(out: &mut Vec<u8>, d: Duration) {
+    int(out, d.as_secs());
+    millis(out, d.subsec_millis());
+}
+
+/// `.mmm`: milliseconds after the decimal point.
+fn millis(out: &mut Vec<u8>, ms: u32) {
+    let ms = ms.min(999);
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+    ]);
+}
+
+fn ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                int(out, octet);
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Bytes as nginx escapes them in a quoted field: `"`, `\`, controls, spaces (`space: true`,
-/// for unquoted `key=value` fields) and non-ASCII as `\xHH`.
-fn escape_nginx(out: &mut String, bytes: &[u8], space: bool) {
-    for &b in bytes {
-        match b {
-            b'"' | b'\\' => {
-                let _ = write!(out, "\\x{b:02X}");
-            }
-            b' ' if space => out.push_str("\\x20"),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\x{b:02X}");
-            }
-        }
+/// for unquoted `key=value` fields) and non-ASCII as `\xHH`. Runs of bytes that need no
+/// escape are copied at once.
+fn escape_nginx(out: &mut Vec<u8>, bytes: &[u8], space: bool) {
+    let plain =
+        |b: u8| matches!(b, 0x21..=0x7e if b != b'"' && b != b'\\') || (b == b' ' && !space);
+    let mut rest = bytes;
+    while let Some(i) = rest.iter().position(|&b| !plain(b)) {
+        out.extend_from_slice(&rest[..i]);
+        let b = rest[i];
+        out.extend_from_slice(&[
+            b'\\',
+            b'x',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 15)],
+        ]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// A JSON string (quotes included). Bytes that are not UTF-8 are replaced (U+FFFD).
-fn json_str(out: &mut String, bytes: &[u8]) {
-    out.push('"');
-    for c in String::from_utf8_lossy(bytes).chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let mut rest = text.as_bytes();
+    out.push(b'"');
+    // Bytes of multi-byte characters are all >= 0x80: copied as they are.
+    while let Some(i) = rest
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+    {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)].to_ascii_lowercase(),
+                HEX[usize::from(b & 15)].to_ascii_lowercase(),
+            ]),
         }
+        rest = &rest[i + 1..];
     }
-    out.push('"');
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
-fn json_opt(out: &mut String, v: Option<&[u8]>) {
+fn json_opt(out: &mut Vec<u8>, v: Option<&[u8]>) {
     match v {
         Some(v) => json_str(out, v),
-        None => out.push_str("null"),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
 impl Entry<'_> {
     /// nginx's `combined` line, then `request_time= upstream_time= upstream= pool= backend=
     /// attempts= retries= request_id=` (`-` for none), and a newline.
-    pub fn combined(&self, out: &mut String) {
-        let t = OffsetDateTime::from(self.time);
+    pub fn combined(&self, out: &mut Vec<u8>) {
         match self.client {
-            Some(ip) => {
-                let _ = write!(out, "{ip}");
-            }
-            None => out.push('-'),
+            Some(a) => ip(out, a),
+            None => out.push(b'-'),
         }
-        let _ = write!(
-            out,
-            " - - [{:02}/{}/{}:{:02}:{:02}:{:02} +0000] \"",
-            t.day(),
-            MONTHS[usize::from(u8::from(t.month())) - 1],
-            t.year(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        );
+        out.extend_from_slice(b" - - [");
+        stamp(out, self.time, |s| &s.combined);
+        out.extend_from_slice(b"] \"");
         escape_nginx(out, self.method.as_bytes(), false);
-        out.push(' ');
+        out.push(b' ');
         escape_nginx(out, self.path.as_bytes(), false);
         if let Some(q) = self.query {
-            out.push('?');
+            out.push(b'?');
             escape_nginx(out, redact_query(q).as_bytes(), false);
         }
-        out.push(' ');
+        out.push(b' ');
         escape_nginx(out, self.protocol.as_bytes(), false);
-        let _ = write!(out, "\" {} {} \"", self.status, self.bytes_sent);
+        out.extend_from_slice(b"\" ");
+        int(out, self.status);
+        out.push(b' ');
+        int(out, self.bytes_sent);
+        out.extend_from_slice(b" \"");
         match self.referer {
             Some(r) => escape_nginx(out, &redact_url(r), false),
-            None => out.push('-'),
+            None => out.push(b'-'),
         }
-        out.push_str("\" \"");
+        out.extend_from_slice(b"\" \"");
         match self.user_agent {
             Some(ua) => escape_nginx(out, ua, false),
-            None => out.push('-'),
+            None => out.push(b'-'),
         }
-        out.push_str("\" request_time=");
+        out.extend_from_slice(b"\" request_time=");
         seconds(out, self.request_time);
-        out.push_str(" upstream_time=");
+        out.extend_from_slice(b" upstream_time=");
         match self.upstream_time {
             Some(d) => seconds(out, d),
-            None => out.push('-'),
+            None => out.push(b'-'),
         }
         for (key, v) in [
-            ("upstream", self.upstream),
-            ("pool", self.pool),
-            ("backend", self.backend),
+            (&b" upstream="[..], self.upstream),
+            (b" pool=", self.pool),
+            (b" backend=", self.backend),
         ] {
-            let _ = write!(out, " {key}=");
+            out.extend_from_slice(key);
             escape_nginx(out, v.unwrap_or("-").as_bytes(), true);
         }
-        let _ = write!(out, " attempts={} retries=", self.attempts);
+        out.extend_from_slice(b" attempts=");
+        int(out, self.attempts);
+        out.extend_from_slice(b" retries=");
         if self.retries.is_empty() {
-            out.push('-');
-        } else {
-            out.push_str(&self.retries.join(","));
+            out.push(b'-');
         }
-        out.push_str(" request_id=");
+        for (i, r) in self.retries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(r.as_bytes());
+        }
+        out.extend_from_slice(b" request_id=");
         escape_nginx(out, self.request_id.unwrap_or(b"-"), true);
-        out.push('\n');
+        out.push(b'\n');
     }
 
     /// One JSON object and a newline. Times are seconds (numbers); absent values are `null`.
-    pub fn json(&self, out: &mut String) {
-        let t = OffsetDateTime::from(self.time);
-        let _ = write!(
-            out,
-            "{{\"time\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"listener\":",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        );
+    pub fn json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":\"");
+        stamp(out, self.time, |s| &s.iso);
+        let ms = self
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_millis())
+            .unwrap_or(0);
+        millis(out, ms);
+        out.extend_from_slice(b"Z\",\"listener\":");
         json_str(out, self.listener.as_bytes());
-        out.push_str(",\"client\":");
+        out.extend_from_slice(b",\"client\":");
         match self.client {
-            Some(ip) => {
-                let _ = write!(out, "\"{ip}\"");
+            Some(a) => {
+                out.push(b'"');
+                ip(out, a);
+                out.push(b'"');
             }
-            None => out.push_str("null"),
+            None => out.extend_from_slice(b"null"),
         }
-        out.push_str(",\"method\":");
+        out.extend_from_slice(b",\"method\":");
         json_str(out, self.method.as_bytes());
-        out.push_str(",\"path\":");
+        out.extend_from_slice(b",\"path\":");
         json_str(out, self.path.as_bytes());
-        out.push_str(",\"query\":");
+        out.extend_from_slice(b",\"query\":");
         json_opt(
             out,
             self.query.map(redact_query).as_deref().map(str::as_bytes),
         );
-        out.push_str(",\"protocol\":");
+        out.extend_from_slice(b",\"protocol\":");
         json_str(out, self.protocol.as_bytes());
-        let _ = write!(
-            out,
-            ",\"status\":{},\"bytes_sent\":{},\"referer\":",
-            self.status, self.bytes_sent
-        );
+        out.extend_from_slice(b",\"status\":");
+        int(out, self.status);
+        out.extend_from_slice(b",\"bytes_sent\":");
+        int(out, self.bytes_sent);
+        out.extend_from_slice(b",\"referer\":");
         json_opt(out, self.referer.map(redact_url).as_deref());
-        out.push_str(",\"user_agent\":");
+        out.extend_from_slice(b",\"user_agent\":");
         json_opt(out, self.user_agent);
-        out.push_str(",\"request_time\":");
+        out.extend_from_slice(b",\"request_time\":");
         seconds(out, self.request_time);
-        out.push_str(",\"upstream_time\":");
+        out.extend_from_slice(b",\"upstream_time\":");
         match self.upstream_time {
             Some(d) => seconds(out, d),
-            None => out.push_str("null"),
+            None => out.extend_from_slice(b"null"),
         }
         for (key, v) in [
-            ("upstream", self.upstream),
-            ("pool", self.pool),
-            ("backend", self.backend),
+            (&b",\"upstream\":"[..], self.upstream),
+            (b",\"pool\":", self.pool),
+            (b",\"backend\":", self.backend),
         ] {
-            let _ = write!(out, ",\"{key}\":");
+            out.extend_from_slice(key);
             json_opt(out, v.map(str::as_bytes));
         }
-        let _ = write!(out, ",\"attempts\":{},\"retries\":[", self.attempts);
+        out.extend_from_slice(b",\"attempts\":");
+        int(out, self.attempts);
+        out.extend_from_slice(b",\"retries\":[");
         for (i, r) in self.retries.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
             json_str(out, r.as_bytes());
         }
-        out.push_str("],\"request_id\":");
+        out.extend_from_slice(b"],\"request_id\":");
         json_opt(out, self.request_id);
-        out.push_str("}\n");
+        out.extend_from_slice(b"}\n");
     }
 }
 

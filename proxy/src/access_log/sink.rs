@@ -1,23 +1,29 @@
-//! [`Sink`]: one listener's access log destination, a bounded buffer of lines and the thread
+//! [`Sink`]: one listener's access log destination, the buffers lines wait in and the thread
 //! that writes them.
 //!
-//! A request only formats its line and offers it to the buffer ([`Sink::send`]): when the
-//! buffer is full the line is dropped and counted, so a slow disk or a blocked stderr never
-//! holds a request. The writer thread wakes every [`TICK`], takes every line waiting, writes
-//! them in as few `write` calls as it can and sleeps again. It does not block on the buffer:
-//! a receiver that waits must be woken by a sender, a system call on the request path for
-//! nearly every line when traffic is light. Files are opened for appending and written in
-//! batches of whole lines, so two sinks on one file (two listeners, or the old and the new
-//! sink across a reload) never cut each other's lines.
+//! A request formats its line straight into a buffer of the sink ([`Sink::append`]) and goes
+//! on: no allocation, no channel, no wake-up. The sink has [`SHARDS`] buffers, each behind its
+//! own lock, and a worker thread always appends to the same one, so two workers rarely meet on
+//! a lock and one worker's lines stay in order. When [`AccessLog::buffer_lines`] lines wait
+//! unwritten, a new line is dropped and counted, so a slow disk or a blocked stderr never
+//! holds a request. The writer thread wakes every [`TICK`], swaps each buffer for an empty
+//! one (their capacity is kept, so a steady load allocates nothing) and writes what it took,
+//! a batch of whole lines per `write` call. It does not block waiting for lines: a waiting
+//! thread must be woken by the request path, a system call for nearly every line when
+//! traffic is light. Files are opened for appending and written in whole lines, so two sinks
+//! on one file (two listeners, or the old and the new sink across a reload) never cut each
+//! other's lines.
 //!
 //! Reopen (SIGUSR1, after logrotate renamed the file) and flush (at shutdown) are control
-//! messages the thread takes at its next tick.
+//! messages the thread takes at its next tick; the sink's end (its control channel closing)
+//! makes the thread write what is left and stop.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::Counter;
@@ -26,8 +32,34 @@ use switchyard_config::{AccessLog, LogDestination};
 /// How often the writer takes the waiting lines: the longest a line waits to be written.
 pub const TICK: Duration = Duration::from_millis(50);
 
-/// Lines are written in batches of about this many bytes.
-const BATCH_BYTES: usize = 64 * 1024;
+/// Buffers per sink: more than a runtime has worker threads, so each worker has its own.
+pub const SHARDS: usize = 8;
+
+/// A buffer that grew past this (a burst) is given back after it is written.
+const KEEP_BYTES: usize = 1 << 20;
+
+/// Lines waiting in one shard.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+/// What the request path and the writer share.
+struct Buffers {
+    shards: [Mutex<Batch>; SHARDS],
+    /// Lines appended and not yet taken by the writer.
+    waiting: AtomicUsize,
+}
+
+/// This thread's shard, the same for every sink: given out round robin on first use.
+fn my_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
 
 /// What the writer is asked to do besides writing lines.
 enum Control {
@@ -41,7 +73,8 @@ enum Control {
 pub struct Sink {
     pub(super) listener: String,
     pub(super) config: AccessLog,
-    lines: SyncSender<String>,
+    limit: usize,
+    buffers: Arc<Buffers>,
     control: Mutex<Sender<Control>>,
     dropped_full: Counter,
 }
@@ -88,7 +121,10 @@ impl Sink {
     /// ends, after writing what is left, once the sink is dropped.
     pub(super) fn open(listener: &str, config: &AccessLog) -> io::Result<Sink> {
         let output = Output::open(&config.destination)?;
-        let (lines, rx) = mpsc::sync_channel(config.buffer_lines);
+        let buffers = Arc::new(Buffers {
+            shards: Default::default(),
+            waiting: AtomicUsize::new(0),
+        });
         let (control, control_rx) = mpsc::channel();
         let writer = Writer {
             listener: listener.to_string(),
@@ -100,24 +136,37 @@ impl Sink {
         };
         std::thread::Builder::new()
             .name(format!("access-log-{listener}"))
-            .spawn(move || writer.run(rx, control_rx))?;
+            .spawn({
+                let buffers = buffers.clone();
+                move || writer.run(&buffers, control_rx)
+            })?;
         Ok(Sink {
             listener: listener.to_string(),
             config: config.clone(),
-            lines,
+            limit: config.buffer_lines,
+            buffers,
             control: Mutex::new(control),
             dropped_full: metrics::counter!("switchyard_http_access_log_dropped_total", "listener" => listener.to_string(), "reason" => "full"),
         })
     }
 
-    /// Offer a line to the writer; dropped (and counted) when the buffer is full.
-    pub fn send(&self, line: String) {
-        match self.lines.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped_full.increment(1)
-            }
+    /// Append one line, written by `format` (which ends it with a newline), to this thread's
+    /// buffer; dropped (and counted) when `buffer_lines` lines already wait.
+    pub fn append(&self, format: impl FnOnce(&mut Vec<u8>)) {
+        if self.buffers.waiting.fetch_add(1, Ordering::Relaxed) >= self.limit {
+            self.buffers.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.dropped_full.increment(1);
+            return;
         }
+        let shard = &self.buffers.shards[my_shard()];
+        let mut batch = shard.lock().unwrap_or_else(|p| p.into_inner());
+        format(&mut batch.bytes);
+        batch.lines += 1;
+    }
+
+    /// Append `line` as it is (tests, and lines formatted elsewhere).
+    pub fn send(&self, line: &str) {
+        self.append(|out| out.extend_from_slice(line.as_bytes()))
     }
 
     fn control(&self, c: Control) {
@@ -150,18 +199,20 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<String>, control: Receiver<Control>) {
-        let mut batch = Vec::with_capacity(BATCH_BYTES);
+    fn run(mut self, buffers: &Buffers, control: Receiver<Control>) {
+        let mut spare = Batch::default();
         loop {
             std::thread::sleep(TICK);
             let mut flushed = Vec::new();
-            while let Ok(c) = control.try_recv() {
-                match c {
-                    Control::Reopen => self.reopen(),
-                    Control::Flush(ack) => flushed.push(ack),
+            let closed = loop {
+                match control.try_recv() {
+                    Ok(Control::Reopen) => self.reopen(),
+                    Ok(Control::Flush(ack)) => flushed.push(ack),
+                    Err(TryRecvError::Empty) => break false,
+                    Err(TryRecvError::Disconnected) => break true,
                 }
-            }
-            let closed = self.drain(&rx, &mut batch);
+            };
+            self.drain(buffers, &mut spare);
             for ack in flushed {
                 let _ = ack.try_send(());
             }
@@ -171,32 +222,29 @@ impl Writer {
         }
     }
 
-    /// Write every line waiting; `true` when the sink is gone (all is written then).
-    fn drain(&mut self, rx: &Receiver<String>, batch: &mut Vec<u8>) -> bool {
-        let mut count = 0u64;
-        let closed = loop {
-            match rx.try_recv() {
-                Ok(line) => {
-                    batch.extend_from_slice(line.as_bytes());
-                    count += 1;
-                    if batch.len() >= BATCH_BYTES {
-                        self.write(batch, count);
-                        count = 0;
-                    }
+    /// Take and write every shard's waiting lines.
+    fn drain(&mut self, buffers: &Buffers, spare: &mut Batch) {
+        for shard in &buffers.shards {
+            {
+                let mut batch = shard.lock().unwrap_or_else(|p| p.into_inner());
+                if batch.lines == 0 {
+                    continue;
                 }
-                Err(TryRecvError::Empty) => break false,
-                Err(TryRecvError::Disconnected) => break true,
+                std::mem::swap(&mut *batch, spare);
             }
-        };
-        self.write(batch, count);
-        closed
+            let lines = usize::try_from(spare.lines).unwrap_or(usize::MAX);
+            buffers.waiting.fetch_sub(lines, Ordering::Relaxed);
+            self.write(&spare.bytes, spare.lines);
+            spare.bytes.clear();
+            spare.lines = 0;
+            if spare.bytes.capacity() > KEEP_BYTES {
+                spare.bytes = Vec::new();
+            }
+        }
     }
 
-    fn write(&mut self, batch: &mut Vec<u8>, count: u64) {
-        if count == 0 {
-            return;
-        }
-        match self.output.write_all(batch) {
+    fn write(&mut self, bytes: &[u8], count: u64) {
+        match self.output.write_all(bytes) {
             Ok(()) => {
                 self.written.increment(count);
                 self.failing = false;
@@ -209,7 +257,6 @@ impl Writer {
                 self.failing = true;
             }
         }
-        batch.clear();
     }
 
     fn reopen(&mut self) {

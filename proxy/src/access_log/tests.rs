@@ -55,7 +55,7 @@ fn lines_are_written_whole_and_in_order_then_follow_a_rename_on_reopen() {
         .listener_log("public", &config(&path, 1024))
         .unwrap_or_else(|e| panic!("{e}"));
     for i in 0..100 {
-        log.sink.send(format!("line {i}\n"));
+        log.sink.send(&format!("line {i}\n"));
     }
     logs.flush(Duration::from_secs(5));
     let want: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
@@ -65,7 +65,7 @@ fn lines_are_written_whole_and_in_order_then_follow_a_rename_on_reopen() {
     let rotated = TempPath(path.0.with_extension("log.1"));
     std::fs::rename(&path.0, &rotated.0).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(logs.reopen(), 1);
-    log.sink.send("after\n".to_string());
+    log.sink.send("after\n");
     logs.flush(Duration::from_secs(5));
     assert_eq!(path.lines(), vec!["after".to_string()]);
     assert_eq!(rotated.lines().len(), 100);
@@ -115,7 +115,7 @@ fn a_full_buffer_drops_lines_without_waiting() {
         .unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     for i in 0..10_000 {
-        log.sink.send(format!("line {i}\n"));
+        log.sink.send(&format!("line {i}\n"));
     }
     // Sending never waits for the writer (which sleeps for a tick between batches).
     assert!(started.elapsed() < TICK * 20, "{:?}", started.elapsed());
