@@ -6,7 +6,9 @@ Starts a throwaway PostgreSQL (initdb in a temporary directory, as the `postgres
 run as root, SCRAM logins, loopback only), puts a recording TCP relay in front of it, and
 runs real clients through the relay: psql (simple queries, a read-only transaction, a
 `\\d`), pgbench `-M simple`, `-M extended` and `-M prepared` (a few transactions of the
-TPC-B-like script each), and asyncpg when ASYNCPG_PYTHON names a Python that has it.
+TPC-B-like script each), tokio-postgres (examples/tokio_postgres_client.rs, built here with
+cargo: named statements, a transaction with a savepoint, an error, pipelined queries, COPY
+both ways), and asyncpg when ASYNCPG_PYTHON names a Python that has it.
 Each connection's two byte streams become seeds:
   pg_startup/live_<client>   the client's first packet (the startup message)
   pg_frontend/live_<client>  mode 1 (authentication limits) with the client's SCRAM
@@ -165,6 +167,15 @@ def main():
         asyncpg_python = os.environ.get("ASYNCPG_PYTHON")
         if asyncpg_python:
             clients["asyncpg"] = [asyncpg_python, "-c", ASYNCPG_SCRIPT, str(relay.port), PASSWORD]
+        # tokio-postgres, the Rust driver (and the one Switchyard's own monitor uses).
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if shutil.which("cargo"):
+            run(["cargo", "build", "-q", "--example", "tokio_postgres_client"], cwd=root)
+            clients["tokio_postgres"] = [
+                os.path.join(root, "target", "debug", "examples", "tokio_postgres_client"),
+                str(relay.port), PASSWORD]
+        else:
+            print("tokio_postgres: skipped (no cargo)")
         for name, cmd in clients.items():
             run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             conns = [c for c in relay.take() if len(c["client"]) >= 8]
