@@ -469,13 +469,39 @@ fn api_change_survives_restart_and_the_watcher_keeps_it() -> anyhow::Result<()> 
         "the watcher re-applied the API's own write"
     );
 
+    // The state file beside the config (the default) keeps the version and the history.
+    assert!(sy.config_path().with_extension("state.json").exists());
     sy.restart()?;
     let s = sy.status()?;
-    assert_eq!(s["version"], 1);
-    assert_eq!(s["source"], "startup");
+    assert_eq!(s["version"], 2, "{s}");
     assert_eq!(s["hash"], hash);
     assert_eq!(live_backend(&s), "127.0.0.1:9002");
     assert_eq!(sy.config_text()?, v2_text);
+    let versions: Vec<u64> = history(&sy)?.into_iter().map(|(v, _)| v).collect();
+    assert_eq!(versions, [2, 1]);
+    Ok(())
+}
+
+#[test]
+fn with_the_state_file_off_a_restart_starts_again_at_version_1() -> anyhow::Result<()> {
+    let conf = |p: u16, backend: u16| {
+        format!(
+            "{}\n[store]\nstate_file = \"off\"\n",
+            Conf::new(p).backend(backend).render()
+        )
+    };
+    let mut sy = Switchyard::start(|p| conf(p, 9001))?;
+    let v2_text = conf(sy.port(), 9002);
+    assert_eq!(put_ok(&sy, &v2_text, 1)?, 2);
+    sy.restart()?;
+    let s = sy.status()?;
+    assert_eq!(s["version"], 1, "{s}");
+    assert_eq!(s["source"], "startup");
+    assert_eq!(live_backend(&s), "127.0.0.1:9002");
+    assert!(
+        !sy.config_path().with_extension("state.json").exists(),
+        "a state file was written"
+    );
     Ok(())
 }
 

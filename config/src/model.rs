@@ -480,11 +480,34 @@ pub struct EtcdSettings {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoreConfig {
     pub kind: StoreKind,
-    /// File mode: a JSON file keeping the version counter and the bounded history, so both
-    /// survive a restart. Off when absent (versions start again at 1).
-    pub state_file: Option<PathBuf>,
+    /// File mode: where the version counter and the bounded history are kept, so both
+    /// survive a restart.
+    pub state_file: StateFile,
     /// Etcd mode's settings (`None` with `kind = "file"`).
     pub etcd: Option<EtcdStore>,
+}
+
+/// `store.state_file`: the file keeping a file-mode node's version and history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateFile {
+    /// Unset: `<config file's stem>.state.json` beside the config file (the default).
+    BesideConfig,
+    /// `state_file = "off"`: nothing is kept; versions start again at 1 after a restart.
+    Off,
+    /// A path (relative ones are relative to the config's directory).
+    Path(PathBuf),
+}
+
+impl StateFile {
+    /// The file for a config read from `config_path`, or `None` when off.
+    pub fn for_config(&self, config_path: &std::path::Path) -> Option<PathBuf> {
+        match self {
+            StateFile::BesideConfig => Some(config_path.with_extension("state.json")),
+            StateFile::Off => None,
+            StateFile::Path(p) => Some(p.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -528,7 +551,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             kind: StoreKind::File,
-            state_file: None,
+            state_file: StateFile::BesideConfig,
             etcd: None,
         }
     }

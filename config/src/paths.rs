@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::model::{Config, LogDestination, TlsFiles};
+use crate::model::{Config, LogDestination, StateFile, TlsFiles};
 
 fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
@@ -33,7 +33,7 @@ impl Config {
                 resolve(base, p);
             }
         }
-        if let Some(p) = self.store.state_file.as_mut() {
+        if let StateFile::Path(p) = &mut self.store.state_file {
             resolve(base, p);
         }
         if let Some(t) = self.store.etcd.as_mut().and_then(|e| e.tls.as_mut()) {
@@ -79,5 +79,28 @@ mod tests {
         let mut config = crate::parse("").unwrap_or_else(|e| panic!("{e}"));
         config.resolve_paths(Path::new("/etc/sy"));
         assert_eq!(config.control.audit_log, PathBuf::from("-"));
+    }
+
+    #[test]
+    fn the_state_file_sits_beside_the_config_unless_set_or_off() {
+        let state = |text: &str| {
+            let mut config = crate::parse(text).unwrap_or_else(|e| panic!("{e}"));
+            config.resolve_paths(Path::new("/etc/sy"));
+            config
+                .store
+                .state_file
+                .for_config(Path::new("/etc/sy/switchyard.toml"))
+        };
+        assert_eq!(
+            state(""),
+            Some(PathBuf::from("/etc/sy/switchyard.state.json"))
+        );
+        assert_eq!(
+            state("[store]\nstate_file = \"state/sy.json\"\n"),
+            Some(PathBuf::from("/etc/sy/state/sy.json"))
+        );
+        assert_eq!(state("[store]\nstate_file = \"off\"\n"), None);
+        let empty = crate::parse("[store]\nstate_file = \"\"\n").map(|_| ());
+        assert!(empty.is_err_and(|e| e.to_string().contains("store.state_file")));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::fields::Ctx;
 use crate::error::KeyPath;
-use crate::model::{EtcdStore, EtcdTls, StoreConfig, StoreKind, TlsFiles};
+use crate::model::{EtcdStore, EtcdTls, StateFile, StoreConfig, StoreKind, TlsFiles};
 use crate::raw::RawStore;
 use crate::source::Node;
 
@@ -22,10 +22,11 @@ pub(super) fn validate(cx: &mut Ctx<'_, '_>, node: Option<Node<'_>>) -> Option<S
         &[("file", StoreKind::File), ("etcd", StoreKind::Etcd)],
     )?;
     let state_file = match raw.state_file.clone() {
-        None => Some(None),
+        None => Some(StateFile::BesideConfig),
+        Some(p) if p == "off" => Some(StateFile::Off),
         Some(p) => cx
             .required(Some(p), &path.key("state_file"))
-            .map(|p| Some(PathBuf::from(p))),
+            .map(|p| StateFile::Path(PathBuf::from(p))),
     };
     let etcd = match kind {
         StoreKind::File => {

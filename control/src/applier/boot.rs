@@ -92,8 +92,8 @@ fn read_local(config_path: &Path) -> Result<Local, StartError> {
 }
 
 impl Applier {
-    /// Load the config file and bring every plane up with it: version 1, or with
-    /// `store.state_file` the version (and history) it had before. File store only: a
+    /// Load the config file and bring every plane up with it: with the version (and
+    /// history) its state file kept (`store.state_file`), or version 1. File store only: a
     /// config with `store.kind = "etcd"` starts with [`Applier::open`].
     pub fn start(
         config_path: &Path,
@@ -126,7 +126,7 @@ impl Applier {
 }
 
 fn start_file(local: Local, planes: Vec<Arc<dyn Plane>>) -> Result<Arc<Applier>, StartError> {
-    let state_file = local.config.store.state_file.clone();
+    let state_file = local.config.store.state_file.for_config(&local.path);
     let state = match state_file.as_deref().map(read_state) {
         Some(Ok(s)) => s,
         Some(Err(e)) => {

@@ -157,7 +157,7 @@ impl Applier {
         Some(ApplyError::Build(ConfigErrors(errors)))
     }
 
-    /// File store with `store.state_file`: write the version and the history. A failure
+    /// File store with a state file (unless `store.state_file = "off"`): write the version and the history. A failure
     /// (a read-only directory) only costs durability: it is logged, nothing else.
     pub(super) fn save_state(&self) {
         let Store::File {

@@ -1,8 +1,9 @@
 //! Where the config lives, seen from the control plane.
 //!
-//! - `file` (the default): the config file is the whole config. With `store.state_file`,
-//!   the version counter and the bounded history are also kept in a JSON state file beside
-//!   it ([`record`]), so both survive a restart.
+//! - `file` (the default): the config file is the whole config. The version counter and
+//!   the bounded history are also kept in a JSON state file (by default
+//!   `<config stem>.state.json` beside it; `store.state_file`) ([`record`]), so both
+//!   survive a restart.
 //! - `etcd`: the shared document lives in etcd ([`etcd`]); every change is a
 //!   compare-and-swap on its `mod_revision`, its history is kept as keys beside it, every
 //!   node watches it and applies it through the single writer ([`sync`]), and registers
