@@ -4,6 +4,7 @@
 //! binary is not installed.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ use super::http::Request;
 struct Member {
     name: String,
     client: u16,
+    /// The TLS client port, with [`EtcdCluster::start_tls`].
+    secure: Option<u16>,
     peer: u16,
     child: Option<Child>,
 }
@@ -28,11 +31,27 @@ pub struct EtcdCluster {
     token: String,
     bin: String,
     dir: TempDir,
+    /// `--cert-file` and `--key-file` of the TLS client listeners.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl EtcdCluster {
     /// Start `n` members and wait until the cluster answers linearizable reads.
     pub fn start(n: usize) -> anyhow::Result<Option<EtcdCluster>> {
+        Self::start_with(n, None)
+    }
+
+    /// [`EtcdCluster::start`] with a second client listener on each member speaking TLS with
+    /// `cert` and `key` ([`EtcdCluster::tls_endpoints`]); the plain one stays for the test's
+    /// own requests.
+    pub fn start_tls(n: usize, cert: &Path, key: &Path) -> anyhow::Result<Option<EtcdCluster>> {
+        Self::start_with(n, Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
+    fn start_with(
+        n: usize,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> anyhow::Result<Option<EtcdCluster>> {
         let Ok(bin) = super::etcd::which("etcd") else {
             eprintln!("SKIPPED: no etcd binary (install the `etcd-server` package: scripts/install-deps.sh)");
             return Ok(None);
@@ -45,6 +64,10 @@ impl EtcdCluster {
             members.push(Member {
                 name: format!("m{i}"),
                 client: free_port()?,
+                secure: match tls {
+                    Some(_) => Some(free_port()?),
+                    None => None,
+                },
                 peer: free_port()?,
                 child: None,
             });
@@ -65,6 +88,7 @@ impl EtcdCluster {
             token,
             bin,
             dir,
+            tls,
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -80,9 +104,14 @@ impl EtcdCluster {
             .create(true)
             .append(true)
             .open(self.dir.path().join(format!("{}.log", m.name)))?;
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let mut client = format!("http://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        if let (Some(port), Some((cert, key))) = (m.secure, &self.tls) {
+            client.push_str(&format!(",https://127.0.0.1:{port}"));
+            cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+        }
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&data)
@@ -111,8 +140,62 @@ impl EtcdCluster {
 
     /// The endpoints as a TOML array.
     pub fn endpoints_toml(&self) -> String {
-        let list: Vec<String> = self.endpoints().iter().map(|e| format!("{e:?}")).collect();
-        format!("[{}]", list.join(", "))
+        toml_list(&self.endpoints())
+    }
+
+    /// `https://127.0.0.1:PORT` of every member's TLS listener, as a TOML array.
+    pub fn tls_endpoints_toml(&self) -> String {
+        let list: Vec<String> = self
+            .members
+            .iter()
+            .filter_map(|m| m.secure)
+            .map(|p| format!("https://127.0.0.1:{p}"))
+            .collect();
+        toml_list(&list)
+    }
+
+    /// Turn authentication on: users `root` and `user` (with `password`), `user` allowed to
+    /// read and write the keys under `prefix` only. Afterwards every request needs a login,
+    /// so the plain helpers of this type no longer work.
+    pub fn enable_auth(&self, user: &str, password: &str, prefix: &str) -> anyhow::Result<()> {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let steps = [
+            (
+                "/v3/auth/user/add",
+                serde_json::json!({ "name": "root", "password": password }),
+            ),
+            ("/v3/auth/role/add", serde_json::json!({ "name": "root" })),
+            (
+                "/v3/auth/user/grant",
+                serde_json::json!({ "user": "root", "role": "root" }),
+            ),
+            (
+                "/v3/auth/user/add",
+                serde_json::json!({ "name": user, "password": password }),
+            ),
+            ("/v3/auth/role/add", serde_json::json!({ "name": user })),
+            (
+                "/v3/auth/role/grant",
+                serde_json::json!({ "name": user, "perm": {
+                    "permType": "READWRITE",
+                    "key": B64.encode(prefix),
+                    "range_end": B64.encode(&end),
+                }}),
+            ),
+            (
+                "/v3/auth/user/grant",
+                serde_json::json!({ "user": user, "role": user }),
+            ),
+            ("/v3/auth/enable", serde_json::json!({})),
+        ];
+        for (path, body) in steps {
+            let r = Request::post(path, body.to_string()).send(self.addr(0))?;
+            anyhow::ensure!(r.status == 200, "etcd {path}: {}", r.describe());
+        }
+        Ok(())
     }
 
     fn addr(&self, i: usize) -> SocketAddr {
@@ -270,4 +353,9 @@ impl Drop for EtcdCluster {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+fn toml_list(items: &[String]) -> String {
+    let list: Vec<String> = items.iter().map(|e| format!("{e:?}")).collect();
+    format!("[{}]", list.join(", "))
 }

@@ -74,10 +74,23 @@ pub fn node(etcd: &EtcdCluster, name: &str, seed: Option<&str>) -> anyhow::Resul
 
 /// [`node`] reaching etcd at `endpoints` (a TOML array), e.g. through relays.
 pub fn node_via(endpoints: &str, name: &str, seed: Option<&str>) -> anyhow::Result<Node> {
+    node_with(endpoints, name, seed, "", &[])
+}
+
+/// [`node_via`] with `store` appended to the node's `[store]` table (TLS, credentials from
+/// the environment) and `env` set for the process.
+pub fn node_with(
+    endpoints: &str,
+    name: &str,
+    seed: Option<&str>,
+    store: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Node> {
     let http = free_port()?;
-    let sy = Switchyard::start_with(&[], &|dir, port| {
+    let sy = Switchyard::start_with(env, &|dir, port| {
         let path = dir.join("switchyard.toml");
-        std::fs::write(&path, local(port, http, endpoints, name, seed))?;
+        let text = local(port, http, endpoints, name, seed);
+        std::fs::write(&path, format!("{text}{store}"))?;
         Ok(path)
     })?;
     let http = SocketAddr::from(([127, 0, 0, 1], http));

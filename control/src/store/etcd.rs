@@ -122,7 +122,8 @@ impl EtcdStore {
                 .map_err(|_| format!("environment variable {u} (store.user_env) is not set"))?;
             let pass = std::env::var(p)
                 .map_err(|_| format!("environment variable {p} (store.password_env) is not set"))?;
-            opts = opts.with_user(user, pass);
+            // A restarted etcd forgets its tokens: log in again rather than fail for good.
+            opts = opts.with_user(user, pass).with_auto_token_refresh(true);
         }
         if let Some(tls) = &s.tls {
             let ca = std::fs::read(&tls.ca)
