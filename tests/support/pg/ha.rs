@@ -218,6 +218,22 @@ pub fn superuser() -> String {
     )
 }
 
+/// `POST path` with `body` to the router's control API as the operator: the status and the
+/// JSON answer (`null` if it is not JSON).
+pub fn operator_post(
+    router: &super::client::Router,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let r = tokio::task::block_in_place(|| {
+        router.sy.send(
+            crate::support::http::Request::post(path, body.as_bytes().to_vec())
+                .bearer(crate::support::config::OPERATOR),
+        )
+    })?;
+    Ok((r.status, r.json().unwrap_or(serde_json::Value::Null)))
+}
+
 /// `/v1/status` of cluster `main` (the HTTP client blocks: run it off the async workers).
 pub fn status(router: &super::client::Router) -> anyhow::Result<serde_json::Value> {
     tokio::task::block_in_place(|| router.cluster_status())
