@@ -277,3 +277,45 @@ pub async fn served_by(client: &tokio_postgres::Client) -> anyhow::Result<u16> {
     let port: &str = rows.first().context("no row")?.try_get(0)?;
     Ok(port.parse()?)
 }
+
+/// Write through `r` into table `t (via text)` (an insert that returns the port of the node that ran it) until a write
+/// lands on another node than `old_port`, for at most `within`: when it landed (wall clock),
+/// and on which port. The client's session through the sidecar is opened now, before the
+/// failover, and opened again only if the sidecar closes it; each write may take 500 ms.
+pub async fn write_until_moved(
+    r: &super::client::Router,
+    old_port: u16,
+    within: Duration,
+) -> anyhow::Result<JoinHandle<anyhow::Result<(std::time::SystemTime, u16)>>> {
+    let config = r.config(super::SUPERUSER, super::SUPERUSER_PASSWORD);
+    let mut client = Some(super::client::connect(&config).await?);
+    Ok(tokio::spawn(async move {
+        let deadline = Instant::now() + within;
+        let insert = "insert into t values ('moved') returning inet_server_port()";
+        while Instant::now() < deadline {
+            let attempt = tokio::time::timeout(Duration::from_millis(500), async {
+                if client
+                    .as_ref()
+                    .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
+                {
+                    client = Some(super::client::connect(&config).await?);
+                }
+                let c = client
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("no connection"))?;
+                let port: i32 = c.query_one(insert, &[]).await?.get(0);
+                anyhow::Ok(port as u16)
+            })
+            .await;
+            if let Ok(Ok(port)) = attempt {
+                if port != old_port {
+                    return Ok((std::time::SystemTime::now(), port));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(anyhow::anyhow!(
+            "no write left the old primary within {within:?}"
+        ))
+    }))
+}
