@@ -52,6 +52,15 @@ impl FailoverSink for ConfigWriter {
             }
         })
     }
+
+    fn shared(&self) -> bool {
+        self.0.store().etcd().is_some()
+    }
+
+    fn resync(&self) {
+        let applier = self.0.clone();
+        tokio::spawn(async move { applier.resync_store().await });
+    }
 }
 
 fn describe(e: &ApplyError) -> String {
@@ -98,7 +107,12 @@ impl ClusterOps for ClusterOpsAdapter {
             match run.await {
                 Ok(attempt) => Ok(serde_json::json!({ "result": "ok", "attempt": attempt })),
                 Err(attempt) => Err(OpError {
-                    status: 409,
+                    // The fleet's failover lease could not be taken: etcd is down.
+                    status: if attempt.outcome.starts_with("etcd cannot be reached") {
+                        503
+                    } else {
+                        409
+                    },
                     message: attempt.outcome.clone(),
                     detail: serde_json::to_value(&attempt).ok(),
                 }),

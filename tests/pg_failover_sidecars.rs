@@ -12,12 +12,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, ensure};
 use serde_json::Value;
 use support::pg::client::{connect, Router};
-use support::pg::ha::{status, wait_until};
+use support::pg::ha::{status, wait_until, write_until_moved};
 use support::pg::{PgCluster, SUPERUSER, SUPERUSER_PASSWORD};
 
 const SETTINGS: &str = r#"failover = { check_interval = "100ms", failure_threshold = 3 }"#;
@@ -134,44 +134,6 @@ async fn decision(etcd: &support::etcd::Etcd) -> anyhow::Result<Decision> {
         })
     })
     .await
-}
-
-/// Write through `r` (an insert that returns the port of the node that ran it) until a write
-/// lands on another node than `old_port`, for at most `within`: when it landed (wall clock),
-/// and on which port. The client's session through the sidecar is opened now, before the
-/// failover, and opened again only if the sidecar closes it; each write may take 500 ms.
-async fn write_until_moved(
-    r: &Router,
-    old_port: u16,
-    within: Duration,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<(SystemTime, u16)>>> {
-    let config = r.config(SUPERUSER, SUPERUSER_PASSWORD);
-    let mut client = Some(connect(&config).await?);
-    Ok(tokio::spawn(async move {
-        let deadline = Instant::now() + within;
-        let insert = "insert into t values ('moved') returning inet_server_port()";
-        while Instant::now() < deadline {
-            let attempt = tokio::time::timeout(Duration::from_millis(500), async {
-                if client
-                    .as_ref()
-                    .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
-                {
-                    client = Some(connect(&config).await?);
-                }
-                let c = client.as_ref().ok_or_else(|| anyhow!("no connection"))?;
-                let port: i32 = c.query_one(insert, &[]).await?.get(0);
-                anyhow::Ok(port as u16)
-            })
-            .await;
-            if let Ok(Ok(port)) = attempt {
-                if port != old_port {
-                    return Ok((SystemTime::now(), port));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Err(anyhow!("no write left the old primary within {within:?}"))
-    }))
 }
 
 /// etcd, a primary with two replicas (table `t` created) and two sidecars A and B with the

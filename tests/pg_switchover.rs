@@ -17,24 +17,15 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use serde_json::Value;
-use support::config::OPERATOR;
 use support::http::Request;
 use support::pg::client::Router;
-use support::pg::ha::{all_healthy, rows, status, superuser, wait_until, Relay, Writers};
+use support::pg::ha::{
+    all_healthy, operator_post, rows, status, superuser, wait_until, Relay, Writers,
+};
 use support::pg::{PgCluster, SUPERUSER, SUPERUSER_PASSWORD};
 
 const TABLE: &str = "create table ha (writer int, seq int, primary key (writer, seq))";
 const SETTINGS: &str = r#"failover = { check_interval = "100ms", failure_threshold = 3 }"#;
-
-fn post(router: &Router, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
-    let r = tokio::task::block_in_place(|| {
-        router
-            .sy
-            .send(Request::post(path, body.as_bytes().to_vec()).bearer(OPERATOR))
-    })?;
-    Ok((r.status, r.json().unwrap_or(Value::Null)))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_switchover_loses_nothing_and_fails_no_client() -> anyhow::Result<()> {
@@ -64,7 +55,7 @@ async fn a_planned_switchover_loses_nothing_and_fails_no_client() -> anyhow::Res
         r.status
     );
     let started = Instant::now();
-    let (code, body) = post(
+    let (code, body) = operator_post(
         &router,
         "/v1/clusters/main/switchover",
         &format!(r#"{{"to": "{target}"}}"#),
@@ -127,7 +118,7 @@ async fn a_planned_switchover_loses_nothing_and_fails_no_client() -> anyhow::Res
 
     // A second switchover to a fenced node, and bad requests, are refused.
     let old = format!("127.0.0.1:{}", pg.node(0).port);
-    let (code, body) = post(
+    let (code, body) = operator_post(
         &router,
         "/v1/clusters/main/switchover",
         &format!(r#"{{"to": "{old}"}}"#),
@@ -136,16 +127,16 @@ async fn a_planned_switchover_loses_nothing_and_fails_no_client() -> anyhow::Res
         code == 409,
         "switchover to the fenced node answered {code}: {body}"
     );
-    let (code, _) = post(&router, "/v1/clusters/main/switchover", "{}")?;
+    let (code, _) = operator_post(&router, "/v1/clusters/main/switchover", "{}")?;
     ensure!(code == 400, "an empty switchover request answered {code}");
-    let (code, _) = post(
+    let (code, _) = operator_post(
         &router,
         "/v1/clusters/nope/promote",
         r#"{"node": "127.0.0.1:1"}"#,
     )?;
     ensure!(code == 404, "an unknown cluster answered {code}");
     let rejoin = format!("/v1/clusters/main/nodes/{old}/rejoin");
-    let (code, body) = post(&router, &rejoin, "")?;
+    let (code, body) = operator_post(&router, &rejoin, "")?;
     ensure!(
         code == 409
             && body["error"]

@@ -290,6 +290,20 @@ impl EtcdCluster {
         Err(last)
     }
 
+    /// Delete `key` behind Switchyard's back.
+    pub fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let body = serde_json::json!({ "key": B64.encode(key) }).to_string();
+        let mut last = anyhow::anyhow!("no etcd member is running");
+        for i in self.running().collect::<Vec<_>>() {
+            match Request::post("/v3/kv/deleterange", body.clone()).send(self.addr(i)) {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => last = anyhow::anyhow!("etcd answered {}", r.describe()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Compact etcd's history up to its current revision: watches from before it are
     /// canceled and must read the document in full again.
     pub fn compact(&self) -> anyhow::Result<()> {

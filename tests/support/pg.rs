@@ -367,6 +367,32 @@ impl PgCluster {
         self.nodes[i].kill();
     }
 
+    /// Rebuild node `i` as a streaming replica of node `from`, as an operator rebuilds an old
+    /// primary before rejoining it: stopped, its data directory replaced by a fresh base
+    /// backup of `from`, started again on its own port; returns once it is in recovery.
+    pub fn rebuild_as_replica(&mut self, i: usize, from: usize) -> anyhow::Result<()> {
+        self.nodes[i].kill();
+        let (dir, port, name) = {
+            let n = &self.nodes[i];
+            (n.data_dir.clone(), n.port, n.name.clone())
+        };
+        std::fs::remove_dir_all(&dir)?;
+        let source = self.nodes[from].port.to_string();
+        let mut backup = self.command("pg_basebackup");
+        backup
+            .args(["-h", "127.0.0.1", "-p", &source, "-U", SUPERUSER])
+            .arg("-D")
+            .arg(&dir)
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        self.run(backup, "pg_basebackup")?;
+        append(
+            &dir.join("postgresql.conf"),
+            &format!("\nport = {port}\ncluster_name = '{name}'\n"),
+        )?;
+        self.restart(i)?;
+        self.wait_for(i, "select pg_is_in_recovery()", "t", READY_TIMEOUT)
+    }
+
     /// Start node `i` again after [`PgCluster::stop`], on its port and data directory, and
     /// wait until it answers queries (a replica then resumes streaming by itself).
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {

@@ -35,6 +35,24 @@ impl Applier {
         self.apply_head_locked(store, head).await;
     }
 
+    /// Read the shared document again and apply it, also a version refused before (what
+    /// made it fail here may have changed: another Switchyard's rejoin lifted a fence). A
+    /// no-op without a shared store, or when the store cannot be read (the watch applies the
+    /// next version anyway).
+    pub async fn resync_store(&self) {
+        let Some(store) = self.store().etcd().cloned() else {
+            return;
+        };
+        match store.head().await {
+            Ok(head) => {
+                let _writer = self.writer.lock().await;
+                *lock(&self.failed_version) = None;
+                self.apply_head_locked(&store, &head).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "re-reading the shared config failed"),
+        }
+    }
+
     async fn apply_head_locked(&self, store: &EtcdStore, head: &Head) {
         let before = self.current();
         if head.version == 0 || head.version <= before.snapshot.version {

@@ -13,6 +13,7 @@ use super::failover::Failovers;
 use super::monitor::{NodeMonitor, NodeView};
 use crate::runtime::Live;
 use crate::server::pool::Pools;
+use crate::stats::Stats;
 
 /// What the monitor and failover tasks of the plane share. Cheap to clone (`Arc`s).
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct Ha {
     pub monitor: Arc<NodeMonitor>,
     pub failovers: Arc<Failovers>,
     pub pools: Arc<Pools>,
+    /// Counters by cluster (the connections a failover pre-opens count as server connections).
+    pub stats: Arc<Stats>,
 }
 
 /// The health verdicts the data path reads: the monitor's view of each node and the

@@ -196,6 +196,7 @@ impl DbPlane {
             monitor: self.monitor.clone(),
             failovers: self.failover.clone(),
             pools: self.pools.clone(),
+            stats: self.stats.clone(),
         }
     }
 

@@ -25,16 +25,7 @@ impl Router {
     /// `settings` (more lines of the cluster's table: `pool_mode = "session"`, `pool = {…}`)
     /// and `users`, TOML inline tables (`{ name = "app", password = "pw" }`).
     pub fn start(pg: &PgCluster, settings: &str, users: &[&str]) -> anyhow::Result<Router> {
-        let nodes: Vec<String> = (0..pg.len())
-            .map(|i| {
-                let role = if i == 0 { "primary" } else { "replica" };
-                format!(
-                    "{{ addr = \"127.0.0.1:{}\", role = \"{role}\" }}",
-                    pg.node(i).port
-                )
-            })
-            .collect();
-        Self::start_nodes(&nodes, settings, users)
+        Self::start_nodes(&nodes_of(pg), settings, users)
     }
 
     /// [`Router::start`] with the cluster's `nodes` written out (TOML inline tables).
@@ -59,6 +50,19 @@ impl Router {
     pub fn cluster_status(&self) -> anyhow::Result<serde_json::Value> {
         Ok(self.sy.status()?["planes"]["postgres"]["clusters"][0].clone())
     }
+}
+
+/// Every node of `pg` as a cluster's node (TOML inline tables), node 0 the primary.
+pub fn nodes_of(pg: &PgCluster) -> Vec<String> {
+    (0..pg.len())
+        .map(|i| {
+            let role = if i == 0 { "primary" } else { "replica" };
+            format!(
+                "{{ addr = \"127.0.0.1:{}\", role = \"{role}\" }}",
+                pg.node(i).port
+            )
+        })
+        .collect()
 }
 
 /// The port the first cluster's Postgres listener got, from `/v1/status`.

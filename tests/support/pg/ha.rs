@@ -218,6 +218,22 @@ pub fn superuser() -> String {
     )
 }
 
+/// `POST path` with `body` to the router's control API as the operator: the status and the
+/// JSON answer (`null` if it is not JSON).
+pub fn operator_post(
+    router: &super::client::Router,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let r = tokio::task::block_in_place(|| {
+        router.sy.send(
+            crate::support::http::Request::post(path, body.as_bytes().to_vec())
+                .bearer(crate::support::config::OPERATOR),
+        )
+    })?;
+    Ok((r.status, r.json().unwrap_or(serde_json::Value::Null)))
+}
+
 /// `/v1/status` of cluster `main` (the HTTP client blocks: run it off the async workers).
 pub fn status(router: &super::client::Router) -> anyhow::Result<serde_json::Value> {
     tokio::task::block_in_place(|| router.cluster_status())
@@ -260,4 +276,46 @@ pub async fn served_by(client: &tokio_postgres::Client) -> anyhow::Result<u16> {
     let rows = client.query("select current_setting('port')", &[]).await?;
     let port: &str = rows.first().context("no row")?.try_get(0)?;
     Ok(port.parse()?)
+}
+
+/// Write through `r` into table `t (via text)` (an insert that returns the port of the node that ran it) until a write
+/// lands on another node than `old_port`, for at most `within`: when it landed (wall clock),
+/// and on which port. The client's session through the sidecar is opened now, before the
+/// failover, and opened again only if the sidecar closes it; each write may take 500 ms.
+pub async fn write_until_moved(
+    r: &super::client::Router,
+    old_port: u16,
+    within: Duration,
+) -> anyhow::Result<JoinHandle<anyhow::Result<(std::time::SystemTime, u16)>>> {
+    let config = r.config(super::SUPERUSER, super::SUPERUSER_PASSWORD);
+    let mut client = Some(super::client::connect(&config).await?);
+    Ok(tokio::spawn(async move {
+        let deadline = Instant::now() + within;
+        let insert = "insert into t values ('moved') returning inet_server_port()";
+        while Instant::now() < deadline {
+            let attempt = tokio::time::timeout(Duration::from_millis(500), async {
+                if client
+                    .as_ref()
+                    .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
+                {
+                    client = Some(super::client::connect(&config).await?);
+                }
+                let c = client
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("no connection"))?;
+                let port: i32 = c.query_one(insert, &[]).await?.get(0);
+                anyhow::Ok(port as u16)
+            })
+            .await;
+            if let Ok(Ok(port)) = attempt {
+                if port != old_port {
+                    return Ok((std::time::SystemTime::now(), port));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(anyhow::anyhow!(
+            "no write left the old primary within {within:?}"
+        ))
+    }))
 }

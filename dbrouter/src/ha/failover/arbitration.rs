@@ -10,16 +10,16 @@ use super::probe::ReplicaReport;
 use super::procedure::{Procedure, Request};
 
 impl Procedure<'_> {
-    /// With `failover.etcd`, take the cluster's failover lease before promoting (automatic
-    /// failovers only: an operator's promote or switchover is the operator's decision).
-    /// Without the lease, nothing is promoted. `Ok(Some(node))`: the lease was free, but the
+    /// With `failover.etcd`, take the cluster's failover lease before promoting (an
+    /// automatic failover; an operator's promote or switchover takes it before anything
+    /// else: [`Procedure::claim_for_operator`]). Without the lease, nothing is promoted. `Ok(Some(node))`: the lease was free, but the
     /// failure of this primary was decided already (by a Switchyard that has given the lease
     /// back since): `node` is the primary to adopt.
     pub(super) async fn claim(&mut self) -> Result<Option<Address>, String> {
         let Some(etcd) = &self.rt.config.failover.etcd else {
             return Ok(None);
         };
-        if !matches!(self.req, Request::Failover { .. }) {
+        if !matches!(self.req, Request::Failover { .. }) || self.lease.is_some() {
             return Ok(None);
         }
         let unreachable = |e: String| {
@@ -47,6 +47,21 @@ impl Procedure<'_> {
         }
     }
 
+    /// An operator's promote or switchover, with `failover.etcd`: take the cluster's
+    /// failover lease first, before a switchover drains anything, so that it runs once for
+    /// the fleet and never beside a failover or another operation (the error names the
+    /// holder); its decision is then recorded like a failover's, and every sidecar follows.
+    pub(super) async fn claim_for_operator(&mut self) -> Result<(), String> {
+        let Some(etcd) = &self.rt.config.failover.etcd else {
+            return Ok(());
+        };
+        let (arbiter, lease) = lease::claim_for_operator(etcd, &self.rt.name)
+            .await
+            .map_err(|(_, why)| why)?;
+        self.lease = Some((arbiter, lease));
+        Ok(())
+    }
+
     /// Before promoting: the lease, if one was taken, must still run on this process's
     /// clock (a holder that stalled past its TTL may have been replaced).
     pub(super) fn still_holder(&self) -> Result<(), String> {
@@ -71,6 +86,7 @@ impl Procedure<'_> {
             by: lease::identity(),
             at_ms: lease::now_ms(),
             reason: self.attempt.reason.clone(),
+            rejoined: None,
         };
         if let Err(e) = arbiter.record(&self.rt.name, lease, &decision).await {
             tracing::error!(cluster = %self.rt.name, error = %e, "recording the failover in etcd failed: the other sidecars follow on their own checks");

@@ -6,6 +6,12 @@
 //! part (its own checks still pass, or `auto_promote` is off) stops writing to the old
 //! primary within the watch's delay, not after its own detection.
 //!
+//! The new primary's pool is warmed at once ([`crate::server::pool::NodePool::warm_like`]):
+//! as many connections as the old primary had, for the key it was last logged in with. With
+//! a shared config (`[store] kind = "etcd"`) the follower records nothing itself: the
+//! decider's change reaches it through the store. A rejoin decision lifts the fence
+//! ([`super::rejoin::follow_rejoin`]).
+//!
 //! Only decisions made while the watch runs are followed: one found in etcd at start is
 //! history (the config has recorded it, or an operator has changed the roles since). A
 //! decision about another primary than this router's is ignored (with a warning): the roles
@@ -22,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::apply::apply_roles;
 use super::lease::{self, Arbiter, Decision};
+use super::rejoin::follow_rejoin;
 use super::roles::RoleChange;
 use super::state::Attempt;
 use crate::ha::handles::Ha;
@@ -128,7 +135,10 @@ async fn watch_once(
             }
             match serde_json::from_slice::<Decision>(kv.value()) {
                 Ok(d) if d.by == me => {}
-                Ok(d) => follow(ha, cluster, &d),
+                Ok(d) => match &d.rejoined {
+                    Some(node) => follow_rejoin(ha, cluster, node, &d),
+                    None => follow(ha, cluster, &d),
+                },
                 Err(e) => {
                     tracing::warn!(cluster, key = %key, error = %e, "not a failover decision; ignored")
                 }
@@ -145,6 +155,8 @@ fn follow(ha: &Ha, cluster: &str, decision: &Decision) {
     };
     let current = rt.primary.to_string();
     if current == decision.primary {
+        // The shared config brought the change first: only the pool is left to warm.
+        warm(ha, cluster, &decision.old_primary, 0);
         return;
     }
     if current != decision.old_primary {
@@ -190,7 +202,10 @@ fn follow(ha: &Ha, cluster: &str, decision: &Decision) {
         tracing::error!(cluster, error = %e, "following a failover decision failed");
         return;
     }
-    ha.pools.get(cluster, &current).clear();
+    let old_pool = ha.pools.get(cluster, &current);
+    let was_open = old_pool.counts().0;
+    old_pool.clear();
+    warm(ha, cluster, &current, was_open);
     let lag_ms = lease::now_ms().saturating_sub(decision.at_ms);
     tracing::warn!(cluster, old = %current, new = %decision.primary, by = %decision.by, lag_ms,
         "postgres primary changed by another Switchyard's failover: followed");
@@ -213,7 +228,9 @@ fn follow(ha: &Ha, cluster: &str, decision: &Decision) {
         config_version: None,
     };
     let state = ha.failovers.cluster(cluster);
-    let Some(sink) = ha.failovers.sink() else {
+    // With a shared config the deciding Switchyard's change reaches this one through the
+    // store: recording it here too would make a second version and a second audit line.
+    let Some(sink) = ha.failovers.sink().filter(|s| !s.shared()) else {
         state.remember(attempt);
         return;
     };
@@ -228,4 +245,19 @@ fn follow(ha: &Ha, cluster: &str, decision: &Decision) {
         }
         state.remember(attempt);
     });
+}
+
+/// Pre-open connections to the cluster's primary (just changed from `old`, whose pool had
+/// `was_open` connections) in the background, so the first writes after the failover do not
+/// pay for logins.
+fn warm(ha: &Ha, cluster: &str, old: &str, was_open: usize) {
+    let Some(rt) = ha.live.cluster(cluster) else {
+        return;
+    };
+    let primary = rt.primary.clone();
+    let old = ha.pools.get(cluster, old);
+    let stats = ha.stats.get(cluster);
+    ha.pools
+        .get(cluster, &primary.to_string())
+        .warm_like(&old, &rt, &primary, &stats, was_open);
 }

@@ -57,6 +57,10 @@ pub struct Decision {
     /// When it decided, milliseconds since the Unix epoch.
     pub at_ms: u64,
     pub reason: String,
+    /// A rejoin, not a promotion: this node's fence is lifted on every sidecar (`primary`
+    /// and `old_primary` then both name the unchanged primary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoined: Option<String>,
 }
 
 /// A held failover lease. Renewed by a task every third of its TTL until dropped (the task
@@ -302,6 +306,31 @@ async fn keep_alive(client: Client, id: i64, ttl: Duration, acked: Arc<Mutex<Ins
             }
             Err(_) => tracing::warn!(lease = id, "renewing the failover lease timed out"),
         }
+    }
+}
+
+/// The failover lease of `cluster` for an operator's promote, switchover or rejoin: the
+/// same lease an automatic failover takes, so two operations (or an operation and a
+/// failover) never run at once across the fleet. `Err((status, why))`: 409 naming the
+/// holder when another Switchyard holds it, 503 when etcd cannot be reached.
+pub async fn claim_for_operator(
+    settings: &EtcdSettings,
+    cluster: &str,
+) -> Result<(Arbiter, Lease), (u16, String)> {
+    let unreachable = |e: String| {
+        (
+            503,
+            format!("etcd cannot be reached for the failover lease of cluster {cluster:?} ({e}): the operation was not started"),
+        )
+    };
+    let arbiter = Arbiter::connect(settings).await.map_err(unreachable)?;
+    match arbiter.claim(cluster, &identity()).await {
+        Ok(Claim::Won(lease, _)) => Ok((arbiter, lease)),
+        Ok(Claim::Lost { holder }) => Err((
+            409,
+            format!("{holder} holds the failover lease of cluster {cluster:?} (a failover or another operation is under way): try again once it is done"),
+        )),
+        Err(e) => Err(unreachable(e)),
     }
 }
 

@@ -188,10 +188,17 @@ impl Procedure<'_> {
 
     async fn run(&mut self) -> Result<(), String> {
         let old = self.rt.primary.clone();
+        // An operator's request takes the fleet's failover lease once the target is known
+        // to be valid, before a switchover drains anything.
         let target = match self.req {
-            Request::Promote { node, .. } => Some(self.node(node)?),
+            Request::Promote { node, .. } => {
+                let node = self.node(node)?;
+                self.claim_for_operator().await?;
+                Some(node)
+            }
             Request::Switchover { to, .. } => {
                 let to = self.node(to)?;
+                self.claim_for_operator().await?;
                 self.drain(&old, &to).await?;
                 self.state.set_phase(Phase::Confirming);
                 Some(to)

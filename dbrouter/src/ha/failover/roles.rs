@@ -58,4 +58,16 @@ pub trait FailoverSink: Send + Sync + 'static {
         &self,
         change: RoleChange,
     ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'static>>;
+
+    /// Whether the config is one document shared by the fleet (`[store] kind = "etcd"`):
+    /// the deciding Switchyard's change reaches every other one through the store, so a
+    /// Switchyard that follows a decision records nothing itself (one change, audited once).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Apply the shared document's newest version again, even one refused before (a fence
+    /// lifted by another Switchyard's rejoin made it acceptable here). No-op without a
+    /// shared store.
+    fn resync(&self) {}
 }

@@ -7,6 +7,8 @@
 //! transaction or session pooling alike), or, before any client came, for the cluster's
 //! first user on database `postgres` (the one every cluster has, and the node monitor's) in
 //! the cluster's pool mode.
+//! A router following another Switchyard's failover also pre-opens connections to the new
+//! primary at once ([`NodePool::warm_like`]).
 //! They are opened by the periodic reaper ([`super::Pools::reap`]), one fill at a
 //! time per pool, in the background; a connection that cannot be opened is logged and
 //! tried again at the next round. The connections count against `max_size` like any
@@ -67,6 +69,36 @@ impl NodePool {
         stats: &Arc<ClusterStats>,
     ) {
         let min = rt.pool.min_size.min(rt.pool.max_size) as usize;
+        self.fill_up_to(rt, node, stats, min);
+    }
+
+    /// When `node` has just become the primary in place of `old` (a failover this router
+    /// follows): open, in the background, as many connections as `old` had (`want`; at least
+    /// one and `pool.min_size`, at most `max_size`), for the key `old` was last logged in
+    /// with, so that the first writes after the failover do not pay for logins.
+    pub fn warm_like(
+        self: &Arc<Self>,
+        old: &NodePool,
+        rt: &Arc<ClusterRuntime>,
+        node: &Address,
+        stats: &Arc<ClusterStats>,
+        want: usize,
+    ) {
+        let key = lock(&old.warm_key).clone();
+        if let Some(key) = key {
+            self.note_warm_key(&key);
+        }
+        let want = want.max(1).max(rt.pool.min_size as usize);
+        self.fill_up_to(rt, node, stats, want.min(rt.pool.max_size as usize));
+    }
+
+    fn fill_up_to(
+        self: &Arc<Self>,
+        rt: &Arc<ClusterRuntime>,
+        node: &Address,
+        stats: &Arc<ClusterStats>,
+        min: usize,
+    ) {
         if self.counts().0 >= min || self.filling.swap(true, SeqCst) {
             return;
         }
