@@ -131,9 +131,15 @@ fn six_backends_in_batches_of_two_roll_to_v2_without_a_failed_request() -> anyho
         describe(&r)
     );
     // Paused after each of the first two batches; resumed through the API.
-    for _ in 0..2 {
-        wait_state(&proxy, "paused", Duration::from_secs(60))?;
-        proxy.operate(&format!("{ROLLOUT}/resume"), "")?;
+    for i in 0..2 {
+        let paused = wait_state(&proxy, "paused", Duration::from_secs(60))?;
+        ensure!(paused["current"] == i, "{}", describe(&paused));
+        let resumed = proxy.operate(&format!("{ROLLOUT}/resume"), "")?;
+        ensure!(
+            resumed["rollout"]["state"] == "running",
+            "{}",
+            describe(&resumed)
+        );
     }
     let done = wait_state(&proxy, "succeeded", Duration::from_secs(60))?;
     let took = started.elapsed();
@@ -322,5 +328,51 @@ fn abort_while_a_batch_waits_puts_every_drain_and_weight_back() -> anyhow::Resul
     let again = proxy
         .send(Request::post(format!("{ROLLOUT}/abort").as_str(), "").bearer(config::OPERATOR))?;
     ensure!(again.status == 409, "{}", again.describe());
+    Ok(())
+}
+
+#[test]
+fn the_command_line_starts_and_follows_a_rollout_batch_by_batch() -> anyhow::Result<()> {
+    let release = Release::start(3, GOOD)?;
+    let proxy = start(&release, &[])?;
+    let load = Load::start(proxy.http_addr(), 2, Request::get("/work"));
+    let out = std::process::Command::new(support::BIN)
+        .args(["rollout", "--upstream", "api", "start", "--batch-size", "1"])
+        .args([
+            "--command",
+            "restart",
+            "--expect-version",
+            "v2",
+            "--window",
+            "1s",
+        ])
+        .args(["--min-requests", "5", "--follow"])
+        .env("SWITCHYARD_API", format!("http://{}", proxy.addr()))
+        .env("SWITCHYARD_TOKEN", config::OPERATOR)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "batch 1/3",
+        "batch 3/3",
+        "verifying: batch 3 error ratio",
+        "rollout succeeded",
+    ] {
+        ensure!(stdout.contains(want), "{want:?} not in:\n{stdout}");
+    }
+    load.finish()?.assert_no_failures()?;
+    let status = std::process::Command::new(support::BIN)
+        .args(["rollout", "--upstream", "api", "abort"])
+        .env("SWITCHYARD_API", format!("http://{}", proxy.addr()))
+        .env("SWITCHYARD_TOKEN", config::OPERATOR)
+        .output()?;
+    ensure!(
+        status.status.code() == Some(2),
+        "aborting a finished rollout is refused"
+    );
     Ok(())
 }

@@ -266,7 +266,12 @@ impl Rollouts {
                 current: Some(Box::new(status)),
             });
         }
+        // Running from now on, so that a follower never sees this pause again.
+        entry.update(|s| {
+            s.state = RolloutState::Running;
+            s.reason = None;
+        });
         entry.resume.notify_one();
-        Ok(status)
+        Ok(entry.get())
     }
 }
