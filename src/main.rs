@@ -4,6 +4,7 @@
 
 mod drain;
 mod readiness;
+mod rollout;
 mod run;
 mod upgrade;
 
@@ -88,6 +89,21 @@ enum Command {
         #[arg(short, long, env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
     },
+    /// Start, follow, resume or abort a rolling release of an upstream through the control
+    /// API, batch by batch (`POST /v1/upstreams/{name}/rollout`).
+    Rollout {
+        /// The control API.
+        #[arg(long, env = "SWITCHYARD_API", default_value = "http://127.0.0.1:9901")]
+        api: String,
+        /// An operator token (viewer for status and follow).
+        #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The upstream to roll.
+        #[arg(long)]
+        upstream: String,
+        #[command(subcommand)]
+        action: RolloutAction,
+    },
     /// Print the SHA-256 to put in `[[control.tokens]] sha256 = "…"`.
     ///
     /// Reads the token from standard input, or with --generate makes a new random token and
@@ -97,6 +113,60 @@ enum Command {
         #[arg(long)]
         generate: bool,
     },
+}
+
+// Parsed once from the command line: the size of `Start` does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum RolloutAction {
+    /// Start a rollout.
+    Start {
+        /// Backends per batch: a count or a percentage (`2`, `34%`).
+        #[arg(long, default_value = "1")]
+        batch_size: String,
+        /// Replace each batch with this `[rollout.commands.NAME]` of the config.
+        #[arg(long, conflicts_with_all = ["webhook", "external"])]
+        command: Option<String>,
+        /// Replace each batch with this `[rollout.webhooks.NAME]` of the config.
+        #[arg(long, conflicts_with = "external")]
+        webhook: Option<String>,
+        /// A deploy tool replaces each batch; the rollout waits for --version.
+        #[arg(long)]
+        external: bool,
+        /// The version the replaced backends must report (health_check.version_header).
+        #[arg(long)]
+        expect_version: Option<String>,
+        /// Only this pool's backends.
+        #[arg(long)]
+        pool: Option<String>,
+        #[arg(long)]
+        drain_timeout: Option<String>,
+        #[arg(long)]
+        ready_timeout: Option<String>,
+        /// Verification window of each batch.
+        #[arg(long)]
+        window: Option<String>,
+        #[arg(long)]
+        max_error_ratio: Option<f64>,
+        #[arg(long)]
+        min_requests: Option<u64>,
+        #[arg(long)]
+        min_available: Option<usize>,
+        /// Wait for `switchyard rollout resume` after each batch.
+        #[arg(long)]
+        pause_between_batches: bool,
+        /// Follow the rollout until it is over (exit 1 when it fails or is aborted).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print the latest rollout, batch by batch.
+    Status,
+    /// Print the progress until the rollout is over; exit 1 when it fails or is aborted.
+    Follow,
+    /// Continue a rollout paused between batches.
+    Resume,
+    /// Stop the rollout and put every drain and weight back as before it started.
+    Abort,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -149,6 +219,25 @@ fn main() -> ExitCode {
             });
         }
         Command::Check { config } => return check(&config),
+        Command::Rollout {
+            api,
+            token,
+            upstream,
+            action,
+        } => {
+            let target = rollout::Target {
+                api,
+                token,
+                upstream,
+            };
+            return match rollout::run(&target, rollout_action(action)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("switchyard rollout: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::HashToken { generate } => hash_token(generate),
     };
     match result {
@@ -157,6 +246,75 @@ fn main() -> ExitCode {
             eprintln!("switchyard: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The command line's rollout action, with the start request as the API takes it.
+fn rollout_action(action: RolloutAction) -> rollout::Action {
+    match action {
+        RolloutAction::Start {
+            batch_size,
+            command,
+            webhook,
+            external,
+            expect_version,
+            pool,
+            drain_timeout,
+            ready_timeout,
+            window,
+            max_error_ratio,
+            min_requests,
+            min_available,
+            pause_between_batches,
+            follow,
+        } => {
+            let replace = match (command, webhook, external) {
+                (Some(c), _, _) => serde_json::json!({ "command": c }),
+                (None, Some(w), _) => serde_json::json!({ "webhook": w }),
+                (None, None, _) => serde_json::json!("external"),
+            };
+            let batch_size = match batch_size.parse::<u64>() {
+                Ok(n) => serde_json::json!(n),
+                Err(_) => serde_json::json!(batch_size),
+            };
+            let mut body = serde_json::json!({
+                "batch_size": batch_size,
+                "replace": replace,
+                "pause_between_batches": pause_between_batches,
+            });
+            let mut verify = serde_json::Map::new();
+            let put = |m: &mut serde_json::Value, k: &str, v: Option<serde_json::Value>| {
+                if let Some(v) = v {
+                    m[k] = v;
+                }
+            };
+            put(&mut body, "version", expect_version.map(Into::into));
+            put(
+                &mut body,
+                "backends",
+                pool.map(|p| serde_json::json!({ "pool": p })),
+            );
+            put(&mut body, "drain_timeout", drain_timeout.map(Into::into));
+            put(&mut body, "ready_timeout", ready_timeout.map(Into::into));
+            put(&mut body, "min_available", min_available.map(Into::into));
+            if let Some(w) = window {
+                verify.insert("window".into(), w.into());
+            }
+            if let Some(r) = max_error_ratio {
+                verify.insert("max_error_ratio".into(), r.into());
+            }
+            if let Some(n) = min_requests {
+                verify.insert("min_requests".into(), n.into());
+            }
+            if !verify.is_empty() {
+                body["verify"] = serde_json::Value::Object(verify);
+            }
+            rollout::Action::Start { body, follow }
+        }
+        RolloutAction::Status => rollout::Action::Status,
+        RolloutAction::Follow => rollout::Action::Follow,
+        RolloutAction::Resume => rollout::Action::Resume,
+        RolloutAction::Abort => rollout::Action::Abort,
     }
 }
 

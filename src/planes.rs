@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use switchyard_config::Config;
-use switchyard_control::{Plane, PoolCounts, Prepared, TrafficStats};
+use switchyard_control::{BackendView, Plane, PoolCounts, Prepared, TrafficStats};
 use switchyard_dbrouter::{DbPlane, DbRuntime};
+use switchyard_proxy::registry::Health;
 use switchyard_proxy::{HttpPlane, HttpRuntime};
 
 /// The HTTP plane as the applier sees it.
@@ -29,6 +30,22 @@ impl TrafficStats for Http {
     fn pool_counts(&self, upstream: &str, pool: &str) -> Option<PoolCounts> {
         let (requests, errors) = self.0.pool_counts(upstream, pool)?;
         Some(PoolCounts { requests, errors })
+    }
+
+    fn backend(&self, addr: &str) -> Option<BackendView> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let b = self.0.backend_state(addr)?;
+        let counts = PoolCounts {
+            requests: b.requests.load(Relaxed),
+            errors: b.failures.load(Relaxed),
+        };
+        let healthy = b.health(std::time::Instant::now()) != Health::Down;
+        Some(BackendView {
+            counts,
+            in_flight: b.in_flight(),
+            healthy,
+            last_check: b.last_check().map(|c| (c.at, c.ok, c.version)),
+        })
     }
 }
 

@@ -22,6 +22,46 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// Where the config lives (`[store]`): the file (default) or a shared document in etcd.
     pub store: StoreConfig,
+    /// What a rolling release may run (`[rollout]`): replace commands and webhooks by name.
+    #[serde(skip_serializing_if = "RolloutConfig::is_empty")]
+    pub rollout: RolloutConfig,
+}
+
+// === rollout ===
+
+/// The ways a rolling release may replace a batch of backends, each under a name. A rollout
+/// request only names one: a control API token can never choose a command or a URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct RolloutConfig {
+    /// `[rollout.commands.NAME]`: a program and its arguments, run without a shell; the
+    /// batch's addresses are in its environment.
+    pub commands: BTreeMap<String, RolloutCommand>,
+    /// `[rollout.webhooks.NAME]`: a URL that is sent the batch as JSON.
+    pub webhooks: BTreeMap<String, RolloutWebhook>,
+}
+
+impl RolloutConfig {
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty() && self.webhooks.is_empty()
+    }
+}
+
+/// A replace command: `argv[0]` is the program (no shell), killed after `timeout`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutCommand {
+    pub argv: Vec<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+/// A replace webhook: `POST url` with the batch as JSON; a 2xx answer within `timeout` means
+/// the batch is being replaced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutWebhook {
+    /// `http://host:port/path`.
+    pub url: String,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
 }
 
 // === control ===
@@ -258,6 +298,9 @@ pub struct ActiveHealthCheck {
     /// Consecutive failures that take it out.
     pub fall: u32,
     pub expect_status: u16,
+    /// A response header of the check that names the backend's version (read by rollouts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_header: Option<String>,
 }
 
 /// A weighted set of backends; traffic is split between pools by `weight`.

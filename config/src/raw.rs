@@ -95,6 +95,7 @@ pub struct RawHealthCheck {
     pub rise: Option<i64>,
     pub fall: Option<i64>,
     pub expect_status: Option<i64>,
+    pub version_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,4 +243,22 @@ pub struct RawStoreTls {
     pub ca: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRollout {
+    pub commands: Option<BTreeMap<String, RawRolloutCommand>>,
+    pub webhooks: Option<BTreeMap<String, RawRolloutWebhook>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawRolloutCommand {
+    pub argv: Option<Vec<String>>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawRolloutWebhook {
+    pub url: Option<String>,
+    pub timeout: Option<String>,
 }

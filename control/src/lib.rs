@@ -20,4 +20,6 @@ pub mod watcher;
 
 pub use applier::{Applier, ApplyError, ApplyOutcome, ApplyRequest, EditRequest, StartError};
 pub use history::{Actor, Origin};
-pub use plane::{ClusterOp, ClusterOps, OpError, Plane, PoolCounts, Prepared, TrafficStats};
+pub use plane::{
+    BackendView, ClusterOp, ClusterOps, OpError, Plane, PoolCounts, Prepared, TrafficStats,
+};

@@ -39,10 +39,28 @@ pub struct PoolCounts {
     pub errors: u64,
 }
 
-/// Read access to the HTTP plane's traffic counters, for verifying blue/green flips.
+/// One backend as the HTTP plane sees it now, for rollouts: its counters (they only grow),
+/// requests in flight, and the active health checker's view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendView {
+    pub counts: PoolCounts,
+    pub in_flight: u64,
+    /// Active health does not say "down" (passive ejection aside).
+    pub healthy: bool,
+    /// The latest active check: when it ended, whether it passed, the version it reported.
+    pub last_check: Option<(std::time::Instant, bool, Option<String>)>,
+}
+
+/// Read access to the HTTP plane's traffic counters, for verifying blue/green flips and
+/// rollout batches.
 pub trait TrafficStats: Send + Sync + 'static {
     /// Counters of `pool` in `upstream`; `None` if the plane has no such pool.
     fn pool_counts(&self, upstream: &str, pool: &str) -> Option<PoolCounts>;
+
+    /// The backend `addr` on this node; `None` if the plane has never seen it.
+    fn backend(&self, _addr: &str) -> Option<BackendView> {
+        None
+    }
 }
 
 /// A Postgres operation the control API passes to the router: promote, switchover, rejoin.

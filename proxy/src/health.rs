@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use switchyard_config::ActiveHealthCheck;
 use tokio::task::JoinHandle;
 
+use crate::registry::CheckSeen;
 use crate::HttpPlane;
 
 /// How often the supervisor compares running probes with the config.
@@ -66,8 +67,13 @@ async fn probe_loop(plane: Arc<HttpPlane>, upstream: String, addr: String, socke
         }) else {
             return;
         };
-        let ok = probe(socket, &addr, &hc).await;
+        let (ok, version) = probe(socket, &addr, &hc).await;
         let state = plane.registry.backend(&addr);
+        state.note_check(CheckSeen {
+            at: std::time::Instant::now(),
+            ok,
+            version,
+        });
         if let Some(up) = state.record_check(ok, hc.rise, hc.fall) {
             let to = if up { "up" } else { "down" };
             if up {
@@ -82,8 +88,9 @@ async fn probe_loop(plane: Arc<HttpPlane>, upstream: String, addr: String, socke
     }
 }
 
-/// One probe: a fresh connection and `GET path`, answered with the expected status in time.
-async fn probe(socket: SocketAddr, host: &str, hc: &ActiveHealthCheck) -> bool {
+/// One probe: a fresh connection and `GET path`, answered with the expected status in time;
+/// and the value of the check's `version_header` in the answer, if any.
+async fn probe(socket: SocketAddr, host: &str, hc: &ActiveHealthCheck) -> (bool, Option<String>) {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(socket).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -97,10 +104,14 @@ async fn probe(socket: SocketAddr, host: &str, hc: &ActiveHealthCheck) -> bool {
             .body(Empty::<Bytes>::new())
             .ok()?;
         let resp = sender.send_request(req).await.ok()?;
-        Some(resp.status().as_u16() == hc.expect_status)
+        let version = hc.version_header.as_ref().and_then(|h| {
+            let v = resp.headers().get(h.as_str())?.to_str().ok()?;
+            Some(v.to_string())
+        });
+        Some((resp.status().as_u16() == hc.expect_status, version))
     };
-    matches!(
-        tokio::time::timeout(hc.timeout, attempt).await,
-        Ok(Some(true))
-    )
+    match tokio::time::timeout(hc.timeout, attempt).await {
+        Ok(Some(seen)) => seen,
+        _ => (false, None),
+    }
 }

@@ -238,6 +238,12 @@ impl HttpPlane {
         ))
     }
 
+    /// A backend's live state, for rollouts: its in-flight, attempt and failure counts (all
+    /// upstreams together) and its latest active health check.
+    pub fn backend_state(&self, addr: &str) -> Option<Arc<registry::BackendState>> {
+        self.registry.existing_backend(addr)
+    }
+
     /// The SNI resolver for a listener, created with the certificates of the live runtime.
     pub fn resolver(&self, listener: &str) -> Option<Arc<SniResolver>> {
         let rt = self.runtime.load_full()?;

@@ -20,12 +20,23 @@ pub struct BackendState {
     /// Set by the active health checker: `fall` failures in a row.
     active_down: AtomicBool,
     active_streak: Mutex<Streak>,
+    /// The latest active check: when it ended, whether it passed, the version it reported.
+    last_check: Mutex<Option<CheckSeen>>,
     /// When the slow-start ramp began (re-enabled after a drain, or back from down).
     ramp_start: Mutex<Option<Instant>>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
     /// `switchyard_http_backend_in_flight{backend}`, looked up once.
     gauge: metrics::Gauge,
+}
+
+/// One active health check as the checker saw it (for rollouts waiting on a new version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSeen {
+    pub at: Instant,
+    pub ok: bool,
+    /// The check's `version_header`, when configured and present.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +76,7 @@ impl BackendState {
             passive: Mutex::new(Passive::default()),
             active_down: AtomicBool::new(false),
             active_streak: Mutex::new(Streak::default()),
+            last_check: Mutex::new(None),
             ramp_start: Mutex::new(None),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -176,10 +188,21 @@ impl BackendState {
         None
     }
 
+    /// Remember the latest active check (see [`CheckSeen`]).
+    pub fn note_check(&self, seen: CheckSeen) {
+        *lock(&self.last_check) = Some(seen);
+    }
+
+    /// The latest active check, if any ran.
+    pub fn last_check(&self) -> Option<CheckSeen> {
+        lock(&self.last_check).clone()
+    }
+
     /// Clear the active verdict (the upstream no longer has an active check).
     pub fn clear_active(&self) {
         self.active_down.store(false, Ordering::Relaxed);
         *lock(&self.active_streak) = Streak::default();
+        *lock(&self.last_check) = None;
     }
 
     pub fn start_ramp(&self, now: Instant) {
@@ -294,6 +317,11 @@ impl Registry {
     pub fn pool(&self, upstream: &str, pool: &str) -> Arc<PoolTraffic> {
         let key = (upstream.to_string(), pool.to_string());
         self.pools.entry(key).or_default().clone()
+    }
+
+    /// The state of `addr`, if the plane has seen it.
+    pub fn existing_backend(&self, addr: &str) -> Option<Arc<BackendState>> {
+        self.backends.get(addr).map(|b| b.clone())
     }
 
     pub fn existing_pool(&self, upstream: &str, pool: &str) -> Option<Arc<PoolTraffic>> {

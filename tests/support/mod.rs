@@ -29,6 +29,7 @@ pub mod load;
 pub mod ops;
 pub mod pg;
 pub mod proxy;
+pub mod release;
 pub mod tls;
 pub mod upgrade;
 

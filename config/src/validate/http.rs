@@ -472,6 +472,23 @@ fn health_check(
     let rise = cx.int(raw.rise, &path.key("rise"), 2, 1, 100);
     let fall = cx.int(raw.fall, &path.key("fall"), 3, 1, 100);
     let expect_status = cx.int(raw.expect_status, &path.key("expect_status"), 200, 100, 599);
+    let version_header = match raw.version_header {
+        None => Some(None),
+        Some(h)
+            if !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) =>
+        {
+            Some(Some(h.to_ascii_lowercase()))
+        }
+        Some(h) => {
+            cx.err(
+                &path.key("version_header"),
+                format!("{h:?} is not a header name"),
+            );
+            None
+        }
+    };
     Some(ActiveHealthCheck {
         path: path_ok.then_some(hc_path)?,
         interval: interval?,
@@ -479,6 +496,7 @@ fn health_check(
         rise: rise?,
         fall: fall?,
         expect_status: expect_status?,
+        version_header: version_header?,
     })
 }
 

@@ -4,6 +4,7 @@ mod access_log;
 mod fields;
 mod http;
 mod postgres;
+mod rollout;
 mod store;
 
 use std::collections::HashMap;
@@ -41,15 +42,17 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut http_node = None;
     let mut postgres_node = None;
     let mut store_node = None;
+    let mut rollout_node = None;
     for (key, _, node) in src.root().entries().unwrap_or_default() {
         match key {
             "control" => control_node = Some(node),
             "http" => http_node = Some(node),
             "postgres" => postgres_node = Some(node),
             "store" => store_node = Some(node),
+            "rollout" => rollout_node = Some(node),
             other => cx.err(
                 &root.key(other.to_string()),
-                "unknown key: expected control, http or postgres (or store)",
+                "unknown key: expected control, http or postgres (or store, rollout)",
             ),
         }
     }
@@ -57,17 +60,19 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let http = http::validate(&mut cx, http_node);
     let postgres = postgres::validate(&mut cx, postgres_node);
     let store = store::validate(&mut cx, store_node);
+    let rollout = rollout::validate(&mut cx, rollout_node);
     check_listen_conflicts(&mut cx);
     let mut errors = cx.errors;
     if errors.is_empty() {
-        if let (Some(control), Some(http), Some(postgres), Some(store)) =
-            (control, http, postgres, store)
+        if let (Some(control), Some(http), Some(postgres), Some(store), Some(rollout)) =
+            (control, http, postgres, store, rollout)
         {
             return Ok(Config {
                 control,
                 http,
                 postgres,
                 store,
+                rollout,
             });
         }
         // Every `None` above records an error, so this is unreachable in practice; say so

@@ -9,6 +9,8 @@
 //! - `PUT /v1/config`, `POST /v1/config/rollback`: admin.
 //! - `POST /v1/upstreams/{name}/weights`, `…/flip`, `…/backends/{addr}/drain|enable`:
 //!   operator; `GET /v1/upstreams/{name}/flip`: viewer (see `upstreams.rs`).
+//! - `POST /v1/upstreams/{name}/rollout`, `…/rollout/abort`, `…/rollout/resume`: operator;
+//!   `GET /v1/upstreams/{name}/rollout`: viewer (see `rollout.rs`).
 //! - `POST /v1/clusters/{name}/promote`, `…/switchover`, `…/nodes/{addr}/rejoin`: operator
 //!   (see `clusters.rs`).
 
@@ -25,6 +27,7 @@ mod precondition;
 mod refusal;
 mod request;
 mod response;
+mod rollout;
 mod state;
 mod status;
 mod ui;

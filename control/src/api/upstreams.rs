@@ -3,6 +3,8 @@
 //! - `POST …/weights` `{"blue": 90, "green": 10}`: operator.
 //! - `POST …/backends/{addr}/drain`, `POST …/backends/{addr}/enable`: operator.
 //! - `POST …/flip` `{"to": "green", "verify": {…}}`: operator; `GET …/flip`: viewer.
+//! - `POST …/rollout`, `…/rollout/abort`, `…/rollout/resume`: operator; `GET …/rollout`:
+//!   viewer (see `rollout.rs`).
 //!
 //! Path segments are percent-decoded (`127.0.0.1%3A9001`, `%5B::1%5D%3A80`). Each change
 //! answers like `PUT /v1/config` (`result`, `version`, `changes`, …); refusals are audited.
@@ -19,6 +21,7 @@ use super::outcome::outcome_response;
 use super::refusal::{denied, refused};
 use super::request::{decode, read_body};
 use super::response::{error, json, Body};
+use super::rollout::Verb;
 use super::state::ApiState;
 use crate::applier::ApplyOutcome;
 use crate::history::Actor;
@@ -29,6 +32,7 @@ use crate::store::drain::wait_drained;
 enum Op {
     Weights,
     Flip,
+    Rollout(Verb),
     Backend(String, BackendState),
 }
 
@@ -37,6 +41,7 @@ impl Op {
         match self {
             Op::Weights => "upstream.weights",
             Op::Flip => "upstream.flip",
+            Op::Rollout(verb) => verb.action(),
             Op::Backend(_, BackendState::Drain) => "upstream.backend.drain",
             Op::Backend(_, BackendState::Enabled) => "upstream.backend.enable",
         }
@@ -55,6 +60,9 @@ pub(super) async fn route(
     let parsed = match segments.as_slice() {
         [name, "weights"] => decode(name).map(|n| (n, Op::Weights)),
         [name, "flip"] => decode(name).map(|n| (n, Op::Flip)),
+        [name, "rollout"] => decode(name).map(|n| (n, Op::Rollout(Verb::Start))),
+        [name, "rollout", "abort"] => decode(name).map(|n| (n, Op::Rollout(Verb::Abort))),
+        [name, "rollout", "resume"] => decode(name).map(|n| (n, Op::Rollout(Verb::Resume))),
         [name, "backends", addr, verb @ ("drain" | "enable")] => {
             let state = match *verb {
                 "drain" => BackendState::Drain,
@@ -80,6 +88,12 @@ pub(super) async fn route(
             },
             Err(resp) => resp,
         },
+        (&Method::GET, Op::Rollout(Verb::Start)) => {
+            match auth::authorize(&rt, &req, Role::Viewer) {
+                Ok(_) => super::rollout::get(state, &upstream),
+                Err(resp) => resp,
+            }
+        }
         (&Method::POST, _) => match auth::authorize(&rt, &req, Role::Operator) {
             Ok(who) => {
                 let actor = Actor {
@@ -90,7 +104,7 @@ pub(super) async fn route(
             }
             Err(resp) => denied(state, &req, remote, op.action(), resp),
         },
-        (_, Op::Flip) => error(
+        (_, Op::Flip | Op::Rollout(Verb::Start)) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: use GET or POST",
         ),
@@ -128,6 +142,7 @@ async fn run(
     };
     let applier = &state.applier;
     match op {
+        Op::Rollout(verb) => super::rollout::post(state, actor, upstream, verb, &body).await,
         Op::Weights => {
             let weights: BTreeMap<String, u32> = match serde_json::from_slice(&body) {
                 Ok(w) => w,

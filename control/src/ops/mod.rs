@@ -15,6 +15,7 @@ mod flip;
 mod flips;
 mod ledger;
 mod request;
+pub mod rollout;
 mod takeover;
 mod verify;
 mod weights;
@@ -32,6 +33,8 @@ pub use weights::set_weights;
 pub struct Ops {
     /// Blue/green flips: the latest per upstream, and the ones being verified.
     pub flips: Flips,
+    /// Rolling releases: the latest per upstream.
+    pub rollouts: rollout::Rollouts,
 }
 
 #[cfg(test)]

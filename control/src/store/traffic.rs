@@ -71,4 +71,10 @@ impl TrafficStats for FleetTraffic {
         }
         Some(total)
     }
+
+    /// This node's view only: a rollout is driven on one instance (the fleet's backends'
+    /// counters are not shared yet).
+    fn backend(&self, addr: &str) -> Option<crate::plane::BackendView> {
+        self.local.backend(addr)
+    }
 }

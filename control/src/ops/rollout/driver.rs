@@ -1,0 +1,401 @@
+//! The task that drives a rollout, batch by batch: drain → replace → wait ready → verify on
+//! live traffic → next batch. A failing batch stops the rollout and stays drained; an
+//! abort puts the drains and weights from before the rollout back.
+//!
+//! Every wait polls the HTTP plane's view of the batch's backends ([`TrafficStats::backend`])
+//! and the abort flag; the verification is the flip's [`judge`] over the batch's own
+//! counters, so a batch answering 5% errors is caught even when retries hide them from
+//! the clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::edits::{batch_states, restore, set_states};
+use super::replace::{call_webhook, run_command, Batch};
+use super::start::Resolved;
+use super::status::{Entry, RolloutState, Step, StepRecord};
+use crate::applier::Applier;
+use crate::ops::verify::{judge, Verdict};
+use crate::plane::{PoolCounts, TrafficStats};
+
+/// Why a batch did not finish.
+enum Stop {
+    /// The batch failed and stays out of rotation.
+    Failed(String),
+    /// The batch was not started (it would leave too few backends): nothing to undo.
+    Refused(String),
+    Aborted,
+}
+
+pub(super) struct Driver {
+    pub entry: Arc<Entry>,
+    pub applier: Arc<Applier>,
+    pub traffic: Arc<dyn TrafficStats>,
+    pub replace: Resolved,
+    pub abort: watch::Receiver<bool>,
+    pub poll: Duration,
+}
+
+impl Driver {
+    pub async fn run(mut self) {
+        let status = self.entry.get();
+        let (upstream, n) = (status.upstream.clone(), status.batches.len());
+        for i in 0..n {
+            self.entry.update(|s| s.current = Some(i));
+            let stop = match self.batch(i).await {
+                Ok(()) => {
+                    if status.request.pause_between_batches && i + 1 < n && !self.pause(i).await {
+                        Some(Stop::Aborted)
+                    } else {
+                        None
+                    }
+                }
+                Err(stop) => Some(stop),
+            };
+            match stop {
+                None => {}
+                Some(Stop::Aborted) => return self.aborted(i).await,
+                Some(Stop::Failed(reason)) => return self.failed(i, reason, true).await,
+                Some(Stop::Refused(reason)) => return self.failed(i, reason, false).await,
+            }
+        }
+        tracing::info!(%upstream, batches = n, "rollout succeeded");
+        self.finish(
+            RolloutState::Succeeded,
+            format!("{n} batch(es) replaced and verified"),
+        );
+    }
+
+    /// One batch through its steps.
+    async fn batch(&mut self, i: usize) -> Result<(), Stop> {
+        let s = self.entry.get();
+        let (upstream, req) = (s.upstream.as_str(), &s.request);
+        let backends = s.batches[i].backends.clone();
+        self.check_abort()?;
+        // Would taking this batch out leave too few healthy backends?
+        let serving = self.healthy_enabled(upstream, &backends);
+        if serving < req.min_available {
+            return Err(Stop::Refused(format!(
+                "batch {}: taking it out would leave {serving} healthy backend(s) in rotation, fewer than min_available = {}",
+                i + 1,
+                req.min_available
+            )));
+        }
+
+        self.step(i, Step::Draining);
+        let detail = serde_json::json!({ "upstream": upstream, "batch": i + 1, "backends": backends, "started_by": s.actor });
+        let drain = batch_states(&backends, true);
+        set_states(
+            &self.applier,
+            "upstream.rollout.drain",
+            upstream,
+            &drain,
+            None,
+            detail.clone(),
+        )
+        .await
+        .map_err(|e| Stop::Failed(format!("drain refused: {e}")))?;
+        let started = Instant::now();
+        let deadline = started + req.drain_timeout;
+        let left = loop {
+            let in_flight: u64 = backends
+                .iter()
+                .filter_map(|a| self.traffic.backend(a))
+                .map(|v| v.in_flight)
+                .sum();
+            if in_flight == 0 || Instant::now() >= deadline {
+                break in_flight;
+            }
+            self.sleep().await?;
+        };
+        let waited = humantime::format_duration(round(started.elapsed()));
+        self.note(
+            i,
+            match left {
+                0 => format!("no request in flight after {waited}"),
+                n => format!("drain_timeout reached with {n} request(s) still in flight; going on"),
+            },
+        );
+
+        self.step(i, Step::Replacing);
+        let batch = Batch {
+            upstream,
+            number: i + 1,
+            backends: &backends,
+            version: req.version.as_deref(),
+        };
+        let replaced = match &self.replace {
+            Resolved::Command(name, cmd) => run_command(cmd, &batch, &self.abort)
+                .await
+                .map_err(|e| format!("command {name:?}: {e}")),
+            Resolved::Webhook(name, hook) => call_webhook(hook, &batch)
+                .await
+                .map_err(|e| format!("webhook {name:?}: {e}")),
+            Resolved::External => Ok("replaced by an external tool".to_string()),
+        };
+        self.check_abort()?;
+        let replaced_at = std::time::Instant::now();
+        match replaced {
+            Ok(output) => {
+                self.entry
+                    .update(|s| s.batches[i].replace_output = Some(output));
+                self.note(
+                    i,
+                    format!(
+                        "replaced in {}",
+                        humantime::format_duration(round(started.elapsed()))
+                    ),
+                );
+            }
+            Err(why) => {
+                self.entry
+                    .update(|s| s.batches[i].replace_output = Some(why.clone()));
+                return Err(Stop::Failed(format!("replace failed: {why}")));
+            }
+        }
+
+        self.step(i, Step::WaitingReady);
+        let started = Instant::now();
+        let deadline = started + req.ready_timeout;
+        loop {
+            let waiting: Vec<String> = backends
+                .iter()
+                .filter_map(|a| self.not_ready(a, replaced_at, req.version.as_deref()))
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Stop::Failed(format!(
+                    "not ready after ready_timeout = {}: {}",
+                    humantime::format_duration(req.ready_timeout),
+                    waiting.join("; ")
+                )));
+            }
+            self.sleep().await?;
+        }
+        let seen = req
+            .version
+            .as_deref()
+            .map(|v| format!(", version {v:?}"))
+            .unwrap_or_default();
+        self.note(
+            i,
+            format!(
+                "health checks pass{seen} after {}",
+                humantime::format_duration(round(started.elapsed()))
+            ),
+        );
+
+        self.step(i, Step::Verifying);
+        let enable = batch_states(&backends, false);
+        set_states(
+            &self.applier,
+            "upstream.rollout.enable",
+            upstream,
+            &enable,
+            None,
+            detail,
+        )
+        .await
+        .map_err(|e| {
+            Stop::Failed(format!(
+                "putting the batch back in rotation was refused: {e}"
+            ))
+        })?;
+        let baseline = self.counts(&backends);
+        let deadline = Instant::now() + req.verify.window;
+        let label = format!("batch {}", i + 1);
+        loop {
+            self.sleep().await?;
+            let now = self.counts(&backends);
+            let seen = PoolCounts {
+                requests: now.requests.saturating_sub(baseline.requests),
+                errors: now.errors.saturating_sub(baseline.errors),
+            };
+            self.entry.update(|s| s.batches[i].verified = Some(seen));
+            match judge(seen, &req.verify, &label, Instant::now() >= deadline) {
+                Verdict::Continue => {}
+                Verdict::Breach(reason) => return Err(Stop::Failed(reason)),
+                Verdict::Verified(reason) | Verdict::Unverified(reason) => {
+                    self.note(i, reason);
+                    self.entry.update(|s| s.batches[i].step = Step::Done);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Why `addr` is not ready yet (`None` once it is): a passing active check that ended
+    /// after the replace, with the new version when one is expected.
+    fn not_ready(
+        &self,
+        addr: &str,
+        after: std::time::Instant,
+        version: Option<&str>,
+    ) -> Option<String> {
+        let Some(view) = self.traffic.backend(addr) else {
+            return Some(format!("{addr}: not checked yet"));
+        };
+        match view.last_check {
+            Some((at, true, seen)) if at > after && view.healthy => match (version, seen) {
+                (None, _) => None,
+                (Some(v), Some(s)) if s == v => None,
+                (Some(v), seen) => Some(format!("{addr}: reports version {seen:?}, not {v:?}")),
+            },
+            Some((at, false, _)) if at > after => Some(format!("{addr}: health check fails")),
+            Some(_) if !view.healthy => Some(format!("{addr}: health check says down")),
+            _ => Some(format!("{addr}: no health check since it was replaced")),
+        }
+    }
+
+    /// Backends of the upstream in rotation and not down, outside `batch`.
+    fn healthy_enabled(&self, upstream: &str, batch: &[String]) -> usize {
+        let current = self.applier.current();
+        let Some(up) = current.snapshot.config.http.upstreams.get(upstream) else {
+            return 0;
+        };
+        up.pools
+            .values()
+            .filter(|p| p.weight > 0)
+            .flat_map(|p| p.backends.iter())
+            .filter(|b| b.state == switchyard_config::BackendState::Enabled)
+            .map(|b| b.addr.to_string())
+            .filter(|a| !batch.contains(a))
+            .filter(|a| self.traffic.backend(a).is_some_and(|v| v.healthy))
+            .count()
+    }
+
+    fn counts(&self, backends: &[String]) -> PoolCounts {
+        backends
+            .iter()
+            .filter_map(|a| self.traffic.backend(a))
+            .fold(PoolCounts::default(), |t, v| PoolCounts {
+                requests: t.requests + v.counts.requests,
+                errors: t.errors + v.counts.errors,
+            })
+    }
+
+    /// Wait for `resume` after batch `i`; `false` when aborted instead.
+    async fn pause(&mut self, i: usize) -> bool {
+        self.entry.update(|s| {
+            s.state = RolloutState::Paused;
+            s.reason = Some(format!(
+                "batch {} verified; waiting for POST …/rollout/resume",
+                i + 1
+            ));
+        });
+        let entry = self.entry.clone();
+        let resumed = tokio::select! {
+            _ = entry.resume.notified() => true,
+            _ = self.abort.wait_for(|a| *a) => false,
+        };
+        self.entry.update(|s| {
+            s.state = RolloutState::Running;
+            s.reason = None;
+        });
+        resumed
+    }
+
+    fn check_abort(&self) -> Result<(), Stop> {
+        if *self.abort.borrow() {
+            return Err(Stop::Aborted);
+        }
+        Ok(())
+    }
+
+    async fn sleep(&mut self) -> Result<(), Stop> {
+        let poll = self.poll;
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = self.abort.wait_for(|a| *a) => {}
+        }
+        self.check_abort()
+    }
+
+    fn step(&self, i: usize, step: Step) {
+        self.entry.update(|s| {
+            let b = &mut s.batches[i];
+            b.step = step;
+            b.steps.push(StepRecord {
+                step,
+                started_at: OffsetDateTime::now_utc(),
+                ended_at: None,
+                note: None,
+            });
+        });
+    }
+
+    fn note(&self, i: usize, note: String) {
+        self.entry.update(|s| {
+            if let Some(r) = s.batches[i].steps.last_mut() {
+                r.ended_at = Some(OffsetDateTime::now_utc());
+                r.note = Some(note);
+            }
+        });
+    }
+
+    /// Batch `i` failed: keep it out of rotation (when it was taken out) and stop.
+    async fn failed(self, i: usize, reason: String, drain: bool) {
+        let s = self.entry.get();
+        tracing::warn!(upstream = %s.upstream, batch = i + 1, "rollout stopped: {reason}");
+        let mut reason = reason;
+        if drain {
+            let backends = &s.batches[i].backends;
+            let detail = serde_json::json!({ "upstream": s.upstream, "batch": i + 1, "backends": backends, "reason": reason });
+            if let Err(e) = set_states(
+                &self.applier,
+                "upstream.rollout.fail",
+                &s.upstream,
+                &batch_states(backends, true),
+                None,
+                detail,
+            )
+            .await
+            {
+                reason = format!("{reason}; taking the batch out of rotation was refused: {e}");
+            }
+        }
+        self.note(i, reason.clone());
+        self.entry.update(|s| {
+            s.batches[i].step = Step::Failed;
+            s.batches[i].reason = Some(reason.clone());
+            s.failed_batch = Some(i);
+        });
+        self.finish(
+            RolloutState::Failed,
+            format!("batch {} failed: {reason}", i + 1),
+        );
+    }
+
+    /// Aborted during batch `i`: drains and weights as before the rollout.
+    async fn aborted(self, i: usize) {
+        let s = self.entry.get();
+        let detail =
+            serde_json::json!({ "upstream": s.upstream, "batch": i + 1, "started_by": s.actor });
+        let reason = match restore(&self.applier, &s.upstream, &s.before, detail).await {
+            Ok(_) => "aborted: drains and weights are as before the rollout".to_string(),
+            Err(e) => format!("aborted, but putting the drains and weights back was refused: {e}"),
+        };
+        self.note(i, reason.clone());
+        self.entry.update(|s| s.batches[i].step = Step::Aborted);
+        self.finish(RolloutState::Aborted, reason);
+    }
+
+    fn finish(&self, state: RolloutState, reason: String) {
+        self.entry.update(|s| {
+            s.state = state;
+            s.reason = Some(reason);
+            s.finished_at = Some(OffsetDateTime::now_utc());
+        });
+    }
+}
+
+/// A duration to the millisecond, for notes.
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}

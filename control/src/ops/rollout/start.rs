@@ -1,0 +1,277 @@
+//! Starting, aborting and resuming a rollout: check the request against the running config
+//! (the upstream, its pool, its active health check, the named command or webhook),
+//! refuse it when the first batch would leave fewer than `min_available` healthy backends,
+//! record the upstream's drains and weights for `abort`, cut the backends into batches and
+//! hand them to the [`Driver`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_config::{BackendState, RolloutCommand, RolloutWebhook};
+use time::OffsetDateTime;
+
+use super::driver::Driver;
+use super::edits::restore;
+use super::request::{Replace, RolloutRequest};
+use super::status::{BatchStatus, Before, Entry, RolloutState, RolloutStatus, Rollouts, Step};
+use crate::applier::Applier;
+use crate::audit::AuditEntry;
+use crate::history::Actor;
+use crate::plane::TrafficStats;
+
+/// How often the driver looks at the batch's backends.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The replace method, looked up in the config when the rollout starts.
+pub(super) enum Resolved {
+    Command(String, RolloutCommand),
+    Webhook(String, RolloutWebhook),
+    External,
+}
+
+/// Why a rollout request was refused; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// A rollout of the upstream is going on, or the batch would leave too few backends.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        current: Option<Box<RolloutStatus>>,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl Rollouts {
+    /// Start a rollout of `upstream` as `req` asks; its driver runs in a task.
+    pub fn start(
+        &self,
+        applier: Arc<Applier>,
+        traffic: Option<Arc<dyn TrafficStats>>,
+        actor: Actor,
+        upstream: &str,
+        req: RolloutRequest,
+    ) -> Result<RolloutStatus, RolloutError> {
+        let traffic = traffic.ok_or_else(|| {
+            RolloutError::Unavailable("no HTTP plane: a rollout cannot watch its backends".into())
+        })?;
+        let current = applier.current();
+        let config = &current.snapshot.config;
+        let up = config.http.upstreams.get(upstream).ok_or_else(|| {
+            RolloutError::NotFound(format!("no upstream {upstream:?} in the running config"))
+        })?;
+        let bad = |m: String| Err(RolloutError::BadRequest(m));
+        let Some(hc) = &up.health_check else {
+            return bad(format!("upstream {upstream:?} has no health_check: a rollout waits for the active check to pass on each replaced backend"));
+        };
+        if req.version.is_some() && hc.version_header.is_none() {
+            return bad(format!("\"version\" needs http.upstreams.{upstream}.health_check.version_header: the header the check reads the version from"));
+        }
+        if let Some(p) = &req.pool {
+            if !up.pools.contains_key(p) {
+                let known: Vec<&String> = up.pools.keys().collect();
+                return bad(format!(
+                    "upstream {upstream:?} has no pool {p:?} (it has {known:?})"
+                ));
+            }
+        }
+        let replace = match &req.replace {
+            Replace::Command(n) => match config.rollout.commands.get(n) {
+                Some(c) => Resolved::Command(n.clone(), c.clone()),
+                None => {
+                    return bad(format!(
+                        "no [rollout.commands.{n}] in the running config (it has {:?})",
+                        config.rollout.commands.keys().collect::<Vec<_>>()
+                    ))
+                }
+            },
+            Replace::Webhook(n) => match config.rollout.webhooks.get(n) {
+                Some(w) => Resolved::Webhook(n.clone(), w.clone()),
+                None => {
+                    return bad(format!(
+                        "no [rollout.webhooks.{n}] in the running config (it has {:?})",
+                        config.rollout.webhooks.keys().collect::<Vec<_>>()
+                    ))
+                }
+            },
+            Replace::External => Resolved::External,
+        };
+        let mut before = Before::default();
+        let (mut targets, mut skipped) = (Vec::new(), Vec::new());
+        for (name, pool) in &up.pools {
+            before.pool_weights.insert(name.clone(), pool.weight);
+            for b in &pool.backends {
+                let addr = b.addr.to_string();
+                let drained = b.state == BackendState::Drain;
+                before.drained.insert(addr.clone(), drained);
+                if req.pool.as_ref().is_some_and(|p| p != name) {
+                    continue;
+                }
+                match drained {
+                    true => skipped.push(addr),
+                    false => targets.push(addr),
+                }
+            }
+        }
+        if targets.is_empty() {
+            return bad(format!(
+                "upstream {upstream:?} has no backend in rotation to replace"
+            ));
+        }
+        let size = req.batch_size.of(targets.len());
+        let healthy = up
+            .pools
+            .values()
+            .filter(|p| p.weight > 0)
+            .flat_map(|p| p.backends.iter())
+            .filter(|b| b.state == BackendState::Enabled)
+            .filter(|b| {
+                traffic
+                    .backend(&b.addr.to_string())
+                    .is_some_and(|v| v.healthy)
+            })
+            .count();
+        if healthy.saturating_sub(size) < req.min_available {
+            return Err(RolloutError::Conflict {
+                message: format!("a batch of {size} would leave {} healthy backend(s) in rotation of {healthy}, fewer than min_available = {}", healthy.saturating_sub(size), req.min_available),
+                current: None,
+            });
+        }
+        let batches = targets
+            .chunks(size)
+            .enumerate()
+            .map(|(index, b)| BatchStatus {
+                index: index + 1,
+                backends: b.to_vec(),
+                step: Step::Pending,
+                steps: Vec::new(),
+                replace_output: None,
+                verified: None,
+                reason: None,
+            })
+            .collect();
+        let status = RolloutStatus {
+            upstream: upstream.to_string(),
+            state: RolloutState::Running,
+            actor: actor.name.clone(),
+            started_at: OffsetDateTime::now_utc(),
+            finished_at: None,
+            request: req,
+            batches,
+            current: Some(0),
+            failed_batch: None,
+            reason: None,
+            skipped,
+            before,
+        };
+        let entry = Entry::new(status.clone());
+        if let Err(current) = self.claim(upstream, entry.clone()) {
+            return Err(RolloutError::Conflict {
+                message: format!(
+                    "a rollout of upstream {upstream:?} is {}; abort it or wait for its outcome",
+                    serde_json::json!(current.state)
+                ),
+                current: Some(current),
+            });
+        }
+        let version = current.snapshot.version;
+        applier.runtime().audit.record(&AuditEntry {
+            time: OffsetDateTime::now_utc(),
+            actor: actor.name,
+            remote: actor.remote,
+            action: "upstream.rollout".into(),
+            version_before: version,
+            version_after: version,
+            result: "started",
+            error: None,
+            detail: Some(serde_json::json!({ "upstream": upstream, "request": status.request, "batches": status.batches.iter().map(|b| &b.backends).collect::<Vec<_>>() })),
+        });
+        tracing::info!(upstream, batches = status.batches.len(), "rollout started");
+        let abort = entry.abort.subscribe();
+        let driver = Driver {
+            entry,
+            applier,
+            traffic,
+            replace,
+            abort,
+            poll: POLL,
+        };
+        tokio::spawn(driver.run());
+        Ok(status)
+    }
+
+    /// Abort the rollout of `upstream` and wait (at most 10 s) for its drains and weights to
+    /// be put back. A rollout that already failed has its drains and weights put back too.
+    pub async fn abort(
+        &self,
+        applier: &Applier,
+        upstream: &str,
+    ) -> Result<RolloutStatus, RolloutError> {
+        let entry = self.entry(upstream).ok_or_else(|| {
+            RolloutError::NotFound(format!(
+                "no rollout of upstream {upstream:?} since Switchyard started"
+            ))
+        })?;
+        let status = entry.get();
+        match status.state {
+            RolloutState::Succeeded | RolloutState::Aborted => {
+                return Err(RolloutError::Conflict {
+                    message: format!(
+                        "the rollout of {upstream:?} is over ({})",
+                        serde_json::json!(status.state)
+                    ),
+                    current: Some(Box::new(status)),
+                })
+            }
+            RolloutState::Failed => {
+                let detail = serde_json::json!({ "upstream": upstream, "after": "failed" });
+                let reason = match restore(applier, upstream, &status.before, detail).await {
+                    Ok(_) => "aborted after it failed: drains and weights are as before the rollout".to_string(),
+                    Err(e) => format!("aborted after it failed, but putting the drains and weights back was refused: {e}"),
+                };
+                entry.update(|s| {
+                    s.state = RolloutState::Aborted;
+                    s.reason = Some(reason);
+                });
+                return Ok(entry.get());
+            }
+            RolloutState::Running | RolloutState::Paused => {}
+        }
+        entry.abort.send_replace(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !entry.get().state.is_over() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(entry.get())
+    }
+
+    /// Continue a rollout paused between batches.
+    pub fn resume(&self, upstream: &str) -> Result<RolloutStatus, RolloutError> {
+        let entry = self.entry(upstream).ok_or_else(|| {
+            RolloutError::NotFound(format!(
+                "no rollout of upstream {upstream:?} since Switchyard started"
+            ))
+        })?;
+        let status = entry.get();
+        if status.state != RolloutState::Paused {
+            return Err(RolloutError::Conflict {
+                message: format!(
+                    "the rollout of {upstream:?} is {}, not paused",
+                    serde_json::json!(status.state)
+                ),
+                current: Some(Box::new(status)),
+            });
+        }
+        // Running from now on, so that a follower never sees this pause again.
+        entry.update(|s| {
+            s.state = RolloutState::Running;
+            s.reason = None;
+        });
+        entry.resume.notify_one();
+        Ok(entry.get())
+    }
+}

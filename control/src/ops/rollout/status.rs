@@ -1,0 +1,172 @@
+//! A rollout's state as `GET /v1/upstreams/{name}/rollout` shows it, batch by batch, and
+//! [`Rollouts`]: the latest rollout per upstream with the handles that stop or resume it.
+//! Below the driver ([`super::driver`]); imports none of the other rollout files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{watch, Notify};
+
+use super::request::RolloutRequest;
+use crate::applier::lock;
+use crate::plane::PoolCounts;
+
+/// Where a rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Running,
+    /// Between batches, waiting for `POST …/rollout/resume`.
+    Paused,
+    /// Every batch replaced and verified.
+    Succeeded,
+    /// A batch failed: it stays out of rotation, the rest keep serving.
+    Failed,
+    /// Stopped by `POST …/rollout/abort`: drains and weights are as before the rollout.
+    Aborted,
+}
+
+impl RolloutState {
+    pub fn is_over(self) -> bool {
+        matches!(
+            self,
+            RolloutState::Succeeded | RolloutState::Failed | RolloutState::Aborted
+        )
+    }
+}
+
+/// The step a batch is in (or ended in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Pending,
+    Draining,
+    Replacing,
+    WaitingReady,
+    Verifying,
+    Done,
+    Failed,
+    Aborted,
+}
+
+/// One step of a batch: when it ran, what it measured and why it moved on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    pub step: Step,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    /// What the step saw, and why it ended (`"0 in flight after 120ms"`).
+    pub note: Option<String>,
+}
+
+/// One batch of backends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchStatus {
+    pub index: usize,
+    pub backends: Vec<String>,
+    pub step: Step,
+    pub steps: Vec<StepRecord>,
+    /// The replace command's exit and output (its last 8 KiB), or the webhook's answer.
+    pub replace_output: Option<String>,
+    /// Requests and failed requests of the batch during its verification window.
+    pub verified: Option<PoolCounts>,
+    /// Why the batch failed.
+    pub reason: Option<String>,
+}
+
+/// A rollout's progress or outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutStatus {
+    pub upstream: String,
+    pub state: RolloutState,
+    /// Who started it.
+    pub actor: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    pub request: RolloutRequest,
+    pub batches: Vec<BatchStatus>,
+    /// The batch being worked on (or that failed).
+    pub current: Option<usize>,
+    pub failed_batch: Option<usize>,
+    /// Why the rollout ended (or is paused).
+    pub reason: Option<String>,
+    /// Backends of the upstream that were drained before it started, left as they are.
+    pub skipped: Vec<String>,
+    /// What `abort` puts back: every backend's state and every pool's weight at the start.
+    pub before: Before,
+}
+
+/// The upstream's drains and weights when the rollout started.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Before {
+    /// Backend address to `true` when it was drained.
+    pub drained: BTreeMap<String, bool>,
+    pub pool_weights: BTreeMap<String, u32>,
+}
+
+/// One rollout and the handles of its driver.
+pub(super) struct Entry {
+    pub status: Mutex<RolloutStatus>,
+    pub abort: watch::Sender<bool>,
+    pub resume: Notify,
+}
+
+impl Entry {
+    pub fn new(status: RolloutStatus) -> Arc<Entry> {
+        Arc::new(Entry {
+            status: Mutex::new(status),
+            abort: watch::channel(false).0,
+            resume: Notify::new(),
+        })
+    }
+
+    pub fn get(&self) -> RolloutStatus {
+        lock(&self.status).clone()
+    }
+
+    pub fn update<R>(&self, f: impl FnOnce(&mut RolloutStatus) -> R) -> R {
+        f(&mut lock(&self.status))
+    }
+}
+
+/// The rollouts of this process: the latest per upstream.
+#[derive(Clone, Default)]
+pub struct Rollouts {
+    latest: Arc<Mutex<HashMap<String, Arc<Entry>>>>,
+}
+
+impl Rollouts {
+    /// The latest rollout of `upstream`, running or over.
+    pub fn latest(&self, upstream: &str) -> Option<RolloutStatus> {
+        let entry = lock(&self.latest).get(upstream).cloned();
+        entry.map(|e| e.get())
+    }
+
+    pub(super) fn entry(&self, upstream: &str) -> Option<Arc<Entry>> {
+        lock(&self.latest).get(upstream).cloned()
+    }
+
+    /// Record `entry` as the rollout of `upstream`, unless one is still going on (that one
+    /// is returned).
+    pub(super) fn claim(
+        &self,
+        upstream: &str,
+        entry: Arc<Entry>,
+    ) -> Result<(), Box<RolloutStatus>> {
+        let mut map = lock(&self.latest);
+        if let Some(current) = map.get(upstream) {
+            let status = current.get();
+            if !status.state.is_over() {
+                return Err(Box::new(status));
+            }
+        }
+        map.insert(upstream.to_string(), entry);
+        Ok(())
+    }
+}
