@@ -2,7 +2,7 @@
 //! and the [`redact`] functions, with an eye on secrets never leaking.
 
 use super::*;
-use crate::redact::{redact_json, redact_toml, REDACTED};
+use crate::redact::{redact_json, redact_toml, restore_redacted, REDACTED};
 
 const EXAMPLE: &str = include_str!("../examples/switchyard.toml");
 
@@ -252,6 +252,16 @@ fn redact_toml_hides_every_secret_value() {
 
     let shown = redact_toml(&format!("password = {PASSWORD:?}\n[broken"));
     assert_no_secrets(&shown);
+
+    // A webhook's URL, which usually holds its token.
+    let hook = "http://deploy.example/hooks/t0k3n-9f2";
+    let text = format!("[rollout.webhooks.deploy]\nurl = {hook:?}\n");
+    let shown = redact_toml(&text);
+    assert!(!shown.contains(hook) && shown.contains(REDACTED), "{shown}");
+    let mut v = serde_json::to_value(parse_ok(&text)).unwrap_or_else(|e| panic!("{e}"));
+    redact_json(&mut v);
+    assert!(!v.to_string().contains(hook), "{v}");
+    assert_eq!(restore_redacted(&shown, &text), text);
 }
 
 #[test]
