@@ -57,6 +57,16 @@ impl Verdicts {
         self.failovers.running(cluster)
     }
 
+    /// The primary of `cluster` that a running failover or switchover replaces (writes bound
+    /// for it wait); `None` when none runs.
+    #[inline]
+    pub fn failover_replacing(&self, cluster: &str) -> Option<String> {
+        if !self.failovers.running(cluster) {
+            return None;
+        }
+        self.failovers.replacing(cluster)
+    }
+
     /// Wait until no failover of `cluster` runs, at most `limit`. `true` when none runs.
     pub async fn wait_failover(&self, cluster: &str, limit: Duration) -> bool {
         self.failovers.wait_idle(cluster, limit).await

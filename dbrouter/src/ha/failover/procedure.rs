@@ -77,7 +77,7 @@ pub fn start(
         Request::Switchover { .. } => Phase::Draining,
         _ => Phase::Confirming,
     };
-    if !state.begin(first) {
+    if !state.begin(first, &rt.primary.to_string()) {
         return Err(format!(
             "a failover or switchover of cluster {cluster:?} is already under way"
         ));

@@ -84,6 +84,8 @@ pub struct ClusterFailover {
     sync: Mutex<Option<SyncState>>,
     /// Attempts in a row that did not complete (the next one waits longer).
     failures: std::sync::atomic::AtomicU32,
+    /// The primary the running attempt replaces: writes bound for it wait.
+    replacing: Mutex<Option<String>>,
 }
 
 impl Default for ClusterFailover {
@@ -95,6 +97,7 @@ impl Default for ClusterFailover {
             last_end: Mutex::default(),
             sync: Mutex::default(),
             failures: Default::default(),
+            replacing: Mutex::default(),
         }
     }
 }
@@ -105,15 +108,26 @@ impl ClusterFailover {
         *self.phase.borrow()
     }
 
-    /// Claim the cluster for a failover or switchover. `false` when one already runs.
-    pub fn begin(&self, phase: Phase) -> bool {
-        self.phase.send_if_modified(|p| {
+    /// Claim the cluster for a failover or switchover of `primary`. `false` when one
+    /// already runs.
+    pub fn begin(&self, phase: Phase, primary: &str) -> bool {
+        let mut replacing = lock(&self.replacing);
+        let began = self.phase.send_if_modified(|p| {
             if p.is_some() {
                 return false;
             }
             *p = Some(phase);
             true
-        })
+        });
+        if began {
+            *replacing = Some(primary.to_string());
+        }
+        began
+    }
+
+    /// The primary the running attempt replaces, while one runs.
+    pub fn replacing(&self) -> Option<String> {
+        self.phase().and(lock(&self.replacing).clone())
     }
 
     /// Move the running attempt to `phase`.
@@ -127,6 +141,7 @@ impl ClusterFailover {
             self.remember(a);
         }
         *lock(&self.last_end) = Some(Instant::now());
+        *lock(&self.replacing) = None;
         self.phase.send_replace(None);
     }
 
@@ -278,6 +293,11 @@ impl Failovers {
         self.clusters
             .get(cluster)
             .is_some_and(|c| c.phase().is_some())
+    }
+
+    /// The primary of `cluster` that a running failover or switchover replaces.
+    pub fn replacing(&self, cluster: &str) -> Option<String> {
+        self.clusters.get(cluster).and_then(|c| c.replacing())
     }
 
     /// Wait until no failover of `cluster` runs, at most `limit`. `true` when none runs.

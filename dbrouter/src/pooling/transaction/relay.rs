@@ -356,11 +356,14 @@ impl TxRelay<'_> {
         let mut live = self.up.live();
         let settings = live.config.failover.clone();
         let deadline = Instant::now() + settings.write_pause_timeout;
-        // Until the failover ends or moves the primary: once the write route has moved
+        // While the failover's primary is still the write route: once the route has moved
         // (before the replicas are re-pointed and the config is written, or at once when
-        // another Switchyard's decision is followed), writes go to the new primary.
-        let before = live.primary.clone();
-        while verdicts.failover_running(cluster) && live.primary == before {
+        // another Switchyard's decision is followed), writes go to the new primary, also
+        // writes that begin while the attempt finishes.
+        while verdicts
+            .failover_replacing(cluster)
+            .is_some_and(|old| live.primary.to_string() == old)
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;

@@ -1,7 +1,9 @@
 //! [`Pools`]: every node's pool, by cluster and node address, created on first use and kept
 //! across reloads (a reload that changes the settings keeps the connections), and the
 //! periodic [`Pools::reap`] that closes what expired or left the config and pre-opens
-//! `pool.min_size`.
+//! `pool.min_size`, and, in a cluster with the etcd failover lease (a fleet of sidecars),
+//! one connection on each replica for the primary's clients, so the first writes after a
+//! failover to that replica do not wait for a login.
 
 use std::sync::Arc;
 
@@ -58,6 +60,24 @@ impl Pools {
                     continue;
                 }
                 self.get(&c.name, &addr).fill_to_min(c, node, &stats);
+            }
+        }
+        // failover.etcd: a replica another sidecar may promote keeps one connection open for
+        // the primary's clients (their latest login; before any, the min_size key), so that this router's first writes
+        // after following the decision find it ready (issue 9: within 1 s).
+        for c in rt
+            .clusters
+            .values()
+            .filter(|c| c.config.failover.etcd.is_some())
+        {
+            let primary = self.get(&c.name, &c.primary.to_string());
+            let stats = stats.get(&c.name);
+            for node in &c.replicas {
+                let addr = node.to_string();
+                if !down(&addr) {
+                    self.get(&c.name, &addr)
+                        .warm_like(&primary, c, node, &stats, 1);
+                }
             }
         }
     }
