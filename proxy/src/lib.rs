@@ -21,7 +21,10 @@
 //! against hyper's 4.5 (7.3 with pingora's 64 KiB read buffer). So HTTP/1 connections are to
 //! be served with hyper's codec, pingora keeping the listeners, TLS and SNI, HTTP/2, the
 //! upstream pool and the graceful upgrade; routing, balancing, health and retries stay one
-//! shared path. Until that lands, this crate's path is still pingora-proxy's `ProxyHttp`.
+//! shared path. hyper is not lean per connection by itself (24-26 KB per idle connection
+//! against our edge's 14-16 and HAProxy's 1.1): the edge's wait for the first byte stays in
+//! front of it. Until that lands, this crate's path is still pingora-proxy's `ProxyHttp`;
+//! the design is in `docs/HTTP1_PATH.md`.
 
 #![forbid(unsafe_code)]
 
