@@ -16,7 +16,10 @@
 # (target/bench-mem/<time>), SWITCHYARD_BIN (a switchyard binary to use as is; else
 # target/release/switchyard is built), SWITCHYARD_LISTENER (extra keys for Switchyard's
 # listener, e.g. 'read_buffer_bytes = 65536'), IDLE (10000) and SLOW (1000): the crowd of the
-# last step (IDLE=0 skips it).
+# last step (IDLE=0 skips it), REFS_DIR (a directory holding the reference proxies of
+# benches/refs, `cargo build --release -p switchyard-bench-refs`: ref-pingora, ref-hyper and
+# ref-h1loop join the table, 2 threads each; h1loop without pingora's read buffer, like
+# Switchyard in the clear, pingora with pingora's default 64 KiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,9 +46,9 @@ fi
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-read -r p_origin p_switchyard p_control p_nginx p_haproxy < <(python3 - <<'PY'
+read -r p_origin p_switchyard p_control p_nginx p_haproxy p_pingora p_hyper p_h1loop < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(8)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -180,16 +183,24 @@ haproxy -db -f "$out/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
 pids+=($!)
 pid[haproxy]=$!
 
+mem_targets=("switchyard:${pid[switchyard]}:$p_switchyard" "nginx:${pid[nginx]}:$p_nginx"
+  "haproxy:${pid[haproxy]}:$p_haproxy")
+if [ -n "${REFS_DIR:-}" ]; then
+  declare -A ref_port=([pingora]=$p_pingora [hyper]=$p_hyper [h1loop]=$p_h1loop)
+  declare -A ref_extra=([pingora]="" [hyper]="" [h1loop]="--read-buffer 0")
+  for t in pingora hyper h1loop; do
+    # shellcheck disable=SC2086 # ref_extra holds separate words
+    "$REFS_DIR/ref-$t" --listen "127.0.0.1:${ref_port[$t]}" --upstream "127.0.0.1:$p_origin" \
+      --threads 2 ${ref_extra[$t]} >"$out/ref-$t.log" 2>&1 &
+    pids+=($!)
+    mem_targets+=("$t:$!:${ref_port[$t]}")
+  done
+fi
 wait_http origin "$p_origin"
-wait_http switchyard "$p_switchyard"
-wait_http nginx "$p_nginx"
-wait_http haproxy "$p_haproxy"
+for t in "${mem_targets[@]}"; do wait_http "${t%%:*}" "${t##*:}"; done
 
 echo "bench: load average at start: $(cut -d' ' -f1-3 /proc/loadavg); N=$n; outputs in $out"
-python3 - "$n" "$settle" \
-  "switchyard:${pid[switchyard]}:$p_switchyard" \
-  "nginx:${pid[nginx]}:$p_nginx" \
-  "haproxy:${pid[haproxy]}:$p_haproxy" <<'PY' | tee "$out/table.txt"
+python3 - "$n" "$settle" "${mem_targets[@]}" <<'PY' | tee "$out/table.txt"
 import os, socket, sys, time
 
 n, settle = int(sys.argv[1]), float(sys.argv[2])

@@ -10,6 +10,21 @@
 //! We do not use pingora's `LoadBalancer`: its backends' identity includes the weight (a
 //! weight change resets health), it has no least-connections, and blue/green pools must be
 //! chosen before the backend. Selection over our own snapshot is simpler to reason about.
+//!
+//! The HTTP/1 request path (issue 12), decided by a spike: a request loop written directly on
+//! pingora-core's HTTP/1 server and client sessions (`benches/refs`, `ref-h1loop`: one task
+//! per connection, no channels) cost **1.74x HAProxy's CPU per request** (91 against 53 µs,
+//! 3-byte responses; 2.09x at 4 KiB), against **1.11x** (1.28x) for a minimal proxy on hyper's
+//! HTTP/1 codec and 2.36x for pingora-proxy with no features (one interleaved run on 2 shared
+//! cores, 2026-12-07, BENCHMARKS.md "HTTP/1 request path: the spike"). The loop's gap is in
+//! pingora-core's socket handling, not in the proxy layer: 8.6 system calls per request
+//! against hyper's 4.5 (7.3 with pingora's 64 KiB read buffer). So HTTP/1 connections are to
+//! be served with hyper's codec, pingora keeping the listeners, TLS and SNI, HTTP/2, the
+//! upstream pool and the graceful upgrade; routing, balancing, health and retries stay one
+//! shared path. hyper is not lean per connection by itself (24-26 KB per idle connection
+//! against our edge's 14-16 and HAProxy's 1.1): the edge's wait for the first byte stays in
+//! front of it. Until that lands, this crate's path is still pingora-proxy's `ProxyHttp`;
+//! the design is in `docs/HTTP1_PATH.md`.
 
 #![forbid(unsafe_code)]
 
