@@ -18,7 +18,9 @@
 # (target/bench-pg-mem/<time>), SWITCHYARD_BIN (a switchyard binary to use as is; else this
 # tree's release build is built), SWITCHYARD_PG_WORKERS (the router's worker threads),
 # TARGETS ("pgbouncer switchyard"), WRAP (a command Switchyard runs under, such as
-# `heaptrack -o FILE`: its RSS is then the wrapper's business, only the profile counts).
+# `heaptrack`: its RSS is then the wrapper's business, only the profile counts), AT_IDLE (a
+# shell command run while the N clients are idle, with $POOLER and $POOLER_PID set: e.g.
+# `kill -9 $POOLER_PID` ends a heaptrack run with what is live then reported as leaked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,6 +78,8 @@ if [ -n "${WRAP:-}" ]; then
   sy_pid=$(pgrep -P "$switchyard_pid" -f "$switchyard_bin" | head -1 || echo "$switchyard_pid")
   wrapped=$(pgrep -P "$sy_pid" -f "$switchyard_bin" | head -1 || true)
   [ -n "$wrapped" ] && sy_pid=$wrapped
+  # Stopped first, so that the wrapper sees it end (and writes its profile).
+  pids=("$sy_pid" "${pids[@]}")
 fi
 declare -A pid=([switchyard]=$sy_pid [pgbouncer]=$(cat "$work/pgbouncer.pid"))
 declare -A port=([switchyard]=$p_switchyard [pgbouncer]=$p_bouncer)
@@ -85,14 +89,17 @@ for t in $targets; do args+=("$t:${pid[$t]}:${port[$t]}"); done
 echo "PostgreSQL $("$pgbin/postgres" --version | awk '{ print $3 }'), PgBouncer $bouncer_version, switchyard ${SWITCHYARD_BIN:-$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- dbrouter || echo '+changes')}; $(nproc) cores; N=$n, pool $pool; router workers ${SWITCHYARD_PG_WORKERS:-default}" | tee "$out/table.txt"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/table.txt"
 python3 - "$n" "$settle" "${args[@]}" <<'PY' | tee -a "$out/table.txt"
-import socket, struct, sys, time
+import os, socket, struct, subprocess, sys, time
 
 n, settle = int(sys.argv[1]), float(sys.argv[2])
 targets = [a.split(":") for a in sys.argv[3:]]
 
 def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+    except OSError:
+        return 0
 
 def settled(pid, wait=1.0):
     """RSS once it stops growing (the pooler has taken every client), at most 10 s."""
@@ -154,6 +161,9 @@ for name, pid, port in targets:
     base = settled(pid)
     idle = [client(port, name) for _ in range(n)]
     r1 = settled(pid)
+    if os.environ.get("AT_IDLE"):
+        subprocess.run(os.environ["AT_IDLE"], shell=True,
+                       env={**os.environ, "POOLER": name, "POOLER_PID": str(pid)})
     for s in idle:
         bye(s)
     time.sleep(settle)
