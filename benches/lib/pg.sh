@@ -123,7 +123,9 @@ pidfile = $work/pgbouncer.pid
 $extra
 CONF
   [ "$(id -u)" -eq 0 ] && chown postgres: "$work/userlist.txt" "$work/pgbouncer.ini"
-  "${as_pg[@]}" pgbouncer "$work/pgbouncer.ini" >"$out/pgbouncer.stdout" 2>&1 &
+  # runuser resets the soft open-file limit to 1024: PgBouncer gets ours (up to its hard one).
+  "${as_pg[@]}" sh -c 'ulimit -n "$1" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec pgbouncer "$2"' \
+    sh "$(ulimit -n)" "$work/pgbouncer.ini" >"$out/pgbouncer.stdout" 2>&1 &
   pids+=($!)
   cp "$work/pgbouncer.ini" "$out/"
 }
