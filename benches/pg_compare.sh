@@ -37,7 +37,6 @@
 # tps and CPU columns do not compare with runs without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 
 duration=${DURATION:-5}
 clients_list=${CLIENTS:-"1 10 50"}
@@ -47,49 +46,13 @@ scale=${SCALE:-10}
 pool=${POOL:-20}
 out=${OUT:-target/bench-pg/$(date -u +%Y%m%dT%H%M%SZ)}
 
-# --- tools --------------------------------------------------------------------------------
-pgbin=${SWITCHYARD_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
-[ -x "$pgbin/initdb" ] || { echo "bench: no PostgreSQL server binaries (apt-get install postgresql)" >&2; exit 1; }
-need=()
-[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need+=(pgbouncer)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  # Debian starts packaged daemons on install unless told not to; we start our own.
-  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
-    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-PATH=$PATH:/usr/sbin
-switchyard_bin=${SWITCHYARD_BIN:+$(realpath "$SWITCHYARD_BIN")}
-if [ -z "$switchyard_bin" ]; then
-  cargo build --release --bin switchyard
-  switchyard_bin=$repo/target/release/switchyard
-fi
-pgbench=$pgbin/pgbench
-[ -x "$pgbench" ] || pgbench=pgbench
-
-# --- directories, users, ports, cleanup ---------------------------------------------------
+# --- tools, directories, ports, cleanup (benches/lib/pg.sh) ------------------------------
+. benches/lib/pg.sh
+pg_tools
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-work=$(mktemp -d /tmp/switchyard-pgbench-XXXXXX)
-# PostgreSQL and PgBouncer refuse to run as root: they run as `postgres` when we are root.
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then
-  chown postgres: "$work"
-  as_pg=(runuser -u postgres --)
-fi
-
-read -r p_pg p_switchyard p_control p_bouncer p_nothing < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-PY
-)
+pg_workdir
+read -r p_pg p_switchyard p_control p_bouncer p_nothing < <(free_ports 5)
 
 perf=${PERF:-}
 if [ -n "$perf" ] && ! command -v perf >/dev/null 2>&1; then
@@ -97,39 +60,11 @@ if [ -n "$perf" ] && ! command -v perf >/dev/null 2>&1; then
   exit 1
 fi
 
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  if [ ${#pids[@]} -gt 0 ]; then
-    kill "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-  fi
-  [ -f "$work/data/postmaster.pid" ] && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 # --- PostgreSQL ---------------------------------------------------------------------------
 password=bench-pw-$RANDOM$RANDOM
 echo "$password" >"$work/pwfile"
 chmod 644 "$work/pwfile"
-"${as_pg[@]}" "$pgbin/initdb" -D "$work/data" -U postgres --no-sync --no-locale -E UTF8 \
-  --auth-local=trust --auth-host=scram-sha-256 --pwfile="$work/pwfile" >"$out/initdb.log"
-cat >>"$work/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $p_pg
-unix_socket_directories = '$work'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-max_connections = 200
-shared_buffers = '128MB'
-password_encryption = 'scram-sha-256'
-CONF
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w start >/dev/null
-psql_pg() { "${as_pg[@]}" "$pgbin/psql" -h "$work" -p "$p_pg" -U postgres -XAtq -v ON_ERROR_STOP=1 "$@"; }
+pg_start_primary "$p_pg" scram-sha-256 "$work/pwfile"
 psql_pg -c "create role bench login password '$password'" postgres
 psql_pg -c "create database bench owner bench" postgres
 PGPASSWORD=$password "$pgbench" -h 127.0.0.1 -p "$p_pg" -U bench -i -s "$scale" -q bench \
@@ -171,48 +106,13 @@ pids+=($!)
 switchyard_pid=$!
 
 # --- PgBouncer ----------------------------------------------------------------------------
-bouncer_version=$(pgbouncer --version | head -1 | awk '{ print $2 }')
-cat >"$work/userlist.txt" <<CONF
-"bench" "$password"
-CONF
 prepared_line=""
 if printf '%s\n1.20.99\n' "$bouncer_version" | sort -V -C 2>/dev/null; then :; else
   prepared_line="max_prepared_statements = 100"
 fi
-cat >"$work/pgbouncer.ini" <<CONF
-[databases]
-bench = host=127.0.0.1 port=$p_pg dbname=bench
+pg_start_pgbouncer "$p_bouncer" scram-sha-256 "$pool" 1000 "\"bench\" \"$password\"" "$prepared_line"
 
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $p_bouncer
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = transaction
-default_pool_size = $pool
-max_client_conn = 1000
-server_tls_sslmode = prefer
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
-$prepared_line
-CONF
-[ "$(id -u)" -eq 0 ] && chown postgres: "$work/userlist.txt" "$work/pgbouncer.ini"
-"${as_pg[@]}" pgbouncer "$work/pgbouncer.ini" >"$out/pgbouncer.stdout" 2>&1 &
-pids+=($!)
-cp "$work/pgbouncer.ini" "$out/"
-
-wait_pg() {
-  local deadline=$((SECONDS + 30))
-  until PGPASSWORD=$password PGCONNECT_TIMEOUT=2 "$pgbin/psql" -h 127.0.0.1 -p "$2" -U bench -XAtq -c 'select 1' bench >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "bench: $1 on :$2 does not answer; logs are in $out and $work" >&2
-      cat "$out/switchyard.log" "$work/pgbouncer.log" 2>/dev/null | tail -20 >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
+export PGPASSWORD=$password
 wait_pg direct "$p_pg"
 wait_pg switchyard "$p_switchyard"
 wait_pg pgbouncer "$p_bouncer"

@@ -175,7 +175,9 @@ async fn serve(
         login(svc, cluster, client, &mut pending, params).await
     };
     let (cluster_rt, user, params, mut out) =
-        match tokio::time::timeout(STARTUP_TIMEOUT, login).await {
+        // Boxed: the login's futures (TLS handshake, SCRAM) are freed once it is done,
+        // instead of sizing the session's task for its whole life (an idle client).
+        match tokio::time::timeout(STARTUP_TIMEOUT, Box::pin(login)).await {
             Ok(Ok(Some(v))) => v,
             Ok(Ok(None)) => return Ok("closed or cancel request during startup"),
             Ok(Err(e)) => return Err(e),
@@ -203,12 +205,30 @@ async fn serve(
     );
     let session = async {
         match mode {
+            // Each mode boxed: a client's task holds the state of its own mode only.
             PoolMode::Transaction => {
-                transaction::serve(&up, svc.shared(), client, pending, &params, out, &key).await
+                Box::pin(transaction::serve(
+                    &up,
+                    svc.shared(),
+                    client,
+                    pending,
+                    &params,
+                    out,
+                    &key,
+                ))
+                .await
             }
             PoolMode::Session => {
-                pooling::session::serve(&up, client, pending, &params, out, &key, &svc.closing)
-                    .await
+                Box::pin(pooling::session::serve(
+                    &up,
+                    client,
+                    pending,
+                    &params,
+                    out,
+                    &key,
+                    &svc.closing,
+                ))
+                .await
             }
         }
     };

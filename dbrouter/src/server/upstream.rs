@@ -116,13 +116,15 @@ impl<'a> Upstream<'a> {
         drop(live);
         let timeout = settings.checkout_timeout;
         let connect = move || async move {
-            let login = conn::connect(
+            // Boxed: a new server login (TCP, TLS, SCRAM) is rare, and its futures would
+            // otherwise size every client's task for its whole life, idle or not.
+            let login = Box::pin(conn::connect(
                 node,
                 params,
                 &self.user.name,
                 self.user.password.as_deref(),
                 notices,
-            );
+            ));
             match tokio::time::timeout(timeout, login).await {
                 Ok(Ok(server)) => {
                     pool.remember_login(key, &server.parameter_status);

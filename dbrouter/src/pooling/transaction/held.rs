@@ -10,6 +10,7 @@ use super::expect::Expect;
 use super::nodes::DdlTurn;
 use super::sql::ParamOp;
 use crate::ha::monitor::Lsn;
+use crate::net::bufpool;
 use crate::server::pool::{NodePool, PooledConn};
 
 /// Buffers and queue of a finished turn, empty, their memory kept for the next one.
@@ -18,6 +19,15 @@ pub(super) struct Spare {
     sbuf: BytesMut,
     to_server: BytesMut,
     expect: Expect,
+}
+
+impl Spare {
+    /// Give the buffers' memory back to the thread's store ([`bufpool`]): an idle client
+    /// keeps none. The queue stays (its memory is small).
+    pub fn give_back(&mut self) {
+        bufpool::give_back(&mut self.sbuf);
+        bufpool::give_back(&mut self.to_server);
+    }
 }
 
 /// Where the router's check of a statement prepared again after DDL stands
@@ -78,12 +88,14 @@ pub(super) struct Held {
 impl Held {
     /// A turn on `conn` of `node` (from `pool`), with the buffers of an earlier turn.
     pub fn new(conn: PooledConn, pool: Arc<NodePool>, node: Arc<str>, spare: Spare) -> Self {
+        let mut to_server = spare.to_server;
+        bufpool::lend(&mut to_server);
         Held {
             conn,
             pool,
             node,
             sbuf: spare.sbuf,
-            to_server: spare.to_server,
+            to_server,
             expect: spare.expect,
             mid_batch: false,
             ops: Vec::new(),

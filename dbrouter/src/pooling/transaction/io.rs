@@ -21,10 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 
 use super::relay::{TxEnd, TxRelay, HIGH};
 use crate::closing::Mode;
+use crate::net::bufpool;
 use crate::net::stream::PgStream;
-
-/// Read size.
-pub(super) const CHUNK: usize = 16 * 1024;
 
 enum Event {
     ClientRead,
@@ -63,7 +61,7 @@ impl TxRelay<'_> {
                     }
                     h.to_server.clear();
                 }
-                h.sbuf.reserve(CHUNK);
+                bufpool::lend_for_read(&mut h.sbuf);
                 match stream.read_buf(&mut h.sbuf).await {
                     Ok(n) if n > 0 => {}
                     _ => return,
@@ -77,6 +75,14 @@ impl TxRelay<'_> {
         .await;
     }
 
+    /// Give back the memory of the client's buffers that are empty and of those the last
+    /// turn left ([`super::held::Spare`]); the next bytes in or out borrow again.
+    fn give_back_buffers(&mut self) {
+        bufpool::give_back(&mut self.cbuf);
+        bufpool::give_back(&mut self.to_client);
+        self.spare.give_back();
+    }
+
     /// Write what the sockets take now, without waiting.
     pub(super) fn flush_now(&mut self) -> Result<(), TxEnd> {
         if let Some(h) = self.held.as_mut() {
@@ -88,6 +94,10 @@ impl TxRelay<'_> {
     /// Wait for one socket to be ready and do what it is ready for.
     pub(super) async fn io(&mut self) -> Result<(), TxEnd> {
         self.flush_now()?;
+        if self.held.is_none() {
+            // Between turns: an idle client holds no buffer memory.
+            self.give_back_buffers();
+        }
         let server = self.held.as_ref().map(|h| &h.conn.conn.stream);
         let (server_read, server_write, read_client) = match &self.held {
             Some(h) => (
@@ -118,7 +128,11 @@ impl TxRelay<'_> {
                 Ok(0) => Err(TxEnd::ClientClosed {
                     between_messages: self.cbuf.is_empty(),
                 }),
-                Ok(_) => Ok(()),
+                Ok(_) => {
+                    // Its answers will need room too.
+                    bufpool::lend(&mut self.to_client);
+                    Ok(())
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
                 Err(e) => Err(TxEnd::ClientIo(e)),
             },
@@ -126,7 +140,7 @@ impl TxRelay<'_> {
                 let Some(h) = self.held.as_mut() else {
                     return Ok(());
                 };
-                h.sbuf.reserve(CHUNK);
+                bufpool::lend_for_read(&mut h.sbuf);
                 match h.conn.conn.stream.try_read_buf(&mut h.sbuf) {
                     Ok(0) => Err(TxEnd::ServerClosed),
                     Ok(_) => self.server_messages(),
@@ -148,7 +162,7 @@ async fn ready(stream: Option<&PgStream>, interest: Interest) -> io::Result<()> 
 
 /// Read what the client `stream` has now into `buf`, without blocking; `Ok(0)` at the end.
 fn read_from_client(stream: &PgStream, buf: &mut BytesMut) -> io::Result<usize> {
-    buf.reserve(CHUNK);
+    bufpool::lend_for_read(buf);
     stream.try_read_buf(buf)
 }
 

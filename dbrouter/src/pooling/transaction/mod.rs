@@ -109,7 +109,9 @@ pub async fn serve(
     }
     let key = format!("tx\0{}", pool::key(&server_params));
 
-    let me = match login(up, &key, &server_params, startup, &mut out).await? {
+    // Boxed, as the client's login: the server checkout's futures do not stay in the
+    // session's task for its whole life.
+    let me = match Box::pin(login(up, &key, &server_params, startup, &mut out)).await? {
         Some(me) => me,
         None => {
             let _ = client.write_all(&out).await;
@@ -214,7 +216,9 @@ async fn relay_session(
         end,
         TxEnd::Terminated | TxEnd::ClientClosed { .. } | TxEnd::ClientIo(_)
     ) {
-        relay.settle(OWN_QUERY_TIMEOUT).await;
+        // Boxed (as `give_back` below): what runs once at the end does not size the
+        // session's task while it is idle.
+        Box::pin(relay.settle(OWN_QUERY_TIMEOUT)).await;
     }
     cancel.set_server(None);
     let (held, pinned, unsent) = (relay.held.take(), relay.pinned, relay.to_client.split());
@@ -233,7 +237,7 @@ async fn relay_session(
                 _ => {}
             }
             if let Some(h) = held {
-                give_back(up, key, h, pinned.is_some()).await;
+                Box::pin(give_back(up, key, h, pinned.is_some())).await;
             }
             Ok(if matches!(end, TxEnd::Terminated) {
                 "client left"
@@ -271,7 +275,7 @@ async fn relay_session(
         }
         TxEnd::Closed => {
             if let Some(h) = held {
-                give_back(up, key, h, pinned.is_some()).await;
+                Box::pin(give_back(up, key, h, pinned.is_some())).await;
             }
             let mut bye = BytesMut::new();
             crate::closing::goodbye(&mut bye);
