@@ -4,6 +4,7 @@
 mod access_log;
 mod errors;
 mod limits;
+mod rollout;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -16,11 +16,18 @@ use tokio::time::Instant;
 
 use super::edits::{batch_states, restore, set_states};
 use super::replace::{call_webhook, run_command, Batch};
-use super::start::Resolved;
 use super::status::{Entry, RolloutState, Step, StepRecord};
 use crate::applier::Applier;
 use crate::ops::verify::{judge, Verdict};
 use crate::plane::{PoolCounts, TrafficStats};
+use switchyard_config::{RolloutCommand, RolloutWebhook};
+
+/// The replace method, looked up in the config when the rollout starts.
+pub(super) enum Resolved {
+    Command(String, RolloutCommand),
+    Webhook(String, RolloutWebhook),
+    External,
+}
 
 /// Why a batch did not finish.
 enum Stop {

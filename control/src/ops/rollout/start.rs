@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_config::{BackendState, RolloutCommand, RolloutWebhook};
+use switchyard_config::BackendState;
 use time::OffsetDateTime;
 
-use super::driver::Driver;
+use super::driver::{Driver, Resolved};
 use super::edits::restore;
 use super::request::{Replace, RolloutRequest};
 use super::status::{BatchStatus, Before, Entry, RolloutState, RolloutStatus, Rollouts, Step};
@@ -21,13 +21,6 @@ use crate::plane::TrafficStats;
 
 /// How often the driver looks at the batch's backends.
 const POLL: Duration = Duration::from_millis(100);
-
-/// The replace method, looked up in the config when the rollout starts.
-pub(super) enum Resolved {
-    Command(String, RolloutCommand),
-    Webhook(String, RolloutWebhook),
-    External,
-}
 
 /// Why a rollout request was refused; each maps to an HTTP status.
 #[derive(Debug, thiserror::Error)]
