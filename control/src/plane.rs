@@ -47,7 +47,7 @@ pub struct BackendView {
     pub in_flight: u64,
     /// Active health does not say "down" (passive ejection aside).
     pub healthy: bool,
-    /// The latest active check: when it ended, whether it passed, the version it reported.
+    /// The latest active check: when it started, whether it passed, the version it reported.
     pub last_check: Option<(std::time::Instant, bool, Option<String>)>,
 }
 

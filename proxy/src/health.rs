@@ -67,10 +67,11 @@ async fn probe_loop(plane: Arc<HttpPlane>, upstream: String, addr: String, socke
         }) else {
             return;
         };
+        let started = std::time::Instant::now();
         let (ok, version) = probe(socket, &addr, &hc).await;
         let state = plane.registry.backend(&addr);
         state.note_check(CheckSeen {
-            at: std::time::Instant::now(),
+            at: started,
             ok,
             version,
         });

@@ -20,7 +20,7 @@ pub struct BackendState {
     /// Set by the active health checker: `fall` failures in a row.
     active_down: AtomicBool,
     active_streak: Mutex<Streak>,
-    /// The latest active check: when it ended, whether it passed, the version it reported.
+    /// The latest active check: when it started, whether it passed, the version it reported.
     last_check: Mutex<Option<CheckSeen>>,
     /// When the slow-start ramp began (re-enabled after a drain, or back from down).
     ramp_start: Mutex<Option<Instant>>,
@@ -33,6 +33,8 @@ pub struct BackendState {
 /// One active health check as the checker saw it (for rollouts waiting on a new version).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckSeen {
+    /// When the check started: one that started before a backend was replaced says
+    /// nothing about the new one, even if it ended after.
     pub at: Instant,
     pub ok: bool,
     /// The check's `version_header`, when configured and present.
