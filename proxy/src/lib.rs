@@ -31,6 +31,7 @@
 pub mod access_log;
 pub mod balance;
 pub mod edge;
+pub mod exchange;
 pub mod framing;
 pub mod headers;
 pub mod health;
