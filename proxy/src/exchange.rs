@@ -23,6 +23,8 @@ mod finish;
 mod judge;
 mod pick;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub use admit::{admit, count_body, Admitted, Reply};
 pub use finish::{finish, Summary};
