@@ -25,12 +25,19 @@
 //! against our edge's 14-16 and HAProxy's 1.1): the edge's wait for the first byte stays in
 //! front of it. Until that lands, this crate's path is still pingora-proxy's `ProxyHttp`;
 //! the design is in `docs/HTTP1_PATH.md`.
+//!
+//! Layout of the request path: the policy (admission, balancing per attempt, forwarded
+//! headers, retry verdicts, passive health feeding, metrics and the access log line) is in
+//! [`exchange`], plain functions over `http::request::Parts` and plain types; [`service`] is
+//! the pingora `ProxyHttp` adapter that calls them, [`edge`] the listener's `ServerApp` in
+//! front of it. The hyper HTTP/1 front end is to be a second adapter over [`exchange`].
 
 #![forbid(unsafe_code)]
 
 pub mod access_log;
 pub mod balance;
 pub mod edge;
+pub mod exchange;
 pub mod framing;
 pub mod headers;
 pub mod health;
