@@ -297,12 +297,20 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
                 let takeover = switchyard_control::ops::takeover(
                     ops.flips.clone(),
                     applier.clone(),
+                    traffic.clone(),
+                    store.clone(),
+                );
+                // So are rollouts, driven on here when their driver dies.
+                let rollouts = switchyard_control::ops::rollout::takeover(
+                    ops.rollouts.clone(),
+                    applier.clone(),
                     traffic,
                     store.clone(),
                 );
                 Box::pin(async move {
                     tokio::spawn(hangup);
                     tokio::spawn(takeover);
+                    tokio::spawn(rollouts);
                     tokio::spawn(switchyard_control::store::fleet::register(
                         a,
                         s,

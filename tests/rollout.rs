@@ -33,38 +33,7 @@ fn release_backend_process() {
 /// The config after `[control]`: the replace command, one listener, upstream `api` with the
 /// release's backends (those in `drained` drained) in pool `main`, checked every 100 ms.
 fn config(release: &Release, port: u16, drained: &[String]) -> String {
-    let backends: Vec<String> = release
-        .addrs()
-        .iter()
-        .map(|a| match drained.contains(a) {
-            true => format!("{{ addr = \"{a}\", state = \"drain\" }}"),
-            false => format!("\"{a}\""),
-        })
-        .collect();
-    format!(
-        r#"
-[rollout.commands.restart]
-argv = ["/bin/sh", "{script}"]
-timeout = "20s"
-{listener}
-[[http.routes]]
-host = "*"
-upstream = "api"
-retries = 2
-
-[http.upstreams.api]
-balance = "round_robin"
-failure_statuses = [500, 502, 503, 504]
-health_check = {{ path = "/health", interval = "100ms", timeout = "1s", rise = 1, fall = 1, version_header = "x-version" }}
-
-[http.upstreams.api.pools.main]
-weight = 100
-backends = [{backends}]
-"#,
-        script = release.script().display(),
-        listener = listener(port),
-        backends = backends.join(", "),
-    )
+    format!("{}{}", listener(port), release.config(drained))
 }
 
 fn start(release: &Release, drained: &[String]) -> anyhow::Result<Proxy> {

@@ -208,6 +208,43 @@ done
         })
     }
 
+    /// The config's rollout part: the replace command `restart`, a route to upstream `api`
+    /// and `api` itself with the release's backends (those in `drained` drained) in pool
+    /// `main`, checked every 100 ms with the version in `x-version`.
+    pub fn config(&self, drained: &[String]) -> String {
+        let backends: Vec<String> = self
+            .addrs()
+            .iter()
+            .map(|a| match drained.contains(a) {
+                true => format!("{{ addr = \"{a}\", state = \"drain\" }}"),
+                false => format!("\"{a}\""),
+            })
+            .collect();
+        format!(
+            r#"
+[rollout.commands.restart]
+argv = ["/bin/sh", "{script}"]
+timeout = "20s"
+
+[[http.routes]]
+host = "*"
+upstream = "api"
+retries = 2
+
+[http.upstreams.api]
+balance = "round_robin"
+failure_statuses = [500, 502, 503, 504]
+health_check = {{ path = "/health", interval = "100ms", timeout = "1s", rise = 1, fall = 1, version_header = "x-version" }}
+
+[http.upstreams.api.pools.main]
+weight = 100
+backends = [{backends}]
+"#,
+            script = self.script().display(),
+            backends = backends.join(", "),
+        )
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

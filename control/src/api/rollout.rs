@@ -59,13 +59,17 @@ pub(super) async fn post(
     let rollouts = &state.ops.rollouts;
     let result = match verb {
         Verb::Start => match RolloutRequest::from_json(body) {
-            Ok(req) => rollouts.start(
-                state.applier.clone(),
-                state.traffic.clone(),
-                actor.clone(),
-                upstream,
-                req,
-            ),
+            Ok(req) => {
+                rollouts
+                    .start(
+                        state.applier.clone(),
+                        state.traffic.clone(),
+                        actor.clone(),
+                        upstream,
+                        req,
+                    )
+                    .await
+            }
             Err(message) => Err(RolloutError::BadRequest(message)),
         },
         Verb::Abort => rollouts.abort(&state.applier, upstream).await,

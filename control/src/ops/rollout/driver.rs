@@ -16,17 +16,40 @@ use tokio::time::Instant;
 
 use super::edits::{batch_states, restore, set_states};
 use super::replace::{call_webhook, run_command, Batch};
+use super::request::Replace;
 use super::status::{Entry, RolloutState, Step, StepRecord};
 use crate::applier::Applier;
 use crate::ops::verify::{judge, Verdict};
 use crate::plane::{PoolCounts, TrafficStats};
-use switchyard_config::{RolloutCommand, RolloutWebhook};
+use crate::store::drain::wait_drained;
+use switchyard_config::{Config, RolloutCommand, RolloutWebhook};
 
 /// The replace method, looked up in the config when the rollout starts.
 pub(super) enum Resolved {
     Command(String, RolloutCommand),
     Webhook(String, RolloutWebhook),
     External,
+}
+
+/// Look the replace method of a request up in the running config.
+pub(super) fn resolve(config: &Config, replace: &Replace) -> Result<Resolved, String> {
+    match replace {
+        Replace::Command(n) => match config.rollout.commands.get(n) {
+            Some(c) => Ok(Resolved::Command(n.clone(), c.clone())),
+            None => Err(format!(
+                "no [rollout.commands.{n}] in the running config (it has {:?})",
+                config.rollout.commands.keys().collect::<Vec<_>>()
+            )),
+        },
+        Replace::Webhook(n) => match config.rollout.webhooks.get(n) {
+            Some(w) => Ok(Resolved::Webhook(n.clone(), w.clone())),
+            None => Err(format!(
+                "no [rollout.webhooks.{n}] in the running config (it has {:?})",
+                config.rollout.webhooks.keys().collect::<Vec<_>>()
+            )),
+        },
+        Replace::External => Ok(Resolved::External),
+    }
 }
 
 /// Why a batch did not finish.
@@ -36,6 +59,8 @@ enum Stop {
     /// The batch was not started (it would leave too few backends): nothing to undo.
     Refused(String),
     Aborted,
+    /// This node lost the rollout's lease: another node drives it now; touch nothing.
+    Lost,
 }
 
 pub(super) struct Driver {
@@ -51,11 +76,25 @@ impl Driver {
     pub async fn run(mut self) {
         let status = self.entry.get();
         let (upstream, n) = (status.upstream.clone(), status.batches.len());
-        for i in 0..n {
+        // Where to begin: batch 1, or, for a rollout taken over, the step in progress.
+        let first = status.current.unwrap_or(0).min(n.saturating_sub(1));
+        let resumed = status.batches.get(first).map_or(Step::Pending, |b| b.step);
+        for i in first..n {
+            let from = if i == first { resumed } else { Step::Pending };
             self.entry.update(|s| s.current = Some(i));
-            let stop = match self.batch(i).await {
+            let done = match from {
+                Step::Done => Ok(()),
+                _ => self.batch(i, from).await,
+            };
+            // A batch done before a takeover was already resumed unless still paused.
+            let pause = i != first || from != Step::Done || status.state == RolloutState::Paused;
+            let stop = match done {
                 Ok(()) => {
-                    if status.request.pause_between_batches && i + 1 < n && !self.pause(i).await {
+                    if status.request.pause_between_batches
+                        && i + 1 < n
+                        && pause
+                        && !self.pause(i).await
+                    {
                         Some(Stop::Aborted)
                     } else {
                         None
@@ -68,6 +107,10 @@ impl Driver {
                 Some(Stop::Aborted) => return self.aborted(i).await,
                 Some(Stop::Failed(reason)) => return self.failed(i, reason, true).await,
                 Some(Stop::Refused(reason)) => return self.failed(i, reason, false).await,
+                Some(Stop::Lost) => {
+                    tracing::warn!(%upstream, batch = i + 1, "rollout left to the node that took its lease");
+                    return;
+                }
             }
         }
         tracing::info!(%upstream, batches = n, "rollout succeeded");
@@ -77,14 +120,37 @@ impl Driver {
         );
     }
 
-    /// One batch through its steps.
-    async fn batch(&mut self, i: usize) -> Result<(), Stop> {
+    /// One batch through its steps, from `from` (a rollout taken over re-runs the step in
+    /// progress: a drain and a replace are run again, a wait for readiness or a verification
+    /// starts over).
+    async fn batch(&mut self, i: usize, from: Step) -> Result<(), Stop> {
         let s = self.entry.get();
-        let (upstream, req) = (s.upstream.as_str(), &s.request);
+        let upstream = s.upstream.as_str();
         let backends = s.batches[i].backends.clone();
         self.check_abort()?;
+        let detail = serde_json::json!({ "upstream": upstream, "batch": i + 1, "backends": backends, "started_by": s.actor });
+        let replaced_at = match from <= Step::Replacing {
+            true => self.drain_and_replace(i, &backends, &detail).await?,
+            false => std::time::Instant::now(),
+        };
+        if from <= Step::WaitingReady {
+            self.ready(i, &backends, replaced_at).await?;
+        }
+        self.verify(i, &backends, detail).await
+    }
+
+    /// Drain batch `i`, wait for its requests in flight, and have it replaced; when the
+    /// replace ended.
+    async fn drain_and_replace(
+        &mut self,
+        i: usize,
+        backends: &[String],
+        detail: &serde_json::Value,
+    ) -> Result<std::time::Instant, Stop> {
+        let s = self.entry.get();
+        let (upstream, req) = (s.upstream.as_str(), &s.request);
         // Would taking this batch out leave too few healthy backends?
-        let serving = self.healthy_enabled(upstream, &backends);
+        let serving = self.healthy_enabled(upstream, backends);
         if serving < req.min_available {
             return Err(Stop::Refused(format!(
                 "batch {}: taking it out would leave {serving} healthy backend(s) in rotation, fewer than min_available = {}",
@@ -94,8 +160,7 @@ impl Driver {
         }
 
         self.step(i, Step::Draining);
-        let detail = serde_json::json!({ "upstream": upstream, "batch": i + 1, "backends": backends, "started_by": s.actor });
-        let drain = batch_states(&backends, true);
+        let drain = batch_states(backends, true);
         set_states(
             &self.applier,
             "upstream.rollout.drain",
@@ -119,12 +184,32 @@ impl Driver {
             }
             self.sleep().await?;
         };
+        // With a shared store, every node must run the drain and have nothing in flight.
+        let mut waiting_on = Vec::new();
+        if let Some(store) = self.applier.store().etcd().cloned() {
+            let version = self.applier.current().snapshot.version;
+            for addr in backends {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let d =
+                    wait_drained(&self.applier, Some(&store), version, upstream, addr, wait).await;
+                for n in d["waiting_on"].as_array().into_iter().flatten() {
+                    waiting_on.push(n.as_str().unwrap_or("?").to_string());
+                }
+            }
+            self.check_abort()?;
+        }
         let waited = humantime::format_duration(round(started.elapsed()));
         self.note(
             i,
-            match left {
-                0 => format!("no request in flight after {waited}"),
-                n => format!("drain_timeout reached with {n} request(s) still in flight; going on"),
+            match (left, waiting_on.is_empty()) {
+                (0, true) => format!("no request in flight after {waited}"),
+                (0, false) => format!(
+                    "drain_timeout reached with requests still in flight on node(s) {}; going on",
+                    waiting_on.join(", ")
+                ),
+                (n, _) => {
+                    format!("drain_timeout reached with {n} request(s) still in flight; going on")
+                }
             },
         );
 
@@ -132,7 +217,7 @@ impl Driver {
         let batch = Batch {
             upstream,
             number: i + 1,
-            backends: &backends,
+            backends,
             version: req.version.as_deref(),
         };
         let replaced = match &self.replace {
@@ -164,7 +249,18 @@ impl Driver {
                 return Err(Stop::Failed(format!("replace failed: {why}")));
             }
         }
+        Ok(replaced_at)
+    }
 
+    /// Wait until every backend of batch `i` passes a health check that began after
+    /// `replaced_at` (with the new version, when one is expected).
+    async fn ready(
+        &mut self,
+        i: usize,
+        backends: &[String],
+        replaced_at: std::time::Instant,
+    ) -> Result<(), Stop> {
+        let req = self.entry.get().request;
         self.step(i, Step::WaitingReady);
         let started = Instant::now();
         let deadline = started + req.ready_timeout;
@@ -197,9 +293,20 @@ impl Driver {
                 humantime::format_duration(round(started.elapsed()))
             ),
         );
+        Ok(())
+    }
 
+    /// Put batch `i` back in rotation and verify it on live traffic for the window.
+    async fn verify(
+        &mut self,
+        i: usize,
+        backends: &[String],
+        detail: serde_json::Value,
+    ) -> Result<(), Stop> {
+        let s = self.entry.get();
+        let (upstream, req) = (s.upstream.as_str(), &s.request);
         self.step(i, Step::Verifying);
-        let enable = batch_states(&backends, false);
+        let enable = batch_states(backends, false);
         set_states(
             &self.applier,
             "upstream.rollout.enable",
@@ -214,12 +321,12 @@ impl Driver {
                 "putting the batch back in rotation was refused: {e}"
             ))
         })?;
-        let baseline = self.counts(&backends);
+        let baseline = self.counts(backends);
         let deadline = Instant::now() + req.verify.window;
         let label = format!("batch {}", i + 1);
         loop {
             self.sleep().await?;
-            let now = self.counts(&backends);
+            let now = self.counts(backends);
             let seen = PoolCounts {
                 requests: now.requests.saturating_sub(baseline.requests),
                 errors: now.errors.saturating_sub(baseline.errors),
@@ -309,6 +416,9 @@ impl Driver {
     }
 
     fn check_abort(&self) -> Result<(), Stop> {
+        if *self.entry.lost.borrow() {
+            return Err(Stop::Lost);
+        }
         if *self.abort.borrow() {
             return Err(Stop::Aborted);
         }

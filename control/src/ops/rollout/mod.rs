@@ -7,17 +7,23 @@
 //! rollout and stays out of rotation; `abort` puts every drain and weight back.
 //!
 //! Every drain and enable is a config change through the applier (versioned, audited).
-//! The rollout's state lives in this process ([`Rollouts`]): unlike a flip it is not yet
-//! driven under the fleet's lease nor kept in the store, so a restart forgets it.
+//! With a file store the rollout's state lives in this process ([`Rollouts`]), and a
+//! restart forgets it. With a shared store (etcd) a rollout is one operation for the fleet,
+//! as a flip's verification is: its driver holds the upstream's lease and keeps the state in
+//! etcd at every change ([`shared`]), every node shows it, and another node drives it on
+//! from the step in progress when the driver dies ([`takeover`]).
 
 mod driver;
 mod edits;
 mod replace;
 mod request;
+mod shared;
 mod start;
 mod status;
+mod takeover;
 
 pub use edits::ROLLOUT;
 pub use request::{BatchSize, Replace, RolloutRequest};
 pub use start::RolloutError;
 pub use status::{BatchStatus, Before, RolloutState, RolloutStatus, Rollouts, Step, StepRecord};
+pub use takeover::takeover;

@@ -22,7 +22,7 @@ use crate::ops::request::{Verify, MAX_WINDOW};
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How many backends one batch takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchSize {
     Count(usize),
@@ -41,7 +41,7 @@ impl BatchSize {
 }
 
 /// How a batch is replaced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Replace {
     /// A `[rollout.commands.NAME]` of the config.
@@ -52,8 +52,9 @@ pub enum Replace {
     External,
 }
 
-/// What `POST /v1/upstreams/{name}/rollout` asks for.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What `POST /v1/upstreams/{name}/rollout` asks for (and, as serialized, what the fleet's
+/// store keeps of it: a node taking the rollout over reads it back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutRequest {
     /// Only this pool's backends (all of the upstream's when `None`).
     pub pool: Option<String>,
@@ -181,10 +182,15 @@ const REPLACE_SHAPE: &str =
 pub(super) mod humantime_text {
     use std::time::Duration;
 
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -222,6 +228,19 @@ mod tests {
         ] {
             assert!(RolloutRequest::from_json(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_request_reads_back_as_the_fleets_store_keeps_it() {
+        let r = RolloutRequest::from_json(
+            br#"{"backends": {"pool": "blue"}, "batch_size": "34%", "replace": {"webhook": "deploy"},
+                 "drain_timeout": "1m 30s", "verify": {"window": "5s", "min_requests": 3}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let text = serde_json::to_string(&r).unwrap_or_default();
+        let back: RolloutRequest =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(back, r);
     }
 
     #[test]

@@ -10,9 +10,10 @@ use std::time::Duration;
 use switchyard_config::BackendState;
 use time::OffsetDateTime;
 
-use super::driver::{Driver, Resolved};
+use super::driver::{resolve, Driver};
 use super::edits::restore;
-use super::request::{Replace, RolloutRequest};
+use super::request::RolloutRequest;
+use super::shared::{publish, read, Lease};
 use super::status::{BatchStatus, Before, Entry, RolloutState, RolloutStatus, Rollouts, Step};
 use crate::applier::Applier;
 use crate::audit::AuditEntry;
@@ -20,7 +21,7 @@ use crate::history::Actor;
 use crate::plane::TrafficStats;
 
 /// How often the driver looks at the batch's backends.
-const POLL: Duration = Duration::from_millis(100);
+pub(super) const POLL: Duration = Duration::from_millis(100);
 
 /// Why a rollout request was refused; each maps to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +41,10 @@ pub enum RolloutError {
 }
 
 impl Rollouts {
-    /// Start a rollout of `upstream` as `req` asks; its driver runs in a task.
-    pub fn start(
+    /// Start a rollout of `upstream` as `req` asks; its driver runs in a task. With a shared
+    /// store it first takes the upstream's driver lease (`409` naming the holder when
+    /// another node has it) and publishes its state there at every change.
+    pub async fn start(
         &self,
         applier: Arc<Applier>,
         traffic: Option<Arc<dyn TrafficStats>>,
@@ -72,27 +75,7 @@ impl Rollouts {
                 ));
             }
         }
-        let replace = match &req.replace {
-            Replace::Command(n) => match config.rollout.commands.get(n) {
-                Some(c) => Resolved::Command(n.clone(), c.clone()),
-                None => {
-                    return bad(format!(
-                        "no [rollout.commands.{n}] in the running config (it has {:?})",
-                        config.rollout.commands.keys().collect::<Vec<_>>()
-                    ))
-                }
-            },
-            Replace::Webhook(n) => match config.rollout.webhooks.get(n) {
-                Some(w) => Resolved::Webhook(n.clone(), w.clone()),
-                None => {
-                    return bad(format!(
-                        "no [rollout.webhooks.{n}] in the running config (it has {:?})",
-                        config.rollout.webhooks.keys().collect::<Vec<_>>()
-                    ))
-                }
-            },
-            Replace::External => Resolved::External,
-        };
+        let replace = resolve(config, &req.replace).map_err(RolloutError::BadRequest)?;
         let mut before = Before::default();
         let (mut targets, mut skipped) = (Vec::new(), Vec::new());
         for (name, pool) in &up.pools {
@@ -160,9 +143,37 @@ impl Rollouts {
             reason: None,
             skipped,
             before,
+            driver: applier.store().etcd().map(|s| s.node().to_string()),
+            takeovers: Vec::new(),
+        };
+        // With a shared store, one node drives a rollout of this upstream for the fleet.
+        let lease = match applier.store().etcd() {
+            None => None,
+            Some(store) => match Lease::take(store, upstream).await {
+                Ok(Some(lease)) => Some(lease),
+                Ok(None) => {
+                    let current = read(store, upstream).await;
+                    let holder = current
+                        .as_ref()
+                        .and_then(|c| c.driver.clone())
+                        .unwrap_or_else(|| "another node".into());
+                    return Err(RolloutError::Conflict {
+                        message: format!("a rollout of upstream {upstream:?} is driven by node {holder:?}; abort it there or wait for its outcome"),
+                        current: current.map(Box::new),
+                    });
+                }
+                Err(e) => {
+                    return Err(RolloutError::Unavailable(format!(
+                        "config store unreachable, the rollout's lease cannot be taken: {e}"
+                    )))
+                }
+            },
         };
         let entry = Entry::new(status.clone());
         if let Err(current) = self.claim(upstream, entry.clone()) {
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
             return Err(RolloutError::Conflict {
                 message: format!(
                     "a rollout of upstream {upstream:?} is {}; abort it or wait for its outcome",
@@ -184,6 +195,9 @@ impl Rollouts {
             detail: Some(serde_json::json!({ "upstream": upstream, "request": status.request, "batches": status.batches.iter().map(|b| &b.backends).collect::<Vec<_>>() })),
         });
         tracing::info!(upstream, batches = status.batches.len(), "rollout started");
+        if let Some(lease) = lease {
+            tokio::spawn(publish(entry.clone(), lease));
+        }
         let abort = entry.abort.subscribe();
         let driver = Driver {
             entry,
@@ -210,6 +224,9 @@ impl Rollouts {
             ))
         })?;
         let status = entry.get();
+        if entry.remote && !status.state.is_over() {
+            return Err(elsewhere(upstream, status));
+        }
         match status.state {
             RolloutState::Succeeded | RolloutState::Aborted => {
                 return Err(RolloutError::Conflict {
@@ -250,6 +267,9 @@ impl Rollouts {
             ))
         })?;
         let status = entry.get();
+        if entry.remote {
+            return Err(elsewhere(upstream, status));
+        }
         if status.state != RolloutState::Paused {
             return Err(RolloutError::Conflict {
                 message: format!(
@@ -266,5 +286,17 @@ impl Rollouts {
         });
         entry.resume.notify_one();
         Ok(entry.get())
+    }
+}
+
+/// A rollout another node drives: abort or resume it there.
+fn elsewhere(upstream: &str, status: RolloutStatus) -> RolloutError {
+    let driver = status
+        .driver
+        .clone()
+        .unwrap_or_else(|| "another node".into());
+    RolloutError::Conflict {
+        message: format!("the rollout of upstream {upstream:?} is driven by node {driver:?}: send this to that node"),
+        current: Some(Box::new(status)),
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 
@@ -14,7 +14,7 @@ use crate::applier::lock;
 use crate::plane::PoolCounts;
 
 /// Where a rollout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutState {
     Running,
@@ -37,8 +37,8 @@ impl RolloutState {
     }
 }
 
-/// The step a batch is in (or ended in).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The step a batch is in (or ended in), in the order a batch goes through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Pending,
@@ -52,7 +52,7 @@ pub enum Step {
 }
 
 /// One step of a batch: when it ran, what it measured and why it moved on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub step: Step,
     #[serde(with = "time::serde::rfc3339")]
@@ -64,7 +64,7 @@ pub struct StepRecord {
 }
 
 /// One batch of backends.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchStatus {
     pub index: usize,
     pub backends: Vec<String>,
@@ -79,7 +79,7 @@ pub struct BatchStatus {
 }
 
 /// A rollout's progress or outcome.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutStatus {
     pub upstream: String,
     pub state: RolloutState,
@@ -100,10 +100,17 @@ pub struct RolloutStatus {
     pub skipped: Vec<String>,
     /// What `abort` puts back: every backend's state and every pool's weight at the start.
     pub before: Before,
+    /// With a shared store, the node driving the rollout (the one that took it over, after
+    /// the one before died).
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Each takeover: which node's lease ran out, where, and who went on.
+    #[serde(default)]
+    pub takeovers: Vec<String>,
 }
 
 /// The upstream's drains and weights when the rollout started.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Before {
     /// Backend address to `true` when it was drained.
     pub drained: BTreeMap<String, bool>,
@@ -115,14 +122,28 @@ pub(super) struct Entry {
     pub status: Mutex<RolloutStatus>,
     pub abort: watch::Sender<bool>,
     pub resume: Notify,
+    /// Bumped on every change of the status (the store's publisher follows it).
+    pub changed: watch::Sender<u64>,
+    /// Set when this node lost the rollout's lease: the driver stops without touching
+    /// anything (another node goes on).
+    pub lost: watch::Sender<bool>,
+    /// A rollout another node drives, as the store shows it (no driver here).
+    pub remote: bool,
 }
 
 impl Entry {
     pub fn new(status: RolloutStatus) -> Arc<Entry> {
+        Entry::with(status, false)
+    }
+
+    fn with(status: RolloutStatus, remote: bool) -> Arc<Entry> {
         Arc::new(Entry {
             status: Mutex::new(status),
             abort: watch::channel(false).0,
             resume: Notify::new(),
+            changed: watch::channel(0).0,
+            lost: watch::channel(false).0,
+            remote,
         })
     }
 
@@ -131,7 +152,9 @@ impl Entry {
     }
 
     pub fn update<R>(&self, f: impl FnOnce(&mut RolloutStatus) -> R) -> R {
-        f(&mut lock(&self.status))
+        let r = f(&mut lock(&self.status));
+        self.changed.send_modify(|n| *n += 1);
+        r
     }
 }
 
@@ -168,5 +191,33 @@ impl Rollouts {
         }
         map.insert(upstream.to_string(), entry);
         Ok(())
+    }
+
+    /// Record `entry` as the rollout of `upstream` whatever was there (a rollout this node
+    /// takes over).
+    pub(super) fn replace(&self, upstream: &str, entry: Arc<Entry>) {
+        lock(&self.latest).insert(upstream.to_string(), entry);
+    }
+
+    /// Take in a rollout as the fleet's store has it (driven by another node, or finished),
+    /// unless this node drives that upstream's rollout, or knows a newer one of its own.
+    pub(super) fn observe(&self, status: RolloutStatus) {
+        let mut map = lock(&self.latest);
+        match map.get(&status.upstream) {
+            Some(e) if e.remote => {
+                e.update(|s| *s = status);
+            }
+            Some(e) if e.get().started_at >= status.started_at => {}
+            _ => {
+                map.insert(status.upstream.clone(), Entry::with(status, true));
+            }
+        }
+    }
+
+    /// Whether this node drives a rollout of `upstream` now.
+    pub(super) fn driving(&self, upstream: &str) -> bool {
+        lock(&self.latest)
+            .get(upstream)
+            .is_some_and(|e| !e.remote && !e.get().state.is_over())
     }
 }
