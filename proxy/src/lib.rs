@@ -34,6 +34,7 @@ pub mod edge;
 pub mod framing;
 pub mod headers;
 pub mod health;
+pub mod latency;
 pub mod registry;
 mod request_metrics;
 pub mod routing;

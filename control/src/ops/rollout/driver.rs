@@ -1,11 +1,11 @@
-//! The task that drives a rollout, batch by batch: drain → replace → wait ready → verify on
-//! live traffic → next batch. A failing batch stops the rollout and stays drained; an
+//! The task that drives a rollout, batch by batch: drain → replace → wait ready → slow start →
+//! verify on live traffic → next batch. A failing batch stops the rollout and stays drained; an
 //! abort puts the drains and weights from before the rollout back.
 //!
 //! Every wait polls the HTTP plane's view of the batch's backends ([`TrafficStats::backend`])
-//! and the abort flag; the verification is the flip's [`judge`] over the batch's own
-//! counters, so a batch answering 5% errors is caught even when retries hide them from
-//! the clients.
+//! and the abort flag; slow start and the verification (the flip's judgement over the
+//! batch's own counters, so a batch answering 5% errors is caught even when retries hide
+//! them from the clients, and its p99 against the others') are in [`super::gate`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,6 @@ use super::edits::{batch_states, restore, set_states};
 use super::replace::{call_webhook, run_command, Batch};
 use super::status::{Entry, RolloutState, Step, StepRecord};
 use crate::applier::Applier;
-use crate::ops::verify::{judge, Verdict};
 use crate::plane::{PoolCounts, TrafficStats};
 use switchyard_config::{RolloutCommand, RolloutWebhook};
 
@@ -30,7 +29,7 @@ pub(super) enum Resolved {
 }
 
 /// Why a batch did not finish.
-enum Stop {
+pub(super) enum Stop {
     /// The batch failed and stays out of rotation.
     Failed(String),
     /// The batch was not started (it would leave too few backends): nothing to undo.
@@ -70,6 +69,20 @@ impl Driver {
                 Some(Stop::Refused(reason)) => return self.failed(i, reason, false).await,
             }
         }
+        let unverified: Vec<String> = (self.entry.get().batches.iter())
+            .filter(|b| b.step == Step::Unverified)
+            .map(|b| b.index.to_string())
+            .collect();
+        if !unverified.is_empty() {
+            tracing::warn!(%upstream, batches = n, "rollout done, not every batch verified");
+            return self.finish(
+                RolloutState::Unverified,
+                format!(
+                    "{n} batch(es) replaced; batch(es) {} had too little traffic to be verified",
+                    unverified.join(", ")
+                ),
+            );
+        }
         tracing::info!(%upstream, batches = n, "rollout succeeded");
         self.finish(
             RolloutState::Succeeded,
@@ -77,7 +90,7 @@ impl Driver {
         );
     }
 
-    /// One batch through its steps.
+    /// One batch through its steps (the last ones, from slow start, in [`super::gate`]).
     async fn batch(&mut self, i: usize) -> Result<(), Stop> {
         let s = self.entry.get();
         let (upstream, req) = (s.upstream.as_str(), &s.request);
@@ -198,7 +211,6 @@ impl Driver {
             ),
         );
 
-        self.step(i, Step::Verifying);
         let enable = batch_states(&backends, false);
         set_states(
             &self.applier,
@@ -214,27 +226,7 @@ impl Driver {
                 "putting the batch back in rotation was refused: {e}"
             ))
         })?;
-        let baseline = self.counts(&backends);
-        let deadline = Instant::now() + req.verify.window;
-        let label = format!("batch {}", i + 1);
-        loop {
-            self.sleep().await?;
-            let now = self.counts(&backends);
-            let seen = PoolCounts {
-                requests: now.requests.saturating_sub(baseline.requests),
-                errors: now.errors.saturating_sub(baseline.errors),
-            };
-            self.entry.update(|s| s.batches[i].verified = Some(seen));
-            match judge(seen, &req.verify, &label, Instant::now() >= deadline) {
-                Verdict::Continue => {}
-                Verdict::Breach(reason) => return Err(Stop::Failed(reason)),
-                Verdict::Verified(reason) | Verdict::Unverified(reason) => {
-                    self.note(i, reason);
-                    self.entry.update(|s| s.batches[i].step = Step::Done);
-                    return Ok(());
-                }
-            }
-        }
+        self.ramp_and_verify(i).await
     }
 
     /// Why `addr` is not ready yet (`None` once it is): a passing active check that ended
@@ -277,7 +269,7 @@ impl Driver {
             .count()
     }
 
-    fn counts(&self, backends: &[String]) -> PoolCounts {
+    pub(super) fn counts(&self, backends: &[String]) -> PoolCounts {
         backends
             .iter()
             .filter_map(|a| self.traffic.backend(a))
@@ -308,14 +300,14 @@ impl Driver {
         resumed
     }
 
-    fn check_abort(&self) -> Result<(), Stop> {
+    pub(super) fn check_abort(&self) -> Result<(), Stop> {
         if *self.abort.borrow() {
             return Err(Stop::Aborted);
         }
         Ok(())
     }
 
-    async fn sleep(&mut self) -> Result<(), Stop> {
+    pub(super) async fn sleep(&mut self) -> Result<(), Stop> {
         let poll = self.poll;
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
@@ -324,7 +316,7 @@ impl Driver {
         self.check_abort()
     }
 
-    fn step(&self, i: usize, step: Step) {
+    pub(super) fn step(&self, i: usize, step: Step) {
         self.entry.update(|s| {
             let b = &mut s.batches[i];
             b.step = step;
@@ -337,7 +329,7 @@ impl Driver {
         });
     }
 
-    fn note(&self, i: usize, note: String) {
+    pub(super) fn note(&self, i: usize, note: String) {
         self.entry.update(|s| {
             if let Some(r) = s.batches[i].steps.last_mut() {
                 r.ended_at = Some(OffsetDateTime::now_utc());
@@ -403,6 +395,6 @@ impl Driver {
 }
 
 /// A duration to the millisecond, for notes.
-fn round(d: Duration) -> Duration {
+pub(super) fn round(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }

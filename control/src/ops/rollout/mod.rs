@@ -12,6 +12,7 @@
 
 mod driver;
 mod edits;
+mod gate;
 mod replace;
 mod request;
 mod start;
@@ -20,4 +21,6 @@ mod status;
 pub use edits::ROLLOUT;
 pub use request::{BatchSize, Replace, RolloutRequest};
 pub use start::RolloutError;
-pub use status::{BatchStatus, Before, RolloutState, RolloutStatus, Rollouts, Step, StepRecord};
+pub use status::{
+    BatchStatus, Before, LatencyCheck, RolloutState, RolloutStatus, Rollouts, Step, StepRecord,
+};

@@ -144,6 +144,7 @@ impl Rollouts {
                 steps: Vec::new(),
                 replace_output: None,
                 verified: None,
+                latency: None,
                 reason: None,
             })
             .collect();
@@ -211,7 +212,7 @@ impl Rollouts {
         })?;
         let status = entry.get();
         match status.state {
-            RolloutState::Succeeded | RolloutState::Aborted => {
+            RolloutState::Succeeded | RolloutState::Unverified | RolloutState::Aborted => {
                 return Err(RolloutError::Conflict {
                     message: format!(
                         "the rollout of {upstream:?} is over ({})",
