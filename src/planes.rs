@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use switchyard_config::Config;
-use switchyard_control::{BackendView, Plane, PoolCounts, Prepared, TrafficStats};
+use switchyard_control::{BackendView, LatencyCounts, Plane, PoolCounts, Prepared, TrafficStats};
 use switchyard_dbrouter::{DbPlane, DbRuntime};
 use switchyard_proxy::registry::Health;
 use switchyard_proxy::{HttpPlane, HttpRuntime};
@@ -45,6 +45,10 @@ impl TrafficStats for Http {
             in_flight: b.in_flight(),
             healthy,
             last_check: b.last_check().map(|c| (c.at, c.ok, c.version)),
+            latency: LatencyCounts {
+                bounds_us: &switchyard_proxy::latency::BOUNDS_US,
+                counts: b.latency.snapshot().to_vec(),
+            },
         })
     }
 }

@@ -94,6 +94,8 @@ fn follow_rollout(target: &Target, path: &str) -> anyhow::Result<ExitCode> {
         match r["state"].as_str() {
             Some("succeeded") => return Ok(ExitCode::SUCCESS),
             Some("failed" | "aborted") => return Ok(ExitCode::from(1)),
+            // Every batch replaced, but not every one verified.
+            Some("unverified") => return Ok(ExitCode::from(2)),
             _ => std::thread::sleep(Duration::from_millis(500)),
         }
     }

@@ -7,7 +7,12 @@
 //! - a `v2` answering 5% of requests with 500: the rollout stops at the first batch, which
 //!   stays out of rotation, and the errors stop;
 //! - a `v2` that never becomes ready: the rollout stops at `ready_timeout` and says so;
-//! - `abort` while a batch waits: every drain and weight is as before the rollout.
+//! - `abort` while a batch waits: every drain and weight is as before the rollout;
+//! - a `v2` 150 ms slower than `v1`: the first batch fails on `max_p99_ratio` with both p99s;
+//! - no traffic at all: each batch goes through slow start, its window is extended, and it
+//!   ends `unverified`, as does the rollout;
+//! - replaced by a webhook: a test server restarts the batch it is sent;
+//! - a flip and a rollout of one upstream refuse each other (409).
 
 mod support;
 
@@ -166,7 +171,7 @@ fn six_backends_in_batches_of_two_roll_to_v2_without_a_failed_request() -> anyho
 fn a_version_answering_5_percent_500s_stops_at_the_first_batch() -> anyhow::Result<()> {
     let bad = Behaviour {
         error_every: 20,
-        ready: true,
+        ..GOOD
     };
     let release = Release::start(6, bad)?;
     let proxy = start(&release, &[])?;
@@ -225,6 +230,7 @@ fn a_version_that_never_becomes_ready_stops_at_ready_timeout() -> anyhow::Result
         Behaviour {
             error_every: 0,
             ready: false,
+            ..GOOD
         },
     )?;
     let proxy = start(&release, &[])?;
@@ -251,6 +257,7 @@ fn abort_while_a_batch_waits_puts_every_drain_and_weight_back() -> anyhow::Resul
         Behaviour {
             error_every: 0,
             ready: false,
+            ..GOOD
         },
     )?;
     let drained = vec![release.addrs()[3].clone()];
@@ -342,6 +349,221 @@ fn the_command_line_starts_and_follows_a_rollout_batch_by_batch() -> anyhow::Res
     ensure!(
         status.status.code() == Some(2),
         "aborting a finished rollout is refused"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_version_slower_at_p99_fails_its_batch_with_both_figures() -> anyhow::Result<()> {
+    let slow = Behaviour {
+        delay_ms: 150,
+        ..GOOD
+    };
+    let release = Release::start(6, slow)?;
+    let proxy = start(&release, &[])?;
+    let load = Load::start(proxy.http_addr(), 4, Request::get("/work"));
+    load.wait_for(100, Duration::from_secs(20))?;
+    let body =
+        request("v2", "").replace(r#""window": "1s""#, r#""window": "2s", "max_p99_ratio": 2"#);
+    begin(&proxy, &body)?;
+    let failed = wait_state(&proxy, "failed", Duration::from_secs(60))?;
+    let batch = &failed["batches"][0];
+    let reason = batch["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("batch 1 p99") && reason.contains("not yet replaced"),
+        "{}",
+        describe(&failed)
+    );
+    let lat = &batch["latency"];
+    let (batch_p99, others_p99) = (lat["batch_p99_ms"].as_f64(), lat["others_p99_ms"].as_f64());
+    ensure!(
+        batch_p99 >= Some(150.0)
+            && batch_p99 > others_p99.map(|o| 2.0 * o.max(1.0))
+            && lat["others_requests"].as_u64() >= Some(20),
+        "{}",
+        describe(lat)
+    );
+    ensure!(
+        failed["batches"][1]["step"] == "pending",
+        "{}",
+        describe(&failed)
+    );
+    load.finish()?;
+    eprintln!("150 ms slower v2: {reason}");
+    Ok(())
+}
+
+#[test]
+fn batches_without_traffic_ramp_up_then_end_unverified() -> anyhow::Result<()> {
+    let release = Release::start(2, GOOD)?;
+    let proxy = Proxy::start(|_, p| {
+        let text = config(&release, p, &[]);
+        Ok(text.replace(
+            "balance = \"round_robin\"",
+            "balance = \"round_robin\"\nslow_start = \"1s\"",
+        ))
+    })?;
+    for a in release.addrs() {
+        proxy.wait_state("api", &a, "healthy", Duration::from_secs(10))?;
+    }
+    let body = request("v2", "").replace(r#""batch_size": 2"#, r#""batch_size": 1"#);
+    begin(&proxy, &body)?;
+    let done = wait_state(&proxy, "unverified", Duration::from_secs(60))?;
+    let reason = done["reason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("batch(es) 1, 2"), "{}", describe(&done));
+    for b in done["batches"].as_array().into_iter().flatten() {
+        ensure!(b["step"] == "unverified", "{}", describe(b));
+        let steps: Vec<&str> = (b["steps"].as_array().into_iter().flatten())
+            .filter_map(|s| s["step"].as_str())
+            .collect();
+        ensure!(
+            steps
+                == [
+                    "draining",
+                    "replacing",
+                    "waiting_ready",
+                    "slow_start",
+                    "verifying"
+                ],
+            "{steps:?}"
+        );
+        let notes = describe(&b["steps"]);
+        ensure!(
+            notes.contains("weight ramped from 10% to 100% over 1s"),
+            "{notes}"
+        );
+        ensure!(notes.contains("window extended to 2s"), "{notes}");
+    }
+    Ok(())
+}
+
+/// A deploy hook for the webhook test: answers each `POST` by running the release's
+/// replace script with the batch it names, as a deploy tool would.
+fn deploy_hook(release: &Release) -> anyhow::Result<(u16, std::sync::mpsc::Receiver<Value>)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let script = release.script();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let batch: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let backends: Vec<&str> = (batch["backends"].as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect();
+            let out = std::process::Command::new("/bin/sh")
+                .arg(&script)
+                .env("SWITCHYARD_ROLLOUT_BACKENDS", backends.join(" "))
+                .env(
+                    "SWITCHYARD_ROLLOUT_VERSION",
+                    batch["version"].as_str().unwrap_or(""),
+                )
+                .output();
+            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            let text = text.unwrap_or_else(|e| format!("cannot run: {e}"));
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = reader.get_mut().write_all(answer.as_bytes());
+            let _ = tx.send(batch);
+        }
+    });
+    Ok((port, rx))
+}
+
+#[test]
+fn a_webhook_replaces_each_batch_it_is_sent() -> anyhow::Result<()> {
+    let release = Release::start(4, GOOD)?;
+    let (hook, calls) = deploy_hook(&release)?;
+    let proxy = Proxy::start(|_, p| {
+        let webhook = format!(
+            "[rollout.webhooks.deploy]\nurl = \"http://127.0.0.1:{hook}/deploy\"\ntimeout = \"20s\"\n\n[rollout.commands.restart]"
+        );
+        Ok(config(&release, p, &[]).replace("[rollout.commands.restart]", &webhook))
+    })?;
+    for a in release.addrs() {
+        proxy.wait_state("api", &a, "healthy", Duration::from_secs(10))?;
+    }
+    let load = Load::start(proxy.http_addr(), 2, Request::get("/work"));
+    load.wait_for(50, Duration::from_secs(20))?;
+    let body = request("v2", "").replace(r#"{"command": "restart"}"#, r#"{"webhook": "deploy"}"#);
+    begin(&proxy, &body)?;
+    let done = wait_state(&proxy, "succeeded", Duration::from_secs(60))?;
+    load.finish()?.assert_no_failures()?;
+    let sent: Vec<Value> = calls.try_iter().collect();
+    ensure!(sent.len() == 2, "{sent:?}");
+    for (i, call) in sent.iter().enumerate() {
+        ensure!(
+            call["upstream"] == "api" && call["batch"] == i + 1,
+            "{call}"
+        );
+        ensure!(call["backends"] == done["batches"][i]["backends"], "{call}");
+        let out = done["batches"][i]["replace_output"]
+            .as_str()
+            .unwrap_or_default();
+        ensure!(
+            out.starts_with("200 OK") && out.contains("replaced 127.0.0.1:"),
+            "{out}"
+        );
+    }
+    for p in &release.ports {
+        let v = release.version(*p)?;
+        ensure!(v == "v2", "backend {p} is {v} after the rollout");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_flip_and_a_rollout_of_one_upstream_refuse_each_other() -> anyhow::Result<()> {
+    let release = Release::start(3, GOOD)?;
+    let proxy = Proxy::start(|_, p| {
+        let spare =
+            "\n[http.upstreams.api.pools.spare]\nweight = 0\nbackends = [\"127.0.0.1:9\"]\n";
+        Ok(config(&release, p, &[]) + spare)
+    })?;
+    for a in release.addrs() {
+        proxy.wait_state("api", &a, "healthy", Duration::from_secs(10))?;
+    }
+    let flip = r#"{"to": "spare", "verify": {"window": "60s"}}"#;
+    // A rollout waiting for a version that never comes.
+    let body = r#"{"backends": {"pool": "main"}, "replace": "external", "version": "v9", "ready_timeout": "60s"}"#;
+    begin(&proxy, body)?;
+    let r = proxy.send(Request::post("/v1/upstreams/api/flip", flip).bearer(config::OPERATOR))?;
+    ensure!(r.status == 409, "{}", r.describe());
+    let error = r.json()?["error"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        error.contains("a rollout of upstream \"api\" is \"running\"")
+            && error.contains("before a flip"),
+        "{error}"
+    );
+    proxy.operate(&format!("{ROLLOUT}/abort"), "")?;
+    let flipped = proxy.operate("/v1/upstreams/api/flip", flip)?;
+    ensure!(
+        flipped["flip"]["state"] == "verifying",
+        "{}",
+        describe(&flipped)
+    );
+    let r = proxy.send(Request::post(ROLLOUT, body).bearer(config::OPERATOR))?;
+    ensure!(r.status == 409, "{}", r.describe());
+    let error = r.json()?["error"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        error.contains("a flip of upstream \"api\" is being verified"),
+        "{error}"
     );
     Ok(())
 }

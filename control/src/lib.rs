@@ -21,5 +21,6 @@ pub mod watcher;
 pub use applier::{Applier, ApplyError, ApplyOutcome, ApplyRequest, EditRequest, StartError};
 pub use history::{Actor, Origin};
 pub use plane::{
-    BackendView, ClusterOp, ClusterOps, OpError, Plane, PoolCounts, Prepared, TrafficStats,
+    BackendView, ClusterOp, ClusterOps, LatencyCounts, OpError, Plane, PoolCounts, Prepared,
+    TrafficStats,
 };

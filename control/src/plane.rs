@@ -49,6 +49,16 @@ pub struct BackendView {
     pub healthy: bool,
     /// The latest active check: when it started, whether it passed, the version it reported.
     pub last_check: Option<(std::time::Instant, bool, Option<String>)>,
+    /// How long its attempts took, bucketed (the counts only grow).
+    pub latency: LatencyCounts,
+}
+
+/// Attempt durations, bucketed: `counts[i]` took more than `bounds_us[i - 1]` and at most
+/// `bounds_us[i]` microseconds; one more count, past the last bound, holds the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LatencyCounts {
+    pub bounds_us: &'static [u64],
+    pub counts: Vec<u64>,
 }
 
 /// Read access to the HTTP plane's traffic counters, for verifying blue/green flips and

@@ -41,6 +41,7 @@ pub mod exchange;
 pub mod framing;
 pub mod headers;
 pub mod health;
+pub mod latency;
 pub mod registry;
 mod request_metrics;
 pub mod routing;

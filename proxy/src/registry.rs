@@ -1,6 +1,6 @@
 //! Hot state that must outlive reloads, keyed by backend address (never by weight or pool):
 //! in-flight counts, the passive-health failure window and ejection, the active-check verdict,
-//! the slow-start ramp; plus per-pool attempt counters (for flip verification) and per-upstream
+//! the slow-start ramp, a small histogram of attempt durations; plus per-pool attempt counters (for flip verification) and per-upstream
 //! retry budgets. A reload builds a new runtime that looks its backends up here, so a weight
 //! change or a pool edit keeps every counter.
 
@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+
+use crate::latency::LatencyHistogram;
 
 /// State of one backend address.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct BackendState {
     ramp_start: Mutex<Option<Instant>>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// How long each attempt held the backend, from pick to the end of its response.
+    pub latency: LatencyHistogram,
     /// `switchyard_http_backend_in_flight{backend}`, looked up once.
     gauge: metrics::Gauge,
 }
@@ -82,6 +86,7 @@ impl BackendState {
             ramp_start: Mutex::new(None),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            latency: LatencyHistogram::default(),
             gauge: metrics::gauge!("switchyard_http_backend_in_flight", "backend" => addr.to_string()),
         }
     }
@@ -95,7 +100,7 @@ impl BackendState {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.gauge.increment(1.0);
-        InFlight(self.clone())
+        InFlight(self.clone(), Instant::now())
     }
 
     pub fn health(&self, now: Instant) -> Health {
@@ -221,9 +226,10 @@ impl BackendState {
     }
 }
 
-/// A request in flight on a backend; dropping it ends the count.
+/// A request in flight on a backend, since when; dropping it ends the count and records
+/// its duration.
 #[derive(Debug)]
-pub struct InFlight(Arc<BackendState>);
+pub struct InFlight(Arc<BackendState>, Instant);
 
 impl InFlight {
     pub fn backend(&self) -> &Arc<BackendState> {
@@ -235,6 +241,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.gauge.decrement(1.0);
+        self.0.latency.record(self.1.elapsed());
     }
 }
 

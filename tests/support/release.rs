@@ -4,7 +4,8 @@
 //! otherwise.
 //!
 //! A backend answers every request with `x-version` and `x-backend: VERSION@PORT`; every
-//! `RELEASE_ERROR_EVERY`-th request (not health checks) is a 500. `GET /health` is 200 with
+//! `RELEASE_ERROR_EVERY`-th request (not health checks) is a 500, and every request (not
+//! health checks) waits `RELEASE_DELAY_MS` before it is answered. `GET /health` is 200 with
 //! `x-version`, or 503 when `RELEASE_READY=0` (a version that never becomes ready). It
 //! exits when its directory disappears (the test ended, whatever way).
 //!
@@ -43,6 +44,12 @@ pub fn serve_if_asked() {
         .and_then(|e| e.parse().ok())
         .unwrap_or(0);
     let ready = std::env::var("RELEASE_READY").as_deref() != Ok("0");
+    let delay = Duration::from_millis(
+        std::env::var("RELEASE_DELAY_MS")
+            .ok()
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0),
+    );
     let dir = PathBuf::from(std::env::var("RELEASE_DIR").unwrap_or_default());
     std::thread::spawn(move || loop {
         if !dir.exists() {
@@ -58,11 +65,11 @@ pub fn serve_if_asked() {
         Ok(rt) => rt,
         Err(_) => std::process::exit(2),
     };
-    rt.block_on(serve(port, version, every, ready));
+    rt.block_on(serve(port, version, every, ready, delay));
     std::process::exit(0);
 }
 
-async fn serve(port: String, version: String, every: u64, ready: bool) {
+async fn serve(port: String, version: String, every: u64, ready: bool, delay: Duration) {
     // The previous version may still be letting go of the port.
     let mut listener = None;
     for _ in 0..200 {
@@ -104,7 +111,12 @@ async fn serve(port: String, version: String, every: u64, ready: bool) {
                     .header("x-version", version.as_str())
                     .header("x-backend", name.as_str())
                     .body(Full::new(Bytes::from(format!("{name}\n"))));
-                async move { Ok::<_, Infallible>(resp.unwrap_or_default()) }
+                async move {
+                    if !health && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Ok::<_, Infallible>(resp.unwrap_or_default())
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -120,11 +132,14 @@ pub struct Behaviour {
     pub error_every: u64,
     /// `/health` answers 200 (else 503).
     pub ready: bool,
+    /// Every request (not health checks) is answered this many milliseconds late.
+    pub delay_ms: u64,
 }
 
 pub const GOOD: Behaviour = Behaviour {
     error_every: 0,
     ready: true,
+    delay_ms: 0,
 };
 
 /// `n` backend processes of version `v1`, and the replace command that brings the next.
@@ -159,7 +174,7 @@ for addr in $SWITCHYARD_ROLLOUT_BACKENDS; do
   old="$(cat "{dir}/$port.pid")"
   kill "$old" 2>/dev/null || true
   RELEASE_PORT="$port" RELEASE_VERSION="$SWITCHYARD_ROLLOUT_VERSION" RELEASE_DIR="{dir}" \
-    RELEASE_ERROR_EVERY="{every}" RELEASE_READY="{ready}" \
+    RELEASE_ERROR_EVERY="{every}" RELEASE_READY="{ready}" RELEASE_DELAY_MS="{delay}" \
     "{exe}" --exact release_backend_process --nocapture >>"{dir}/$port.log" 2>&1 &
   echo $! > "{dir}/$port.pid"
   echo "replaced $addr (was pid $old, now $!)"
@@ -168,6 +183,7 @@ done
             dir = release.dir.path().display(),
             exe = exe.display(),
             every = next.error_every,
+            delay = next.delay_ms,
             ready = if next.ready { 1 } else { 0 },
         );
         std::fs::write(release.script(), script)?;
@@ -268,6 +284,7 @@ fn backend_command(exe: &Path, dir: &Path, port: u16, version: &str, b: Behaviou
         .env("RELEASE_DIR", dir)
         .env("RELEASE_ERROR_EVERY", b.error_every.to_string())
         .env("RELEASE_READY", if b.ready { "1" } else { "0" })
+        .env("RELEASE_DELAY_MS", b.delay_ms.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -59,6 +59,11 @@ pub(super) async fn post(
     let rollouts = &state.ops.rollouts;
     let result = match verb {
         Verb::Start => match RolloutRequest::from_json(body) {
+            // A flip being verified watches one pool's traffic: a rollout would drain it.
+            Ok(_) if flip_verifying(state, upstream) => Err(RolloutError::Conflict {
+                message: format!("a flip of upstream {upstream:?} is being verified: wait for its outcome before a rollout"),
+                current: None,
+            }),
             Ok(req) => {
                 rollouts
                     .start(
@@ -109,6 +114,16 @@ pub(super) async fn post(
             )
         }
     }
+}
+
+/// Whether a flip of `upstream` (on this node, or on another as the store says) is in its
+/// verification window.
+fn flip_verifying(state: &ApiState, upstream: &str) -> bool {
+    state
+        .ops
+        .flips
+        .latest(upstream)
+        .is_some_and(|f| f.state == crate::ops::FlipState::Verifying)
 }
 
 fn audit(

@@ -183,6 +183,20 @@ async fn run(
                     return refused(state, &actor, action, resp);
                 }
             };
+            // A rollout drains and re-enables this upstream's backends as it goes: a flip
+            // in the middle would move the traffic under its verification.
+            if let Some(r) = state.ops.rollouts.latest(upstream) {
+                if !r.state.is_over() {
+                    let message = format!(
+                        "a rollout of upstream {upstream:?} is {} (batch {} of {}): abort it or wait for its outcome before a flip",
+                        serde_json::json!(r.state),
+                        r.current.map_or(0, |c| c + 1),
+                        r.batches.len()
+                    );
+                    let body = serde_json::json!({ "error": message, "rollout": r });
+                    return refused(state, &actor, action, json(StatusCode::CONFLICT, &body));
+                }
+            }
             let traffic = state.traffic.clone();
             let flips = &state.ops.flips;
             match flips

@@ -1,11 +1,11 @@
-//! The task that drives a rollout, batch by batch: drain → replace → wait ready → verify on
-//! live traffic → next batch. A failing batch stops the rollout and stays drained; an
+//! The task that drives a rollout, batch by batch: drain → replace → wait ready → slow start →
+//! verify on live traffic → next batch. A failing batch stops the rollout and stays drained; an
 //! abort puts the drains and weights from before the rollout back.
 //!
 //! Every wait polls the HTTP plane's view of the batch's backends ([`TrafficStats::backend`])
-//! and the abort flag; the verification is the flip's [`judge`] over the batch's own
-//! counters, so a batch answering 5% errors is caught even when retries hide them from
-//! the clients.
+//! and the abort flag; slow start and the verification (the flip's judgement over the
+//! batch's own counters, so a batch answering 5% errors is caught even when retries hide
+//! them from the clients, and its p99 against the others') are in [`super::gate`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,6 @@ use super::replace::{call_webhook, run_command, Batch};
 use super::request::Replace;
 use super::status::{Entry, RolloutState, Step, StepRecord};
 use crate::applier::Applier;
-use crate::ops::verify::{judge, Verdict};
 use crate::plane::{PoolCounts, TrafficStats};
 use crate::store::drain::wait_drained;
 use switchyard_config::{Config, RolloutCommand, RolloutWebhook};
@@ -53,7 +52,7 @@ pub(super) fn resolve(config: &Config, replace: &Replace) -> Result<Resolved, St
 }
 
 /// Why a batch did not finish.
-enum Stop {
+pub(super) enum Stop {
     /// The batch failed and stays out of rotation.
     Failed(String),
     /// The batch was not started (it would leave too few backends): nothing to undo.
@@ -112,6 +111,20 @@ impl Driver {
                     return;
                 }
             }
+        }
+        let unverified: Vec<String> = (self.entry.get().batches.iter())
+            .filter(|b| b.step == Step::Unverified)
+            .map(|b| b.index.to_string())
+            .collect();
+        if !unverified.is_empty() {
+            tracing::warn!(%upstream, batches = n, "rollout done, not every batch verified");
+            return self.finish(
+                RolloutState::Unverified,
+                format!(
+                    "{n} batch(es) replaced; batch(es) {} had too little traffic to be verified",
+                    unverified.join(", ")
+                ),
+            );
         }
         tracing::info!(%upstream, batches = n, "rollout succeeded");
         self.finish(
@@ -296,7 +309,7 @@ impl Driver {
         Ok(())
     }
 
-    /// Put batch `i` back in rotation and verify it on live traffic for the window.
+    /// Put batch `i` back in rotation, then slow start and verify it ([`super::gate`]).
     async fn verify(
         &mut self,
         i: usize,
@@ -304,8 +317,7 @@ impl Driver {
         detail: serde_json::Value,
     ) -> Result<(), Stop> {
         let s = self.entry.get();
-        let (upstream, req) = (s.upstream.as_str(), &s.request);
-        self.step(i, Step::Verifying);
+        let upstream = s.upstream.as_str();
         let enable = batch_states(backends, false);
         set_states(
             &self.applier,
@@ -321,27 +333,7 @@ impl Driver {
                 "putting the batch back in rotation was refused: {e}"
             ))
         })?;
-        let baseline = self.counts(backends);
-        let deadline = Instant::now() + req.verify.window;
-        let label = format!("batch {}", i + 1);
-        loop {
-            self.sleep().await?;
-            let now = self.counts(backends);
-            let seen = PoolCounts {
-                requests: now.requests.saturating_sub(baseline.requests),
-                errors: now.errors.saturating_sub(baseline.errors),
-            };
-            self.entry.update(|s| s.batches[i].verified = Some(seen));
-            match judge(seen, &req.verify, &label, Instant::now() >= deadline) {
-                Verdict::Continue => {}
-                Verdict::Breach(reason) => return Err(Stop::Failed(reason)),
-                Verdict::Verified(reason) | Verdict::Unverified(reason) => {
-                    self.note(i, reason);
-                    self.entry.update(|s| s.batches[i].step = Step::Done);
-                    return Ok(());
-                }
-            }
-        }
+        self.ramp_and_verify(i).await
     }
 
     /// Why `addr` is not ready yet (`None` once it is): a passing active check that ended
@@ -384,7 +376,7 @@ impl Driver {
             .count()
     }
 
-    fn counts(&self, backends: &[String]) -> PoolCounts {
+    pub(super) fn counts(&self, backends: &[String]) -> PoolCounts {
         backends
             .iter()
             .filter_map(|a| self.traffic.backend(a))
@@ -415,7 +407,7 @@ impl Driver {
         resumed
     }
 
-    fn check_abort(&self) -> Result<(), Stop> {
+    pub(super) fn check_abort(&self) -> Result<(), Stop> {
         if *self.entry.lost.borrow() {
             return Err(Stop::Lost);
         }
@@ -425,7 +417,7 @@ impl Driver {
         Ok(())
     }
 
-    async fn sleep(&mut self) -> Result<(), Stop> {
+    pub(super) async fn sleep(&mut self) -> Result<(), Stop> {
         let poll = self.poll;
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
@@ -434,7 +426,7 @@ impl Driver {
         self.check_abort()
     }
 
-    fn step(&self, i: usize, step: Step) {
+    pub(super) fn step(&self, i: usize, step: Step) {
         self.entry.update(|s| {
             let b = &mut s.batches[i];
             b.step = step;
@@ -447,7 +439,7 @@ impl Driver {
         });
     }
 
-    fn note(&self, i: usize, note: String) {
+    pub(super) fn note(&self, i: usize, note: String) {
         self.entry.update(|s| {
             if let Some(r) = s.batches[i].steps.last_mut() {
                 r.ended_at = Some(OffsetDateTime::now_utc());
@@ -513,6 +505,6 @@ impl Driver {
 }
 
 /// A duration to the millisecond, for notes.
-fn round(d: Duration) -> Duration {
+pub(super) fn round(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }

@@ -15,6 +15,7 @@
 
 mod driver;
 mod edits;
+mod gate;
 mod replace;
 mod request;
 mod shared;
@@ -25,5 +26,7 @@ mod takeover;
 pub use edits::ROLLOUT;
 pub use request::{BatchSize, Replace, RolloutRequest};
 pub use start::RolloutError;
-pub use status::{BatchStatus, Before, RolloutState, RolloutStatus, Rollouts, Step, StepRecord};
+pub use status::{
+    BatchStatus, Before, LatencyCheck, RolloutState, RolloutStatus, Rollouts, Step, StepRecord,
+};
 pub use takeover::takeover;

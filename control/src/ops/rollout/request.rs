@@ -4,7 +4,8 @@
 //! ```json
 //! {"backends": "all" | {"pool": "blue"}, "batch_size": 2 | "34%",
 //!  "drain_timeout": "30s", "ready_timeout": "60s", "version": "v2",
-//!  "verify": {"window": "30s", "max_error_ratio": 0.01, "min_requests": 20},
+//!  "verify": {"window": "30s", "max_error_ratio": 0.01, "min_requests": 20,
+//!             "max_p99_ratio": 2.0},
 //!  "replace": {"command": "NAME"} | {"webhook": "NAME"} | "external",
 //!  "min_available": 1, "pause_between_batches": false}
 //! ```
@@ -66,6 +67,9 @@ pub struct RolloutRequest {
     /// The version a replaced backend must report in its health check's `version_header`.
     pub version: Option<String>,
     pub verify: Verify,
+    /// A batch whose p99 over the window is above this many times the p99 of the backends
+    /// not yet replaced (same window) fails; `None`: latency is not compared.
+    pub max_p99_ratio: Option<f64>,
     pub replace: Replace,
     /// Refuse a batch that would leave fewer healthy backends in rotation.
     pub min_available: usize,
@@ -136,9 +140,20 @@ impl RolloutRequest {
         };
         let drain_timeout = duration(raw.drain_timeout, "drain_timeout", 30)?;
         let ready_timeout = duration(raw.ready_timeout, "ready_timeout", 60)?;
+        let mut max_p99_ratio = None;
         let verify = match raw.verify {
             None => Verify::default(),
-            Some(v) => {
+            Some(mut v) => {
+                if let Some(r) = v.as_object_mut().and_then(|m| m.remove("max_p99_ratio")) {
+                    match r.as_f64() {
+                        Some(r) if (1.0..=1000.0).contains(&r) => max_p99_ratio = Some(r),
+                        _ => {
+                            return Err(format!(
+                                "verify.max_p99_ratio: expected 1 to 1000, not {r}"
+                            ))
+                        }
+                    }
+                }
                 let body = serde_json::json!({ "to": "-", "verify": v }).to_string();
                 crate::ops::FlipRequest::from_json(body.as_bytes())?.verify
             }
@@ -168,6 +183,7 @@ impl RolloutRequest {
             ready_timeout,
             version: raw.version,
             verify,
+            max_p99_ratio,
             replace,
             min_available: raw.min_available.unwrap_or(1),
             pause_between_batches: raw.pause_between_batches.unwrap_or(false),
@@ -207,12 +223,13 @@ mod tests {
         assert_eq!((r.pool, r.min_available), (None, 1));
         let r = RolloutRequest::from_json(
             br#"{"backends": {"pool": "blue"}, "batch_size": "34%", "replace": "external", "version": "2",
-                 "verify": {"window": "5s", "min_requests": 3}, "pause_between_batches": true}"#,
+                 "verify": {"window": "5s", "min_requests": 3, "max_p99_ratio": 2.5}, "pause_between_batches": true}"#,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.pool.as_deref(), Some("blue"));
         assert_eq!(r.batch_size.of(6), 3);
         assert_eq!(r.verify.window, Duration::from_secs(5));
+        assert_eq!((r.verify.min_requests, r.max_p99_ratio), (3, Some(2.5)));
         assert!(r.pause_between_batches);
         for bad in [
             r#"{}"#,
@@ -225,6 +242,8 @@ mod tests {
             r#"{"replace": "external", "version": "2", "verify": {"window": "0s"}}"#,
             r#"{"replace": "external", "version": "2", "backends": "some"}"#,
             r#"{"replace": "external", "version": "2", "extra": 1}"#,
+            r#"{"replace": "external", "version": "2", "verify": {"max_p99_ratio": 0.5}}"#,
+            r#"{"replace": "external", "version": "2", "verify": {"max_p99_ratio": "2"}}"#,
         ] {
             assert!(RolloutRequest::from_json(bad.as_bytes()).is_err(), "{bad}");
         }

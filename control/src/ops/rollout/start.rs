@@ -127,6 +127,7 @@ impl Rollouts {
                 steps: Vec::new(),
                 replace_output: None,
                 verified: None,
+                latency: None,
                 reason: None,
             })
             .collect();
@@ -228,7 +229,7 @@ impl Rollouts {
             return Err(elsewhere(upstream, status));
         }
         match status.state {
-            RolloutState::Succeeded | RolloutState::Aborted => {
+            RolloutState::Succeeded | RolloutState::Unverified | RolloutState::Aborted => {
                 return Err(RolloutError::Conflict {
                     message: format!(
                         "the rollout of {upstream:?} is over ({})",

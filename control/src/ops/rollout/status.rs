@@ -22,6 +22,9 @@ pub enum RolloutState {
     Paused,
     /// Every batch replaced and verified.
     Succeeded,
+    /// Every batch replaced, but at least one saw too little traffic to be verified
+    /// (fewer than `min_requests` even after its window was extended).
+    Unverified,
     /// A batch failed: it stays out of rotation, the rest keep serving.
     Failed,
     /// Stopped by `POST …/rollout/abort`: drains and weights are as before the rollout.
@@ -32,7 +35,10 @@ impl RolloutState {
     pub fn is_over(self) -> bool {
         matches!(
             self,
-            RolloutState::Succeeded | RolloutState::Failed | RolloutState::Aborted
+            RolloutState::Succeeded
+                | RolloutState::Unverified
+                | RolloutState::Failed
+                | RolloutState::Aborted
         )
     }
 }
@@ -45,8 +51,12 @@ pub enum Step {
     Draining,
     Replacing,
     WaitingReady,
+    /// Back in rotation, its weight ramping up over the upstream's `slow_start`.
+    SlowStart,
     Verifying,
     Done,
+    /// Kept in rotation with too little traffic to tell (as a flip's `unverified`).
+    Unverified,
     Failed,
     Aborted,
 }
@@ -74,8 +84,21 @@ pub struct BatchStatus {
     pub replace_output: Option<String>,
     /// Requests and failed requests of the batch during its verification window.
     pub verified: Option<PoolCounts>,
+    /// The p99 comparison with the backends not yet replaced, when `max_p99_ratio` is set.
+    pub latency: Option<LatencyCheck>,
     /// Why the batch failed.
     pub reason: Option<String>,
+}
+
+/// A batch's p99 against the backends not yet replaced, over the same window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyCheck {
+    /// Upper bound of the histogram bucket holding the batch's p99, in milliseconds.
+    pub batch_p99_ms: Option<f64>,
+    pub others_p99_ms: Option<f64>,
+    pub batch_requests: u64,
+    pub others_requests: u64,
+    pub max_p99_ratio: f64,
 }
 
 /// A rollout's progress or outcome.
