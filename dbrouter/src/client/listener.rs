@@ -25,7 +25,9 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(super::session::run(services.clone(), cluster.clone(), stream, peer));
+                    let task = super::session::run(services.clone(), cluster.clone(), stream, peer);
+                    task_size_once(std::mem::size_of_val(&task));
+                    tokio::spawn(task);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -36,4 +38,11 @@ pub async fn serve(
         }
     }
     tracing::info!(cluster = %cluster, "postgres listener stopped");
+}
+
+/// Log, once per process at debug level, the size of a client's task future: what each
+/// client costs in its task before any heap state (BENCHMARKS.md, memory per idle client).
+fn task_size_once(bytes: usize) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| tracing::debug!(bytes, "postgres client task future size"));
 }

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use super::sql::ParamOp;
 
 /// Parameter values by lowercase name.
-pub type Params = BTreeMap<String, String>;
+pub type Params = crate::server::param_map::ParamMap;
 
 /// Startup parameters replayed with `set_config` on shared server connections, so that
 /// clients that differ only in these share them. The others go into the pool key.

@@ -522,6 +522,9 @@ impl TxRelay<'_> {
         if self.pools.len() >= POOLS_KEPT {
             self.pools.clear();
         }
+        // Exact room: most sessions only ever use one or two nodes (each idle client keeps
+        // this list).
+        self.pools.reserve_exact(1);
         self.pools.push((node.clone(), name.clone(), pool.clone()));
         (name, pool)
     }
