@@ -26,7 +26,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let task = super::session::run(services.clone(), cluster.clone(), stream, peer);
-                    task_size_once(std::mem::size_of_val(&task));
+                    // What each client costs in its task before any heap state (BENCHMARKS.md).
+                    let bytes = std::mem::size_of_val(&task);
+                    super::session::size_once("postgres client task future size", bytes);
                     tokio::spawn(task);
                 }
                 Err(e) => {
@@ -38,11 +40,4 @@ pub async fn serve(
         }
     }
     tracing::info!(cluster = %cluster, "postgres listener stopped");
-}
-
-/// Log, once per process at debug level, the size of a client's task future: what each
-/// client costs in its task before any heap state (BENCHMARKS.md, memory per idle client).
-fn task_size_once(bytes: usize) {
-    static LOGGED: std::sync::Once = std::sync::Once::new();
-    LOGGED.call_once(|| tracing::debug!(bytes, "postgres client task future size"));
 }

@@ -207,16 +207,13 @@ async fn serve(
         match mode {
             // Each mode boxed: a client's task holds the state of its own mode only.
             PoolMode::Transaction => {
-                Box::pin(transaction::serve(
-                    &up,
-                    svc.shared(),
-                    client,
-                    pending,
-                    &params,
-                    out,
-                    &key,
-                ))
-                .await
+                let serve =
+                    transaction::serve(&up, svc.shared(), client, pending, &params, out, &key);
+                size_once(
+                    "postgres transaction-pooled session future size",
+                    std::mem::size_of_val(&serve),
+                );
+                Box::pin(serve).await
             }
             PoolMode::Session => {
                 Box::pin(pooling::session::serve(
@@ -383,5 +380,18 @@ pub(crate) async fn cancel_request(
     stats.cancel_request("sent");
     if let Err(e) = cancel::send_cancel(target).await {
         tracing::warn!(cluster, server = %target.addr, error = %e, "forwarding a cancel request failed");
+    }
+}
+
+/// Log `what` is `bytes`, the first time only (one flag per call site's `what`).
+pub(crate) fn size_once(what: &'static str, bytes: usize) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    static LOGGED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(|p| p.into_inner());
+    if !logged.contains(&what) {
+        logged.push(what);
+        tracing::debug!(bytes, "{what}");
     }
 }
