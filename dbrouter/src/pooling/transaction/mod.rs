@@ -50,6 +50,8 @@ mod held;
 mod io;
 mod relay;
 mod server;
+#[cfg(test)]
+mod sizes_tests;
 mod state;
 
 pub use nodes::{Shared, TxNode, TxNodes};

@@ -69,6 +69,12 @@ impl Reported {
         }
     }
 
+    /// Bytes of heap it holds.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        self.pairs.capacity()
+    }
+
     /// Names and values, in the order first told (a changed value moves to the end).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.pairs().map(|(_, n, v, _)| (n, v))
@@ -87,44 +93,7 @@ impl<'a> FromIterator<(&'a [u8], &'a [u8])> for Reported {
 
 #[cfg(test)]
 mod tests {
-    use super::{ClientState, Reported};
-
-    /// What an idle client keeps inline (in its task) and on the heap, printed for
-    /// BENCHMARKS.md (`cargo test -p switchyard-dbrouter idle_sizes -- --nocapture`).
-    #[test]
-    fn idle_sizes() {
-        use std::mem::size_of;
-        let mut me = ClientState::default();
-        // What a PostgreSQL 15 login reports.
-        for (n, v) in [
-            ("application_name", "pg_conn_memory"),
-            ("client_encoding", "UTF8"),
-            ("DateStyle", "ISO, MDY"),
-            ("default_transaction_read_only", "off"),
-            ("in_hot_standby", "off"),
-            ("integer_datetimes", "on"),
-            ("IntervalStyle", "postgres"),
-            ("is_superuser", "off"),
-            ("server_encoding", "UTF8"),
-            ("server_version", "15.14 (Debian 15.14-0+deb12u1)"),
-            ("session_authorization", "bench"),
-            ("standard_conforming_strings", "on"),
-            ("TimeZone", "Etc/UTC"),
-        ] {
-            me.reported.insert(n.as_bytes(), v.as_bytes());
-        }
-        let reported = me.reported.pairs.capacity();
-        eprintln!(
-            "ClientState {} B inline, its reported values {reported} B on the heap; TxRelay {} B, Held {} B, Spare {} B, PgStream {} B, StartupParams {} B",
-            size_of::<ClientState>(),
-            size_of::<super::super::relay::TxRelay<'static>>(),
-            size_of::<super::super::relay::Held>(),
-            size_of::<super::super::held::Spare>(),
-            size_of::<crate::net::stream::PgStream>(),
-            size_of::<switchyard_pgwire::startup::StartupParams>(),
-        );
-        assert!(reported < 400, "{reported} B for 13 reported values");
-    }
+    use super::Reported;
 
     #[test]
     fn reported_values_are_found_replaced_and_listed() {
