@@ -207,13 +207,21 @@ async fn serve(
         match mode {
             // Each mode boxed: a client's task holds the state of its own mode only.
             PoolMode::Transaction => {
-                let serve =
-                    transaction::serve(&up, svc.shared(), client, pending, &params, out, &key);
+                // Boxed at once: an unboxed local would take its room in this task too.
+                let serve = Box::pin(transaction::serve(
+                    &up,
+                    svc.shared(),
+                    client,
+                    pending,
+                    &params,
+                    out,
+                    &key,
+                ));
                 size_once(
                     "postgres transaction-pooled session future size",
-                    std::mem::size_of_val(&serve),
+                    std::mem::size_of_val(&*serve),
                 );
-                Box::pin(serve).await
+                serve.await
             }
             PoolMode::Session => {
                 Box::pin(pooling::session::serve(
