@@ -25,7 +25,11 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(super::session::run(services.clone(), cluster.clone(), stream, peer));
+                    let task = super::session::run(services.clone(), cluster.clone(), stream, peer);
+                    // What each client costs in its task before any heap state (BENCHMARKS.md).
+                    let bytes = std::mem::size_of_val(&task);
+                    super::session::size_once("postgres client task future size", bytes);
+                    tokio::spawn(task);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.

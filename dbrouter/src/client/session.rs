@@ -207,7 +207,8 @@ async fn serve(
         match mode {
             // Each mode boxed: a client's task holds the state of its own mode only.
             PoolMode::Transaction => {
-                Box::pin(transaction::serve(
+                // Boxed at once: an unboxed local would take its room in this task too.
+                let serve = Box::pin(transaction::serve(
                     &up,
                     svc.shared(),
                     client,
@@ -215,8 +216,12 @@ async fn serve(
                     &params,
                     out,
                     &key,
-                ))
-                .await
+                ));
+                size_once(
+                    "postgres transaction-pooled session future size",
+                    std::mem::size_of_val(&*serve),
+                );
+                serve.await
             }
             PoolMode::Session => {
                 Box::pin(pooling::session::serve(
@@ -383,5 +388,18 @@ pub(crate) async fn cancel_request(
     stats.cancel_request("sent");
     if let Err(e) = cancel::send_cancel(target).await {
         tracing::warn!(cluster, server = %target.addr, error = %e, "forwarding a cancel request failed");
+    }
+}
+
+/// Log `what` is `bytes`, the first time only (one flag per call site's `what`).
+pub(crate) fn size_once(what: &'static str, bytes: usize) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    static LOGGED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(|p| p.into_inner());
+    if !logged.contains(&what) {
+        logged.push(what);
+        tracing::debug!(bytes, "{what}");
     }
 }

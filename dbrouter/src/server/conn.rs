@@ -11,7 +11,7 @@
 //! so. SCRAM's server signature is checked, so a server that does not know the password
 //! cannot pretend to be the database.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
@@ -20,6 +20,7 @@ use switchyard_config::{Address, ServerTlsMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::param_map::ParamMap;
 use crate::cancel::ServerKey;
 use crate::net::read::{read_frame, ReadError};
 use crate::net::stream::PgStream;
@@ -52,7 +53,7 @@ pub struct ServerConn {
 /// transaction pooling; `DISCARD ALL` empties it ([`crate::server::pool`]'s reset).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ServerState {
-    pub params: BTreeMap<String, String>,
+    pub params: ParamMap,
     pub prepared: HashSet<u64>,
     /// Transaction pooling's count of dropped statements when `prepared` was last swept of
     /// copies nobody can use.

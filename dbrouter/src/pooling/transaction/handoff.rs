@@ -69,7 +69,7 @@ impl Handoff {
             reported: me
                 .reported
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .collect(),
             statements: me
                 .statements
@@ -91,7 +91,11 @@ impl Handoff {
         let mut me = ClientState {
             params: self.params.clone(),
             startup: self.startup.clone(),
-            reported: self.reported.iter().cloned().collect(),
+            reported: self
+                .reported
+                .iter()
+                .map(|(k, v)| (&k[..], &v[..]))
+                .collect(),
             ..ClientState::default()
         };
         for s in &self.statements {

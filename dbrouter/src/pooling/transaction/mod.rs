@@ -50,6 +50,8 @@ mod held;
 mod io;
 mod relay;
 mod server;
+#[cfg(test)]
+mod sizes_tests;
 mod state;
 
 pub use nodes::{Shared, TxNode, TxNodes};
@@ -342,7 +344,7 @@ async fn login(
             };
             let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
             let value = me.startup.get(&lower).map_or(value, |v| v.as_bytes());
-            me.reported.insert(name.to_vec(), value.to_vec());
+            me.reported.insert(name, value);
             put(out, b'S', &[name, b"\0", value, b"\0"]);
         }
         return Ok(Some(me));
@@ -378,7 +380,7 @@ async fn login(
     for p in &conn.conn.parameter_status {
         out.extend_from_slice(&p.to_wire());
         if let Some((name, value)) = parameter_status_fields(&p.body) {
-            me.reported.insert(name.to_vec(), value.to_vec());
+            me.reported.insert(name, value);
         }
     }
     up.pool.put_back(key.to_string(), conn, &up.settings());

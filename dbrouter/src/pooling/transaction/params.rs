@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use super::sql::ParamOp;
 
 /// Parameter values by lowercase name.
-pub type Params = BTreeMap<String, String>;
+pub type Params = crate::server::param_map::ParamMap;
 
 /// Startup parameters replayed with `set_config` on shared server connections, so that
 /// clients that differ only in these share them. The others go into the pool key.
@@ -64,14 +64,14 @@ pub fn tracked_report(name: &str) -> bool {
 /// they agree.
 pub fn replay_sql(client: &Params, server: &Params) -> Option<String> {
     let mut resets = String::new();
-    for name in server.keys().filter(|n| !client.contains_key(*n)) {
+    for name in server.keys().filter(|n| !client.contains_key(n)) {
         resets.push_str("RESET ");
         resets.push_str(name);
         resets.push_str("; ");
     }
     let sets: Vec<String> = client
         .iter()
-        .filter(|(n, v)| server.get(*n) != Some(v))
+        .filter(|(n, v)| server.get(n) != Some(v))
         .map(|(n, v)| format!("pg_catalog.set_config('{n}', {}, false)", literal(v)))
         .collect();
     if resets.is_empty() && sets.is_empty() {

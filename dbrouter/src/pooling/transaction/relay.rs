@@ -290,6 +290,15 @@ impl TxRelay<'_> {
             h.needs_wal |= h.write;
             return Ok(true);
         }
+        // Boxed (one allocation per turn that takes a connection, freed when it has one):
+        // the checkout's futures (a wait for the pool or a failover, the route's checkout)
+        // were most of the relay's state machine, which every idle client's task holds
+        // whole: 5.8 KB of a debug build's 8 KB of heap per idle client (massif).
+        Box::pin(self.hold_new(sql)).await
+    }
+
+    /// [`TxRelay::hold`] when the turn has no server connection yet.
+    async fn hold_new(&mut self, sql: Option<&[u8]>) -> Result<bool, TxEnd> {
         let live = self.up.live();
         let target = match self.route(&live, sql) {
             Ok(t) => t,
@@ -522,6 +531,9 @@ impl TxRelay<'_> {
         if self.pools.len() >= POOLS_KEPT {
             self.pools.clear();
         }
+        // Exact room: most sessions only ever use one or two nodes (each idle client keeps
+        // this list).
+        self.pools.reserve_exact(1);
         self.pools.push((node.clone(), name.clone(), pool.clone()));
         (name, pool)
     }

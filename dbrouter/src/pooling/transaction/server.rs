@@ -65,7 +65,7 @@ impl TxRelay<'_> {
             b'S' => {
                 if let Some((name, value)) = parameter_status_fields(body) {
                     if !internal {
-                        self.me.reported.insert(name.to_vec(), value.to_vec());
+                        self.me.reported.insert(name, value);
                         let name = String::from_utf8_lossy(name).to_ascii_lowercase();
                         if params::tracked_report(&name) {
                             h.ops.push(ParamOp::Set(name));
@@ -276,8 +276,8 @@ impl TxRelay<'_> {
             let Some((name, value)) = parameter_status_fields(&f.body) else {
                 continue;
             };
-            if self.me.reported.get(name).map(Vec::as_slice) != Some(value) {
-                self.me.reported.insert(name.to_vec(), value.to_vec());
+            if self.me.reported.get(name) != Some(value) {
+                self.me.reported.insert(name, value);
                 self.to_client.extend_from_slice(&f.to_wire());
             }
         }
