@@ -63,31 +63,9 @@ default_targets="switchyard nginx haproxy${access_log:+ switchyard-log}"
 read -r -a targets <<<"${TARGETS:-$default_targets}"
 case "$access_log" in "" | combined | json) ;; *) echo "ACCESS_LOG: combined or json" >&2; exit 2 ;; esac
 
-# --- tools --------------------------------------------------------------------------------
-need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  # Debian starts packaged daemons on install unless told not to; we start our own.
-  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
-    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-PATH=$PATH:/usr/sbin
-if [ -n "${SWITCHYARD_BIN:-}" ]; then
-  switchyard_bin=$(realpath "$SWITCHYARD_BIN")
-else
-  scripts/install-deps.sh
-  cargo build --release --bin switchyard
-  switchyard_bin=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/switchyard
-fi
+# --- tools, ports, files, cleanup (benches/lib/http.sh) ---------------------------------
+. benches/lib/http.sh
+http_tools wrk openssl
 refs_dir=""
 if [[ " ${targets[*]} " =~ \ (pingora|hyper|h1loop)\  ]]; then
   if [ -n "${REFS_DIR:-}" ]; then
@@ -98,194 +76,44 @@ if [[ " ${targets[*]} " =~ \ (pingora|hyper|h1loop)\  ]]; then
   fi
 fi
 
-# --- ports, files, cleanup ----------------------------------------------------------------
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
-# Distinct free ports: all bound at once (port 0), then released for the servers. The clear
-# and TLS ports of every proxy, the origin's, and two control ports.
+http_run_dir
+# The clear and TLS ports of every proxy, the origin's, and two control ports.
 read -r p_origin p_switchyard p_control p_nginx p_haproxy p_sylog p_sylog_control \
-  p_pingora p_hyper p_h1loop t_switchyard t_nginx t_haproxy t_pingora t_hyper t_h1loop < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(16)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-PY
-)
+  p_pingora p_hyper p_h1loop t_switchyard t_nginx t_haproxy t_pingora t_hyper t_h1loop < <(free_ports 16)
 
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  if [ ${#pids[@]} -gt 0 ]; then
-    kill "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# wait_http NAME PORT [SCHEME]: until the server answers 200 on /, at most 20 s (over TLS
-# with SCHEME https; the certificate is ours and not checked).
-wait_http() {
-  local deadline=$((SECONDS + 20))
-  until [ "$(curl -sk -o /dev/null -w '%{http_code}' "${3:-http}://127.0.0.1:$2/" || true)" = 200 ]; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "bench: $1 on :$2 does not answer 200${3:+ over $3}; its log is in $out" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-}
-
-# nginx's scratch paths, kept in the run directory.
-nginx_http_paths() {
-  local d=$out/nginx-$1
-  for t in client_body proxy fastcgi uwsgi scgi; do echo "    ${t}_temp_path $d/$t;"; done
-}
-
-# --- response bodies and the TLS certificate ----------------------------------------------
-mkdir -p "$out/www"
-head -c 4096 /dev/zero | tr '\0' x >"$out/www/4k"
-head -c 65536 /dev/zero | tr '\0' x >"$out/www/64k"
+# --- the origin and the TLS certificate ---------------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
   -keyout "$out/tls.key" -out "$out/tls.crt" 2>/dev/null
 cat "$out/tls.crt" "$out/tls.key" >"$out/tls.pem"
 
-# --- origin -------------------------------------------------------------------------------
-cat >"$out/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $out/nginx-origin.pid;
-error_log $out/nginx-origin.log warn;
-events { worker_connections 8192; }
-http {
-$(nginx_http_paths origin)
-    access_log off;
-    keepalive_requests 10000000;
-    keepalive_timeout 120s;
-    server {
-        listen 127.0.0.1:$p_origin;
-        location / { default_type text/plain; return 200 "ok\n"; }
-        location = /4k { default_type application/octet-stream; root $out/www; }
-        location = /64k { default_type application/octet-stream; root $out/www; }
-    }
-}
-CONF
-mkdir -p "$out/nginx-origin"
-nginx -p "$out" -e "$out/nginx-origin.log" -c "$out/origin.conf" &
-pids+=($!)
-declare -A pid=([origin]=$!)
+start_origin "$p_origin"
+declare -A pid=([origin]=$origin_pid)
 
 # --- switchyard ---------------------------------------------------------------------------
-# start_switchyard NAME PORT CONTROL_PORT LISTENER_KEYS: one Switchyard in front of the origin.
-# The viewer token "bench" reads its /metrics at the end.
-bench_token_sha256=$(printf bench | sha256sum | cut -d' ' -f1)
-start_switchyard() {
-  mkdir -p "$out/$1"
-  cat >"$out/$1/switchyard.toml" <<CONF
-[control]
-listen = "127.0.0.1:$3"
-audit_log = "audit.jsonl"
-tokens = [{ name = "bench", role = "viewer", sha256 = "$bench_token_sha256" }]
-
-[[http.listeners]]
-name = "bench"
-addr = "127.0.0.1:$2"
-${SWITCHYARD_LISTENER:-}
-$4
-
-$5
-
-[[http.routes]]
-upstream = "origin"
-
-[http.upstreams.origin]
-balance = "least_conn"
-
-[http.upstreams.origin.pools.main]
-backends = ["127.0.0.1:$p_origin"]
-CONF
-  RUST_LOG=warn "$switchyard_bin" run --config "$out/$1/switchyard.toml" \
-    >"$out/$1.log" 2>&1 &
-  pids+=($!)
-  pid[$1]=$!
-}
 start_switchyard switchyard "$p_switchyard" "$p_control" "" "[[http.listeners]]
 name = \"bench-tls\"
 addr = \"127.0.0.1:$t_switchyard\"
 tls = [{ cert = \"$out/tls.crt\", key = \"$out/tls.key\" }]"
+pid[switchyard]=$switchyard_pid
 if [ -n "$access_log" ]; then
   start_switchyard switchyard-log "$p_sylog" "$p_sylog_control" \
     "access_log = { format = \"$access_log\", path = \"$out/access.log\" }" ""
+  pid[switchyard-log]=$switchyard_pid
 fi
 
 # --- nginx proxy --------------------------------------------------------------------------
-cat >"$out/nginx-proxy.conf" <<CONF
-worker_processes 2;
-daemon off;
-pid $out/nginx-proxy.pid;
-error_log $out/nginx-proxy.log warn;
-events { worker_connections 8192; }
-http {
-$(nginx_http_paths proxy)
-    access_log off;
-    keepalive_requests 10000000;
-    keepalive_timeout 120s;
-    upstream origin {
-        least_conn;
-        server 127.0.0.1:$p_origin;
-        keepalive 128;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:$p_nginx;
-        listen 127.0.0.1:$t_nginx ssl;
+start_nginx_proxy "$p_nginx" 8192 "    keepalive_requests 10000000;
+    keepalive_timeout 120s;" "        least_conn;
+        keepalive_requests 10000000;" "        listen 127.0.0.1:$t_nginx ssl;
         ssl_certificate $out/tls.crt;
-        ssl_certificate_key $out/tls.key;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-        }
-    }
-}
-CONF
-mkdir -p "$out/nginx-proxy"
-nginx -p "$out" -e "$out/nginx-proxy.log" -c "$out/nginx-proxy.conf" &
-pids+=($!)
-pid[nginx]=$!
+        ssl_certificate_key $out/tls.key;"
+pid[nginx]=$nginx_pid
 
 # --- haproxy ------------------------------------------------------------------------------
-cat >"$out/haproxy.cfg" <<CONF
-global
-    nbthread 2
-    maxconn 4096
-
-defaults
-    mode http
-    option http-keep-alive
-    option forwardfor
-    http-reuse always
-    timeout connect 3s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 120s
-
-frontend bench
-    bind 127.0.0.1:$p_haproxy
-    bind 127.0.0.1:$t_haproxy ssl crt $out/tls.pem alpn http/1.1
-    default_backend origin
-
-backend origin
-    balance leastconn
-    server origin 127.0.0.1:$p_origin
-CONF
-haproxy -db -f "$out/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
-pids+=($!)
-pid[haproxy]=$!
+start_haproxy "$p_haproxy" 4096 "" "    timeout client 60s
+    timeout http-keep-alive 120s" "    bind 127.0.0.1:$t_haproxy ssl crt $out/tls.pem alpn http/1.1" "    balance leastconn"
+pid[haproxy]=$haproxy_pid
 
 # --- the references (benches/refs) -------------------------------------------------------
 # Each twice: one process in the clear, one terminating TLS (kept apart so that neither's CPU

@@ -18,21 +18,15 @@
 # and expects the caller to have `cd`ed to the repository and set $out (an existing
 # directory for configs and logs).
 
+. benches/lib/common.sh
+
 pg_tools() {
   pgbin=${SWITCHYARD_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
   [ -x "$pgbin/initdb" ] || { echo "bench: no PostgreSQL server binaries (apt-get install postgresql)" >&2; exit 1; }
   local need=()
   [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need+=(pgbouncer)
   command -v python3 >/dev/null 2>&1 || need+=(python3)
-  if [ ${#need[@]} -gt 0 ]; then
-    echo "installing: ${need[*]}"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    # Debian starts packaged daemons on install unless told not to; we start our own.
-    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
-      $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
+  install_missing "${need[@]}"
   PATH=$PATH:/usr/sbin
   switchyard_bin=${SWITCHYARD_BIN:+$(realpath "$SWITCHYARD_BIN")}
   if [ -z "$switchyard_bin" ]; then
@@ -60,23 +54,11 @@ pg_workdir() {
 
 pg_cleanup() {
   trap - EXIT INT TERM
-  if [ ${#pids[@]} -gt 0 ]; then
-    kill "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-  fi
+  kill_pids
   [ -f "$work/data/postmaster.pid" ] && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-PY
-}
 
 pg_start_primary() {
   local port=$1 auth=$2 pwfile=${3:-}
