@@ -272,6 +272,12 @@ fn start(args: &RunArgs, inherited: &mut Inherited) -> anyhow::Result<Started> {
         match applier.store().etcd().cloned() {
             None => {
                 let _enter = control_rt.enter();
+                // A rollout the state file kept is shown, or driven on from its step.
+                tokio::spawn(switchyard_control::ops::rollout::resume_kept(
+                    ops.rollouts.clone(),
+                    applier.clone(),
+                    traffic.clone(),
+                ));
                 let stop = stopping.clone();
                 Box::pin(switchyard_control::watcher::watch(
                     applier.clone(),

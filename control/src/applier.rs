@@ -15,6 +15,7 @@ mod outcome;
 #[cfg(test)]
 pub(crate) mod testing;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -49,6 +50,9 @@ pub struct Applier {
     store: Store,
     /// A store version that failed to build here, so it is reported once, not on every event.
     failed_version: Mutex<Option<u64>>,
+    /// File store: the latest rollout of each upstream as the state file keeps it. Its lock
+    /// is held while the state file is written, so writes never interleave.
+    rollouts: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 impl Applier {

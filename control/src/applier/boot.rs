@@ -6,6 +6,7 @@
 //! the node-local keys); a node that cannot reach etcd at start runs its own file as
 //! version 0 and catches up when the store answers.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +31,8 @@ struct Boot {
     origin: Origin,
     /// Earlier versions, oldest first.
     history: Vec<Record>,
+    /// The rollouts the state file kept, by upstream.
+    rollouts: BTreeMap<String, serde_json::Value>,
 }
 
 impl Boot {
@@ -41,6 +44,7 @@ impl Boot {
             actor: Actor::system("startup"),
             origin: Origin::Startup,
             history,
+            rollouts: BTreeMap::new(),
         }
     }
 
@@ -55,6 +59,7 @@ impl Boot {
             },
             origin: r.source,
             history,
+            rollouts: BTreeMap::new(),
         }
     }
 }
@@ -127,7 +132,7 @@ impl Applier {
 
 fn start_file(local: Local, planes: Vec<Arc<dyn Plane>>) -> Result<Arc<Applier>, StartError> {
     let state_file = local.config.store.state_file.for_config(&local.path);
-    let state = match state_file.as_deref().map(read_state) {
+    let mut state = match state_file.as_deref().map(read_state) {
         Some(Ok(s)) => s,
         Some(Err(e)) => {
             tracing::warn!("{e}; versions start again at 1");
@@ -136,7 +141,11 @@ fn start_file(local: Local, planes: Vec<Arc<dyn Plane>>) -> Result<Arc<Applier>,
         None => None,
     };
     let text: Arc<str> = Arc::from(local.text.as_str());
-    let boot = match state {
+    let rollouts = state
+        .as_mut()
+        .map(|s| std::mem::take(&mut s.rollouts))
+        .unwrap_or_default();
+    let mut boot = match state {
         Some(mut s) if s.version > 0 => match s.history.last() {
             // The file is what the last run left: carry on where it stopped.
             Some(r) if r.version == s.version && *r.text == *text => {
@@ -151,6 +160,7 @@ fn start_file(local: Local, planes: Vec<Arc<dyn Plane>>) -> Result<Arc<Applier>,
         },
         _ => Boot::fresh(text, 1, Vec::new()),
     };
+    boot.rollouts = rollouts;
     boot_with(&local, planes, Store::File { state_file }, boot)
 }
 
@@ -295,6 +305,7 @@ fn boot_with(
         base_dir: local.base_dir.clone(),
         store,
         failed_version: Mutex::new(None),
+        rollouts: Mutex::new(boot.rollouts),
     });
     let version = applied.snapshot.version;
     audit.record(&AuditEntry {

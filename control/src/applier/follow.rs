@@ -184,12 +184,36 @@ impl Applier {
         else {
             return;
         };
+        let rollouts = lock(&self.rollouts);
         let state = State {
             version: self.current().snapshot.version,
             history: lock(&self.history).iter().map(Record::of).collect(),
+            rollouts: rollouts.clone(),
         };
         if let Err(e) = write_state(path, &state) {
             tracing::warn!("cannot keep version and history: {e}");
         }
+    }
+
+    /// Whether this applier keeps a state file (file store, `store.state_file` not off):
+    /// then a rollout's status is kept there ([`Applier::keep_rollout`]).
+    pub fn keeps_state(&self) -> bool {
+        matches!(
+            self.store,
+            Store::File {
+                state_file: Some(_)
+            }
+        )
+    }
+
+    /// Keep `status` as the latest rollout of `upstream` in the state file, and write it.
+    pub fn keep_rollout(&self, upstream: &str, status: serde_json::Value) {
+        lock(&self.rollouts).insert(upstream.to_string(), status);
+        self.save_state();
+    }
+
+    /// The rollouts the state file kept when this process started (and kept since).
+    pub fn kept_rollouts(&self) -> Vec<serde_json::Value> {
+        lock(&self.rollouts).values().cloned().collect()
     }
 }

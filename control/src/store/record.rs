@@ -2,6 +2,7 @@
 //! when and from where), and file mode's state file (the version counter and the bounded
 //! history, written atomically beside the config after every change).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -38,11 +39,15 @@ impl Record {
     }
 }
 
-/// File mode's state file: the newest version and the history, newest last.
+/// File mode's state file: the newest version and the history, newest last, and the
+/// latest rollout of each upstream (its whole status as JSON, kept at every step so that a
+/// restart resumes it: [`crate::ops::rollout`]).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub version: u64,
     pub history: Vec<Record>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, serde_json::Value>,
 }
 
 /// Read the state file; `Ok(None)` when it does not exist yet.

@@ -7,8 +7,9 @@
 //! rollout and stays out of rotation; `abort` puts every drain and weight back.
 //!
 //! Every drain and enable is a config change through the applier (versioned, audited).
-//! With a file store the rollout's state lives in this process ([`Rollouts`]), and a
-//! restart forgets it. With a shared store (etcd) a rollout is one operation for the fleet,
+//! With a file store the rollout's state lives in this process ([`Rollouts`]) and in the
+//! state file, so a restart shows it and drives it on from the step in progress ([`kept`]).
+//! With a shared store (etcd) a rollout is one operation for the fleet,
 //! as a flip's verification is: its driver holds the upstream's lease and keeps the state in
 //! etcd at every change ([`shared`]), every node shows it, and another node drives it on
 //! from the step in progress when the driver dies ([`takeover`]).
@@ -16,6 +17,7 @@
 mod driver;
 mod edits;
 mod gate;
+mod kept;
 mod replace;
 mod request;
 mod shared;
@@ -24,6 +26,7 @@ mod status;
 mod takeover;
 
 pub use edits::ROLLOUT;
+pub use kept::resume_kept;
 pub use request::{BatchSize, Replace, RolloutRequest};
 pub use start::RolloutError;
 pub use status::{

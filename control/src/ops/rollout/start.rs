@@ -10,11 +10,14 @@ use std::time::Duration;
 use switchyard_config::BackendState;
 use time::OffsetDateTime;
 
-use super::driver::{resolve, Driver};
+use super::driver::{resolve, Driver, Resolved};
 use super::edits::restore;
+use super::kept::{keep, kept};
 use super::request::RolloutRequest;
 use super::shared::{publish, read, Lease};
-use super::status::{BatchStatus, Before, Entry, RolloutState, RolloutStatus, Rollouts, Step};
+use super::status::{
+    BatchStatus, Before, Entry, RolloutState, RolloutStatus, Rollouts, Step, StepRecord,
+};
 use crate::applier::Applier;
 use crate::audit::AuditEntry;
 use crate::history::Actor;
@@ -196,19 +199,14 @@ impl Rollouts {
             detail: Some(serde_json::json!({ "upstream": upstream, "request": status.request, "batches": status.batches.iter().map(|b| &b.backends).collect::<Vec<_>>() })),
         });
         tracing::info!(upstream, batches = status.batches.len(), "rollout started");
-        if let Some(lease) = lease {
-            tokio::spawn(publish(entry.clone(), lease));
+        match lease {
+            Some(lease) => drop(tokio::spawn(publish(entry.clone(), lease))),
+            None if applier.keeps_state() => {
+                drop(tokio::spawn(keep(entry.clone(), applier.clone())))
+            }
+            None => {}
         }
-        let abort = entry.abort.subscribe();
-        let driver = Driver {
-            entry,
-            applier,
-            traffic,
-            replace,
-            abort,
-            poll: POLL,
-        };
-        tokio::spawn(driver.run());
+        spawn_driver(entry, applier, traffic, replace);
         Ok(status)
     }
 
@@ -239,6 +237,20 @@ impl Rollouts {
                 })
             }
             RolloutState::Failed => {
+                // With a shared store, the record is rewritten under the driver's lease.
+                let lease = match applier.store().etcd() {
+                    None => None,
+                    Some(store) => match Lease::take(store, upstream).await {
+                        Ok(Some(lease)) => Some(lease),
+                        Ok(None) => return Err(RolloutError::Conflict {
+                            message: format!("another node holds the rollout lease of upstream {upstream:?}; try again"),
+                            current: Some(Box::new(status)),
+                        }),
+                        Err(e) => return Err(RolloutError::Unavailable(format!(
+                            "config store unreachable, the rollout's lease cannot be taken: {e}"
+                        ))),
+                    },
+                };
                 let detail = serde_json::json!({ "upstream": upstream, "after": "failed" });
                 let reason = match restore(applier, upstream, &status.before, detail).await {
                     Ok(_) => "aborted after it failed: drains and weights are as before the rollout".to_string(),
@@ -248,7 +260,21 @@ impl Rollouts {
                     s.state = RolloutState::Aborted;
                     s.reason = Some(reason);
                 });
-                return Ok(entry.get());
+                let status = entry.get();
+                match lease {
+                    Some(lease) => {
+                        if !lease.publish(&status).await {
+                            tracing::warn!(
+                                upstream,
+                                "the aborted rollout's record could not be written to the store"
+                            );
+                        }
+                        lease.release().await;
+                    }
+                    None if applier.keeps_state() => kept(applier, &status),
+                    None => {}
+                }
+                return Ok(status);
             }
             RolloutState::Running | RolloutState::Paused => {}
         }
@@ -287,6 +313,68 @@ impl Rollouts {
         });
         entry.resume.notify_one();
         Ok(entry.get())
+    }
+}
+
+/// Drive `entry`'s rollout in a task, from the step its status shows.
+pub(super) fn spawn_driver(
+    entry: Arc<Entry>,
+    applier: Arc<Applier>,
+    traffic: Arc<dyn TrafficStats>,
+    replace: Resolved,
+) {
+    let abort = entry.abort.subscribe();
+    let driver = Driver {
+        entry,
+        applier,
+        traffic,
+        replace,
+        abort,
+        poll: POLL,
+    };
+    tokio::spawn(driver.run());
+}
+
+/// Drive on, from the step in progress, a rollout whose driver stopped (`stopped` says how:
+/// a node whose lease ran out, or a restart): that step's record is closed with `stopped`,
+/// `line` is added to its takeovers, and it becomes this node's rollout of its upstream.
+/// `follow` is given the entry to keep it (the store's publisher, or the state file's
+/// keeper), before the driver starts.
+pub(super) fn drive_on(
+    rollouts: &Rollouts,
+    applier: &Arc<Applier>,
+    traffic: &Arc<dyn TrafficStats>,
+    mut status: RolloutStatus,
+    stopped: String,
+    line: String,
+    follow: impl FnOnce(Arc<Entry>),
+) {
+    let batch = status.current.unwrap_or(0);
+    if let Some(open) = (status.batches.get_mut(batch))
+        .and_then(|b| b.steps.last_mut())
+        .filter(|r: &&mut StepRecord| r.ended_at.is_none())
+    {
+        open.ended_at = Some(OffsetDateTime::now_utc());
+        open.note = Some(stopped);
+    }
+    status.takeovers.push(line);
+    let upstream = status.upstream.clone();
+    let replace = resolve(&applier.current().snapshot.config, &status.request.replace);
+    let entry = Entry::new(status);
+    rollouts.replace(&upstream, entry.clone());
+    match replace {
+        Ok(replace) => {
+            follow(entry.clone());
+            spawn_driver(entry, applier.clone(), traffic.clone(), replace);
+        }
+        Err(why) => {
+            entry.update(|s| {
+                s.state = RolloutState::Failed;
+                s.reason = Some(format!("cannot go on with the rollout: {why}"));
+                s.finished_at = Some(OffsetDateTime::now_utc());
+            });
+            follow(entry);
+        }
     }
 }
 

@@ -11,10 +11,9 @@
 
 use std::sync::Arc;
 
-use super::driver::{resolve, Driver};
 use super::shared::{driver_key, publish, read, records_prefix, Lease};
-use super::start::POLL;
-use super::status::{Entry, RolloutState, RolloutStatus, Rollouts};
+use super::start::drive_on;
+use super::status::{RolloutStatus, Rollouts};
 use crate::applier::Applier;
 use crate::ops::takeover::TAKEOVER_EVERY;
 use crate::plane::TrafficStats;
@@ -79,45 +78,13 @@ async fn take_over(
     tracing::warn!(upstream, %dead, batch = batch + 1, %step, "the rollout's driver is gone; this node drives it on");
     metrics::counter!("switchyard_http_rollout_takeovers_total", "upstream" => upstream.to_string())
         .increment(1);
-    if let Some(open) = status
-        .batches
-        .get_mut(batch)
-        .and_then(|b| b.steps.last_mut())
-        .filter(|r| r.ended_at.is_none())
-    {
-        open.ended_at = Some(time::OffsetDateTime::now_utc());
-        open.note = Some(format!("node {dead:?} stopped driving (its lease ran out)"));
-    }
     status.driver = Some(node.clone());
-    status.takeovers.push(format!(
+    let line = format!(
         "node {dead:?} stopped renewing its lease at batch {} ({step}); node {node:?} went on from that step",
         batch + 1
-    ));
-    let current = applier.current();
-    let replace = resolve(&current.snapshot.config, &status.request.replace);
-    let entry = Entry::new(status);
-    rollouts.replace(upstream, entry.clone());
-    let replace = match replace {
-        Ok(r) => r,
-        Err(why) => {
-            entry.update(|s| {
-                s.state = RolloutState::Failed;
-                s.reason = Some(format!("cannot take the rollout over: {why}"));
-                s.finished_at = Some(time::OffsetDateTime::now_utc());
-            });
-            tokio::spawn(publish(entry, lease));
-            return;
-        }
-    };
-    tokio::spawn(publish(entry.clone(), lease));
-    let abort = entry.abort.subscribe();
-    let driver = Driver {
-        entry,
-        applier: applier.clone(),
-        traffic: traffic.clone(),
-        replace,
-        abort,
-        poll: POLL,
-    };
-    tokio::spawn(driver.run());
+    );
+    let stopped = format!("node {dead:?} stopped driving (its lease ran out)");
+    drive_on(rollouts, applier, traffic, status, stopped, line, |entry| {
+        tokio::spawn(publish(entry, lease));
+    });
 }
