@@ -102,7 +102,7 @@ enum Command {
         #[arg(long)]
         upstream: String,
         #[command(subcommand)]
-        action: RolloutAction,
+        action: Box<RolloutAction>,
     },
     /// Print the SHA-256 to put in `[[control.tokens]] sha256 = "…"`.
     ///
@@ -150,6 +150,10 @@ enum RolloutAction {
         max_error_ratio: Option<f64>,
         #[arg(long)]
         min_requests: Option<u64>,
+        /// Fail a batch whose p99 is above this many times the p99 of the backends not yet
+        /// replaced (`verify.max_p99_ratio`).
+        #[arg(long)]
+        max_p99_ratio: Option<f64>,
         #[arg(long)]
         min_available: Option<usize>,
         /// Wait for `switchyard rollout resume` after each batch.
@@ -230,7 +234,7 @@ fn main() -> ExitCode {
                 token,
                 upstream,
             };
-            return match rollout::run(&target, rollout_action(action)) {
+            return match rollout::run(&target, rollout_action(*action)) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("switchyard rollout: {e:#}");
@@ -264,6 +268,7 @@ fn rollout_action(action: RolloutAction) -> rollout::Action {
             window,
             max_error_ratio,
             min_requests,
+            max_p99_ratio,
             min_available,
             pause_between_batches,
             follow,
@@ -305,6 +310,9 @@ fn rollout_action(action: RolloutAction) -> rollout::Action {
             }
             if let Some(n) = min_requests {
                 verify.insert("min_requests".into(), n.into());
+            }
+            if let Some(r) = max_p99_ratio {
+                verify.insert("max_p99_ratio".into(), r.into());
             }
             if !verify.is_empty() {
                 body["verify"] = serde_json::Value::Object(verify);

@@ -12,7 +12,8 @@
 //! - no traffic at all: each batch goes through slow start, its window is extended, and it
 //!   ends `unverified`, as does the rollout;
 //! - replaced by a webhook: a test server restarts the batch it is sent;
-//! - a flip and a rollout of one upstream refuse each other (409).
+//! - a flip and a rollout of one upstream refuse each other (409);
+//! - with the file store, a paused rollout survives a SIGKILL and restart and resumes.
 
 mod support;
 
@@ -322,7 +323,7 @@ fn the_command_line_starts_and_follows_a_rollout_batch_by_batch() -> anyhow::Res
             "--window",
             "1s",
         ])
-        .args(["--min-requests", "5", "--follow"])
+        .args(["--min-requests", "5", "--max-p99-ratio", "20", "--follow"])
         .env("SWITCHYARD_API", format!("http://{}", proxy.addr()))
         .env("SWITCHYARD_TOKEN", config::OPERATOR)
         .output()?;
@@ -565,5 +566,38 @@ fn a_flip_and_a_rollout_of_one_upstream_refuse_each_other() -> anyhow::Result<()
         error.contains("a flip of upstream \"api\" is being verified"),
         "{error}"
     );
+    Ok(())
+}
+
+/// With the file store, a rollout paused between batches survives a SIGKILL and a restart
+/// of the binary: `GET` shows it paused after batch 1, and `resume` runs it to the end.
+#[test]
+fn a_paused_rollout_survives_a_restart_and_resumes() -> anyhow::Result<()> {
+    let release = Release::start(4, GOOD)?;
+    let mut proxy = start(&release, &[])?;
+    let load = Load::start(proxy.http_addr(), 2, Request::get("/work"));
+    load.wait_for(50, Duration::from_secs(20))?;
+    begin(&proxy, &request("v2", r#", "pause_between_batches": true"#))?;
+    let paused = wait_state(&proxy, "paused", Duration::from_secs(60))?;
+    ensure!(paused["current"] == 0, "{}", describe(&paused));
+    proxy.restart()?;
+    let kept = wait_state(&proxy, "paused", Duration::from_secs(20))?;
+    ensure!(
+        kept["current"] == 0 && kept["batches"][0]["step"] == "done",
+        "after the restart: {}",
+        describe(&kept)
+    );
+    let resumed = proxy.operate(&format!("{ROLLOUT}/resume"), "")?;
+    ensure!(
+        resumed["rollout"]["state"] == "running",
+        "{}",
+        describe(&resumed)
+    );
+    let done = wait_state(&proxy, "succeeded", Duration::from_secs(60))?;
+    load.finish()?;
+    for p in &release.ports {
+        let v = release.version(*p)?;
+        ensure!(v == "v2", "backend {p} is {v}: {}", describe(&done));
+    }
     Ok(())
 }
