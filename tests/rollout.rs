@@ -84,6 +84,17 @@ fn wait_state(proxy: &Proxy, state: &str, within: Duration) -> anyhow::Result<Va
     })
 }
 
+/// `POST …/rollout/resume` as the operator; the rollout is running again.
+fn resume(proxy: &Proxy) -> anyhow::Result<()> {
+    let resumed = proxy.operate(&format!("{ROLLOUT}/resume"), "")?;
+    ensure!(
+        resumed["rollout"]["state"] == "running",
+        "{}",
+        describe(&resumed)
+    );
+    Ok(())
+}
+
 fn request(version: &str, extra: &str) -> String {
     format!(
         r#"{{"batch_size": 2, "replace": {{"command": "restart"}}, "version": "{version}",
@@ -109,12 +120,7 @@ fn six_backends_in_batches_of_two_roll_to_v2_without_a_failed_request() -> anyho
     for i in 0..2 {
         let paused = wait_state(&proxy, "paused", Duration::from_secs(60))?;
         ensure!(paused["current"] == i, "{}", describe(&paused));
-        let resumed = proxy.operate(&format!("{ROLLOUT}/resume"), "")?;
-        ensure!(
-            resumed["rollout"]["state"] == "running",
-            "{}",
-            describe(&resumed)
-        );
+        resume(&proxy)?;
     }
     let done = wait_state(&proxy, "succeeded", Duration::from_secs(60))?;
     let took = started.elapsed();
@@ -587,12 +593,7 @@ fn a_paused_rollout_survives_a_restart_and_resumes() -> anyhow::Result<()> {
         "after the restart: {}",
         describe(&kept)
     );
-    let resumed = proxy.operate(&format!("{ROLLOUT}/resume"), "")?;
-    ensure!(
-        resumed["rollout"]["state"] == "running",
-        "{}",
-        describe(&resumed)
-    );
+    resume(&proxy)?;
     let done = wait_state(&proxy, "succeeded", Duration::from_secs(60))?;
     load.finish()?;
     for p in &release.ports {
