@@ -1,6 +1,6 @@
 //! Rollouts on a file store, kept over a restart: the rollout's whole [`RolloutStatus`] is
 //! written into the state file (`store.state_file`, beside the version and the history) at
-//! every change ([`keep`]), and when Switchyard starts it reads them back ([`resume_kept`]):
+//! every change ([`keep`]), and when Switchyard starts [`super::restart::resume_kept`] reads them back:
 //! a finished rollout is shown by `GET` (and a failed one can still be aborted), an
 //! unfinished one is driven on from the step in progress, as a node taking a rollout over
 //! from a dead one does on etcd ([`super::takeover`]): that step runs again (a drain and a
@@ -10,18 +10,9 @@
 //! With `store.state_file = "off"` nothing is kept, and a restart forgets the rollout.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::time::Instant;
-
-use super::start::drive_on;
-use super::status::{Entry, RolloutStatus, Rollouts};
+use super::status::{Entry, RolloutStatus};
 use crate::applier::Applier;
-use crate::plane::TrafficStats;
-
-/// How long a resumed rollout waits at most for the first health check of its upstream's
-/// backends, so that its first step does not count them down for want of a check.
-const FIRST_CHECKS: Duration = Duration::from_secs(10);
 
 /// Write `entry`'s status into the state file at every change until the rollout is over.
 pub(super) async fn keep(entry: Arc<Entry>, applier: Arc<Applier>) {
@@ -44,71 +35,5 @@ pub(super) fn kept(applier: &Applier, status: &RolloutStatus) {
         Err(e) => {
             tracing::warn!(upstream = %status.upstream, error = %e, "cannot keep the rollout's state")
         }
-    }
-}
-
-/// Take in the rollouts the state file kept: show the finished ones, drive on the others.
-pub async fn resume_kept(
-    rollouts: Rollouts,
-    applier: Arc<Applier>,
-    traffic: Arc<dyn TrafficStats>,
-) {
-    for value in applier.kept_rollouts() {
-        let status: RolloutStatus = match serde_json::from_value(value) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "a rollout kept in the state file is not readable; it is dropped");
-                continue;
-            }
-        };
-        let upstream = status.upstream.clone();
-        if status.state.is_over() {
-            rollouts.replace(&upstream, Entry::new(status));
-            continue;
-        }
-        wait_first_checks(&applier, &*traffic, &upstream).await;
-        let batch = status.current.unwrap_or(0);
-        let step = status.batches.get(batch).map(|b| b.step);
-        let step = serde_json::to_value(step).unwrap_or_default();
-        tracing::warn!(%upstream, batch = batch + 1, %step, "a rollout was going on when Switchyard stopped; it goes on from that step");
-        let line = format!(
-            "Switchyard restarted at batch {} ({step}); the rollout went on from that step",
-            batch + 1
-        );
-        let stopped = "Switchyard stopped during this step".to_string();
-        let keeper = applier.clone();
-        drive_on(
-            &rollouts,
-            &applier,
-            &traffic,
-            status,
-            stopped,
-            line,
-            |entry| {
-                tokio::spawn(keep(entry, keeper));
-            },
-        );
-    }
-}
-
-/// Wait (at most [`FIRST_CHECKS`]) until every backend of `upstream` has had an active
-/// health check since this process started.
-async fn wait_first_checks(applier: &Applier, traffic: &dyn TrafficStats, upstream: &str) {
-    let deadline = Instant::now() + FIRST_CHECKS;
-    loop {
-        let current = applier.current();
-        let unchecked = (current.snapshot.config.http.upstreams.get(upstream))
-            .into_iter()
-            .flat_map(|u| u.pools.values())
-            .flat_map(|p| p.backends.iter())
-            .any(|b| {
-                traffic
-                    .backend(&b.addr.to_string())
-                    .is_none_or(|v| v.last_check.is_none())
-            });
-        if !unchecked || Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -20,14 +20,15 @@ mod gate;
 mod kept;
 mod replace;
 mod request;
+mod restart;
 mod shared;
 mod start;
 mod status;
 mod takeover;
 
 pub use edits::ROLLOUT;
-pub use kept::resume_kept;
 pub use request::{BatchSize, Replace, RolloutRequest};
+pub use restart::resume_kept;
 pub use start::RolloutError;
 pub use status::{
     BatchStatus, Before, LatencyCheck, RolloutState, RolloutStatus, Rollouts, Step, StepRecord,
