@@ -141,7 +141,7 @@ async fn a_killed_primary_is_replaced_and_stays_fenced() -> anyhow::Result<()> {
     client
         .execute("insert into ha values (100, 1)", &[])
         .await?;
-    wait_until(Duration::from_secs(10), || async {
+    wait_until(Duration::from_secs(30), || async {
         let n = pg.psql(other, "select count(*) from ha where writer = 100")?;
         ensure!(
             n == "1",
