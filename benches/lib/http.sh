@@ -70,17 +70,25 @@ nginx_http_paths() {
   for t in client_body proxy fastcgi uwsgi scgi; do echo "    ${t}_temp_path $d/$t;"; done
 }
 
+# nginx_head NAME WORKERS CONNECTIONS: the top of an nginx config (pid, log, limits) for
+# the nginx called NAME, up to its http block.
+nginx_head() {
+  cat <<CONF
+worker_processes $2;
+daemon off;
+pid $out/nginx-$1.pid;
+error_log $out/nginx-$1.log warn;
+worker_rlimit_nofile $(ulimit -n);
+events { worker_connections $3; }
+CONF
+}
+
 start_origin() {
   mkdir -p "$out/www"
   head -c 4096 /dev/zero | tr '\0' x >"$out/www/4k"
   head -c 65536 /dev/zero | tr '\0' x >"$out/www/64k"
   cat >"$out/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $out/nginx-origin.pid;
-error_log $out/nginx-origin.log warn;
-worker_rlimit_nofile $(ulimit -n);
-events { worker_connections 16384; }
+$(nginx_head origin 1 16384)
 http {
 $(nginx_http_paths origin)
     access_log off;
@@ -142,12 +150,7 @@ CONF
 # nginx wants a balancing method) and server blocks. Its PID is $nginx_pid.
 start_nginx_proxy() {
   cat >"$out/nginx-proxy.conf" <<CONF
-worker_processes 2;
-daemon off;
-pid $out/nginx-proxy.pid;
-error_log $out/nginx-proxy.log warn;
-worker_rlimit_nofile $(ulimit -n);
-events { worker_connections $2; }
+$(nginx_head proxy 2 "$2")
 http {
 $(nginx_http_paths proxy)
     access_log off;
