@@ -5,6 +5,11 @@
 //! a second one naming A, and every node shows A's progress. A is killed (SIGKILL) in the
 //! middle of batch 1; B or C takes the lease over, drives the batch on from its step, and
 //! finishes the rollout: every backend on `v2`, no failed request through the survivors.
+//!
+//! The driver judges a batch on the fleet's traffic, not its own: with the load through B
+//! and C only, A still fails a `v2` answering 5% of requests with 500. An abort of that
+//! failed rollout through B rewrites the fleet's record under the lease, so C shows it
+//! `aborted`, with every backend back in rotation.
 
 mod support;
 
@@ -15,7 +20,7 @@ use serde_json::Value;
 use support::config::{control_section, OPERATOR, VIEWER};
 use support::etcd_cluster::EtcdCluster;
 use support::fleet::{load_all, node, Node};
-use support::release::{describe, Release, GOOD};
+use support::release::{describe, Behaviour, Release, GOOD};
 use support::{eventually, Request};
 
 const ROLLOUT: &str = "/v1/upstreams/api/rollout";
@@ -176,5 +181,66 @@ fn when_the_driver_is_killed_mid_batch_another_node_finishes_the_rollout() -> an
         );
         report.assert_no_failures()?;
     }
+    Ok(())
+}
+
+#[test]
+fn a_batch_is_judged_on_the_fleets_traffic_and_an_abort_elsewhere_is_kept_in_the_store(
+) -> anyhow::Result<()> {
+    let Some(etcd) = EtcdCluster::start(3)? else {
+        return Ok(());
+    };
+    let bad = Behaviour {
+        error_every: 20,
+        ..GOOD
+    };
+    let release = Release::start(4, bad)?;
+    let seed = format!(
+        "{}{}",
+        control_section(0, "10s", "50ms"),
+        release.config(&[])
+    );
+    let a = node(&etcd, "a", Some(&seed))?;
+    let b = node(&etcd, "b", None)?;
+    let c = node(&etcd, "c", None)?;
+    for n in [&a, &b, &c] {
+        all_healthy(n, &release)?;
+    }
+    // Every request goes through B and C; A, the driver, serves none.
+    let load = load_all(&[&b, &c])?;
+
+    let body = r#"{"batch_size": 2, "replace": {"command": "restart"}, "version": "v2",
+        "drain_timeout": "5s", "ready_timeout": "15s",
+        "verify": {"window": "6s", "max_error_ratio": 0.02, "min_requests": 20}}"#;
+    let r = a.send(Request::post(ROLLOUT, body).bearer(OPERATOR))?;
+    ensure!(r.status == 201, "POST {ROLLOUT}: {}", r.describe());
+    let failed = eventually(Duration::from_secs(60), || {
+        let r = rollout(&a)?;
+        ensure!(r["state"] == "failed", "{}", describe(&r));
+        Ok(r)
+    })?;
+    let batch = &failed["batches"][0];
+    assert_eq!(failed["failed_batch"], 0, "{}", describe(&failed));
+    let reason = batch["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("error ratio"), "{}", describe(&failed));
+    let seen = batch["verified"]["requests"].as_u64().unwrap_or(0);
+    assert!(
+        seen >= 20,
+        "A counted {seen} requests of B's and C's: {}",
+        describe(&failed)
+    );
+    eprintln!("judged on B's and C's traffic: {reason} ({seen} requests)");
+
+    // Abort through B: B takes the lease, puts the drains back and writes the record.
+    let r = b.send(Request::post(&format!("{ROLLOUT}/abort"), "").bearer(OPERATOR))?;
+    ensure!(r.status == 200, "abort through B: {}", r.describe());
+    assert_eq!(r.json()?["rollout"]["state"], "aborted", "{}", r.describe());
+    eventually(Duration::from_secs(10), || {
+        let r = rollout(&c)?;
+        ensure!(r["state"] == "aborted", "C shows {}", describe(&r));
+        Ok(())
+    })?;
+    all_healthy(&c, &release)?;
+    drop(load);
     Ok(())
 }

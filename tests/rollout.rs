@@ -12,7 +12,7 @@
 //! - no traffic at all: each batch goes through slow start, its window is extended, and it
 //!   ends `unverified`, as does the rollout;
 //! - replaced by a webhook: a test server restarts the batch it is sent;
-//! - a flip and a rollout of one upstream refuse each other (409);
+//! - a flip and a rollout of one upstream refuse each other (409), also when sent together;
 //! - with the file store, a paused rollout survives a SIGKILL and restart and resumes.
 
 mod support;
@@ -535,17 +535,24 @@ fn a_webhook_replaces_each_batch_it_is_sent() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_flip_and_a_rollout_of_one_upstream_refuse_each_other() -> anyhow::Result<()> {
-    let release = Release::start(3, GOOD)?;
+/// A proxy over `release` (pool `main`) with an empty-weight pool `spare` to flip to, once
+/// every backend is healthy.
+fn with_spare_pool(release: &Release) -> anyhow::Result<Proxy> {
     let proxy = Proxy::start(|_, p| {
         let spare =
             "\n[http.upstreams.api.pools.spare]\nweight = 0\nbackends = [\"127.0.0.1:9\"]\n";
-        Ok(config(&release, p, &[]) + spare)
+        Ok(config(release, p, &[]) + spare)
     })?;
     for a in release.addrs() {
         proxy.wait_state("api", &a, "healthy", Duration::from_secs(10))?;
     }
+    Ok(proxy)
+}
+
+#[test]
+fn a_flip_and_a_rollout_of_one_upstream_refuse_each_other() -> anyhow::Result<()> {
+    let release = Release::start(3, GOOD)?;
+    let proxy = with_spare_pool(&release)?;
     let flip = r#"{"to": "spare", "verify": {"window": "60s"}}"#;
     // A rollout waiting for a version that never comes.
     let body = r#"{"backends": {"pool": "main"}, "replace": "external", "version": "v9", "ready_timeout": "60s"}"#;
@@ -572,6 +579,69 @@ fn a_flip_and_a_rollout_of_one_upstream_refuse_each_other() -> anyhow::Result<()
         error.contains("a flip of upstream \"api\" is being verified"),
         "{error}"
     );
+    Ok(())
+}
+
+/// A flip and a rollout of one upstream sent at the same moment: one of them starts, the
+/// other gets 409 (one claim per upstream, taken with one check). Five rounds.
+#[test]
+fn a_flip_and_a_rollout_sent_together_never_both_start() -> anyhow::Result<()> {
+    let release = Release::start(3, GOOD)?;
+    let proxy = with_spare_pool(&release)?;
+    let body = r#"{"backends": {"pool": "main"}, "replace": "external", "version": "v9", "ready_timeout": "60s"}"#;
+    let flip_path = "/v1/upstreams/api/flip";
+    let (mut flips, mut rollouts) = (0, 0);
+    for round in 0..5 {
+        let to = if round % 2 == 0 { "spare" } else { "main" };
+        let flip = format!(r#"{{"to": "{to}", "verify": {{"window": "1s"}}}}"#);
+        let gate = std::sync::Barrier::new(2);
+        let (f, r) = std::thread::scope(|s| {
+            let f = s.spawn(|| {
+                gate.wait();
+                proxy.send(Request::post(flip_path, flip.as_str()).bearer(config::OPERATOR))
+            });
+            let r = s.spawn(|| {
+                gate.wait();
+                proxy.send(Request::post(ROLLOUT, body).bearer(config::OPERATOR))
+            });
+            (f.join(), r.join())
+        });
+        let (Ok(f), Ok(r)) = (f, r) else {
+            anyhow::bail!("a request thread panicked");
+        };
+        let (f, r) = (f?, r?);
+        let started = [f.status == 200, r.status == 201];
+        ensure!(
+            started.iter().filter(|s| **s).count() == 1,
+            "round {round}: flip {} / rollout {}",
+            f.describe(),
+            r.describe()
+        );
+        ensure!(
+            [f.status, r.status].contains(&409),
+            "round {round}: flip {} / rollout {}",
+            f.describe(),
+            r.describe()
+        );
+        if started[1] {
+            rollouts += 1;
+            proxy.operate(&format!("{ROLLOUT}/abort"), "")?;
+        } else {
+            flips += 1;
+        }
+        // Wait until the upstream is free again (the flip's 1 s window ends unverified).
+        eventually(Duration::from_secs(10), || {
+            let r = proxy.send(Request::get(flip_path).bearer(config::VIEWER))?;
+            let state = r.json().ok().map(|v| v["state"].clone());
+            ensure!(
+                r.status == 404 || state.as_ref().is_some_and(|s| s != "verifying"),
+                "{}",
+                r.describe()
+            );
+            Ok(())
+        })?;
+    }
+    eprintln!("sent together 5 times: {flips} flip(s) started, {rollouts} rollout(s)");
     Ok(())
 }
 

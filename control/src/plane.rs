@@ -71,6 +71,15 @@ pub trait TrafficStats: Send + Sync + 'static {
     fn backend(&self, _addr: &str) -> Option<BackendView> {
         None
     }
+
+    /// The counters of backend `addr` (attempts, failures, latency buckets) on every node
+    /// that reports them, by node id: this node's own under `""` first, then, with a shared
+    /// store, the other nodes'. Empty if this node has never seen `addr`.
+    fn backend_by_node(&self, addr: &str) -> Vec<(String, PoolCounts, LatencyCounts)> {
+        self.backend(addr)
+            .map(|v| vec![(String::new(), v.counts, v.latency)])
+            .unwrap_or_default()
+    }
 }
 
 /// A Postgres operation the control API passes to the router: promote, switchover, rejoin.

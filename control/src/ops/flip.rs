@@ -16,9 +16,11 @@ use switchyard_config::edit::{set_pool_weights, EditError};
 use switchyard_config::Config;
 use time::OffsetDateTime;
 
+use super::claim::Kind;
 use super::flips::{finish, Claim, FlipState, FlipStatus, Flips};
 use super::ledger::{self, Shared};
 use super::request::FlipRequest;
+use super::rollout;
 use super::verify::Verifier;
 use crate::applier::{Applier, ApplyError, ApplyOutcome, EditRequest};
 use crate::history::{Actor, Origin};
@@ -41,6 +43,9 @@ pub enum FlipError {
         upstream: String,
         current: Option<Box<FlipStatus>>,
     },
+    /// A rollout of this upstream is going on (on this node, or on the fleet).
+    #[error("a rollout of upstream {upstream:?} is going on: abort it or wait for its outcome before a flip")]
+    RolloutRunning { upstream: String },
     #[error("{0}")]
     Apply(ApplyError),
     /// The shared store could not be reached to take the flip's verifier lease.
@@ -53,7 +58,9 @@ impl FlipError {
     pub fn current(&self) -> Option<&FlipStatus> {
         match self {
             FlipError::Busy { current, .. } => current.as_deref(),
-            FlipError::Apply(_) | FlipError::Unavailable(_) => None,
+            FlipError::RolloutRunning { .. } | FlipError::Apply(_) | FlipError::Unavailable(_) => {
+                None
+            }
         }
     }
 }
@@ -69,16 +76,33 @@ impl Flips {
         upstream: &str,
         req: FlipRequest,
     ) -> Result<FlipStarted, FlipError> {
-        let Some(claim) = Claim::take(self, upstream) else {
-            return Err(FlipError::Busy {
-                upstream: upstream.to_string(),
-                current: self.latest(upstream).map(Box::new),
-            });
+        let claim = match Claim::take(self, upstream) {
+            Ok(claim) => claim,
+            Err(Kind::Rollout) => {
+                return Err(FlipError::RolloutRunning {
+                    upstream: upstream.to_string(),
+                })
+            }
+            Err(Kind::Flip) => {
+                return Err(FlipError::Busy {
+                    upstream: upstream.to_string(),
+                    current: self.latest(upstream).map(Box::new),
+                })
+            }
         };
         // With a shared store, one node verifies a flip of this upstream for the whole fleet.
         let mut shared = match applier.store().etcd().cloned() {
             None => None,
             Some(store) => match Shared::take(&store, upstream).await {
+                // Under the lease, a rollout another node drives (or whose driver died and
+                // is being taken over) still keeps the upstream: its record says so.
+                Ok(Some(s)) if rollout::running_in(&store, upstream).await => {
+                    s.release().await;
+                    claim.give_back();
+                    return Err(FlipError::RolloutRunning {
+                        upstream: upstream.to_string(),
+                    });
+                }
                 Ok(Some(s)) => Some(s),
                 Ok(None) => {
                     claim.give_back();

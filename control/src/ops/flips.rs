@@ -1,17 +1,19 @@
 //! [`Flips`]: the flips of the process, the latest one per upstream (for
 //! `GET /v1/upstreams/{name}/flip`; with a shared store, also the ones other nodes verify)
 //! and a [`Claim`] per upstream being verified, so two flips of one upstream never overlap
-//! on this node (with a shared store, the verifier's lease keeps them apart on the fleet).
+//! on this node, nor a flip and a rollout (the claim is the upstream's, [`super::claim`],
+//! shared with the rollouts; with a shared store, the leases keep them apart on the fleet).
 //! Below the flip operation ([`super::flip`]), its verifier ([`super::verify`]) and the
 //! fleet's flip records ([`super::shared`]); imports none of them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::claim::{Claims, Kind, Taken};
 use super::request::Verify;
 use crate::applier::lock;
 
@@ -89,7 +91,8 @@ pub struct Flips {
 struct Inner {
     poll: Duration,
     latest: Mutex<HashMap<String, FlipStatus>>,
-    verifying: Mutex<HashSet<String>>,
+    /// The upstreams' claims, shared with the rollouts ([`super::Ops`]).
+    claims: Claims,
 }
 
 impl Default for Flips {
@@ -101,11 +104,16 @@ impl Default for Flips {
 impl Flips {
     /// Flips whose verifiers read the counters every `poll`.
     pub fn with_poll_interval(poll: Duration) -> Self {
+        Flips::with_claims(poll, Claims::default())
+    }
+
+    /// Flips that share `claims` with other operations on upstreams (the rollouts).
+    pub(super) fn with_claims(poll: Duration, claims: Claims) -> Self {
         Flips {
             inner: Arc::new(Inner {
                 poll,
                 latest: Mutex::default(),
-                verifying: Mutex::default(),
+                claims,
             }),
         }
     }
@@ -144,7 +152,7 @@ impl Flips {
     /// Take in a flip's state as the fleet's store has it (verified by another node, or
     /// finished by one), unless this node verifies that upstream now or knows a newer flip.
     pub(super) fn observe(&self, status: FlipStatus) {
-        if lock(&self.inner.verifying).contains(&status.upstream) {
+        if self.verifying(&status.upstream) {
             return;
         }
         let mut latest = lock(&self.inner.latest);
@@ -158,7 +166,7 @@ impl Flips {
 
     /// Whether this node verifies a flip of `upstream` now.
     pub(super) fn verifying(&self, upstream: &str) -> bool {
-        lock(&self.inner.verifying).contains(upstream)
+        self.inner.claims.holder(upstream) == Some(Kind::Flip)
     }
 }
 
@@ -184,17 +192,20 @@ pub(super) struct Claim {
     /// Whether dropping it marks a flip still `verifying` as failed (not for a claim given
     /// back before it verified anything).
     armed: bool,
+    /// The upstream's claim; dropped after the flip's status is settled.
+    _taken: Taken,
 }
 
 impl Claim {
-    pub(super) fn take(flips: &Flips, upstream: &str) -> Option<Claim> {
-        lock(&flips.inner.verifying)
-            .insert(upstream.to_string())
-            .then(|| Claim {
-                flips: flips.clone(),
-                upstream: upstream.to_string(),
-                armed: true,
-            })
+    /// Claim `upstream` for a flip; `Err` with what holds it (a flip, or a rollout).
+    pub(super) fn take(flips: &Flips, upstream: &str) -> Result<Claim, Kind> {
+        let taken = flips.inner.claims.take(upstream, Kind::Flip)?;
+        Ok(Claim {
+            flips: flips.clone(),
+            upstream: upstream.to_string(),
+            armed: true,
+            _taken: taken,
+        })
     }
 
     /// Give the claim back before verifying anything: the flip shown stays as it is.
@@ -215,6 +226,5 @@ impl Drop for Claim {
                 "verification stopped before the window ended".into(),
             );
         }
-        lock(&self.flips.inner.verifying).remove(&self.upstream);
     }
 }

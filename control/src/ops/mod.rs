@@ -11,6 +11,7 @@
 //! etcd, so another node finishes the verification if it dies ([`takeover`]).
 
 mod backends;
+mod claim;
 mod flip;
 mod flips;
 mod ledger;
@@ -29,12 +30,24 @@ pub use takeover::{takeover, TAKEOVER_EVERY};
 pub use weights::set_weights;
 
 /// Long-lived state of runtime operations, shared by every API request.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Ops {
     /// Blue/green flips: the latest per upstream, and the ones being verified.
     pub flips: Flips,
     /// Rolling releases: the latest per upstream.
     pub rollouts: rollout::Rollouts,
+}
+
+impl Default for Ops {
+    /// Flips and rollouts that share one claim per upstream ([`claim`]): a flip being
+    /// verified and a rollout never run on one upstream at once.
+    fn default() -> Self {
+        let claims = claim::Claims::default();
+        Ops {
+            flips: Flips::with_claims(flips::DEFAULT_POLL, claims.clone()),
+            rollouts: rollout::Rollouts::with_claims(claims),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ async fn take_over(
     store: &Arc<EtcdStore>,
     upstream: &str,
 ) {
-    let Some(claim) = Claim::take(flips, upstream) else {
+    let Ok(claim) = Claim::take(flips, upstream) else {
         return;
     };
     let Ok(Some(mut shared)) = Shared::take(store, upstream).await else {

@@ -2,8 +2,8 @@
 //! addresses, binary version, the version and hash it runs, its last error and a heartbeat.
 //! The record is refreshed when any of that changes and at least every third of the lease
 //! TTL; a node that stops (or loses etcd for longer than the TTL) drops out by itself. The
-//! record also carries the node's traffic counters for fleet-wide flip verification
-//! (`traffic.rs`).
+//! record also carries the node's traffic counters for fleet-wide flip and rollout
+//! verification (`traffic.rs`).
 //! [`fleet`] is `GET /v1/fleet`: every node, and whether all run the newest version.
 
 use std::sync::Arc;
@@ -36,9 +36,12 @@ fn record(
     traffic: Option<&FleetTraffic>,
 ) -> serde_json::Value {
     let applied = applier.current();
-    let counts = traffic.map(|t| t.publish(&applied.snapshot.config));
+    let config = &applied.snapshot.config;
+    let counts = traffic.map(|t| t.publish(config));
+    let backends = traffic.map(|t| t.publish_backends(config));
     serde_json::json!({
         "traffic": counts,
+        "backend_traffic": backends,
         "in_flight": super::drain::in_flight(applier),
         "id": store.node(),
         "addresses": info.addresses,
@@ -149,6 +152,7 @@ pub async fn fleet(store: &EtcdStore) -> Result<serde_json::Value, String> {
     for m in &mut members {
         if let Some(m) = m.as_object_mut() {
             m.remove("traffic");
+            m.remove("backend_traffic");
             m.remove("in_flight");
         }
     }

@@ -1,7 +1,9 @@
 //! The last steps of a batch back in rotation: slow start (its weight ramping up over the
 //! upstream's `slow_start`, errors watched already) and the verification on live traffic —
 //! the flip's [`judge`] over the batch's own counters, then, with `max_p99_ratio`, its p99
-//! against the p99 of the backends not yet replaced over the same window.
+//! against the p99 of the backends not yet replaced over the same window. The counters are
+//! the fleet's ([`super::tally`]): every node's traffic to the batch counts, not only the
+//! driver's.
 //!
 //! A batch with fewer than `min_requests` when its window ends is watched for up to one
 //! more window; then it is `unverified`: kept in rotation, as a flip keeps its weights,
@@ -11,9 +13,10 @@ use tokio::time::Instant;
 
 use super::driver::{round, Driver, Stop};
 use super::status::{LatencyCheck, Step};
+use super::tally::Tally;
 use crate::ops::request::MAX_WINDOW;
 use crate::ops::verify::{judge, Verdict};
-use crate::plane::{LatencyCounts, PoolCounts};
+use crate::plane::LatencyCounts;
 
 /// A p99 under this counts as this, so scheduler noise on fast backends fails no batch.
 const P99_FLOOR_US: u64 = 1_000;
@@ -36,16 +39,16 @@ impl Driver {
             .and_then(|u| u.slow_start);
         if let Some(ramp) = slow_start {
             self.step(i, Step::SlowStart);
-            let baseline = self.counts(&backends);
+            let mut tally = Tally::start(&*self.traffic, &backends);
             let end = Instant::now() + ramp;
             while Instant::now() < end {
                 self.sleep().await?;
-                let seen = since(self.counts(&backends), baseline);
+                let (seen, _) = tally.read(&*self.traffic, &backends);
                 if let Verdict::Breach(why) = judge(seen, &req.verify, &label, false) {
                     return Err(Stop::Failed(format!("during slow start: {why}")));
                 }
             }
-            let seen = since(self.counts(&backends), baseline);
+            let (seen, _) = tally.read(&*self.traffic, &backends);
             self.note(
                 i,
                 format!(
@@ -62,14 +65,14 @@ impl Driver {
             .iter()
             .flat_map(|b| b.backends.iter().cloned())
             .collect();
-        let baseline = self.counts(&backends);
-        let (lat_batch, lat_others) = (self.latency(&backends), self.latency(&others));
+        let mut batch = Tally::start(&*self.traffic, &backends);
+        let mut rest = Tally::start(&*self.traffic, &others);
         let started = Instant::now();
         let deadline = started + req.verify.window;
         let limit = started + (req.verify.window * 2).min(MAX_WINDOW.max(req.verify.window));
         loop {
             self.sleep().await?;
-            let seen = since(self.counts(&backends), baseline);
+            let (seen, batch_latency) = batch.read(&*self.traffic, &backends);
             self.entry.update(|s| s.batches[i].verified = Some(seen));
             let now = Instant::now();
             match judge(seen, &req.verify, &label, now >= deadline) {
@@ -91,9 +94,8 @@ impl Driver {
                             others_requests: 0,
                             max_p99_ratio: ratio,
                         };
-                        let batch = delta(&self.latency(&backends), &lat_batch);
-                        let other = delta(&self.latency(&others), &lat_others);
-                        let check = compare(check, &batch, &other);
+                        let (_, others_latency) = rest.read(&*self.traffic, &others);
+                        let check = compare(check, &batch_latency, &others_latency);
                         self.entry
                             .update(|s| s.batches[i].latency = Some(check.clone()));
                         match p99_verdict(&check, &label, req.verify.min_requests) {
@@ -107,42 +109,6 @@ impl Driver {
                 }
             }
         }
-    }
-
-    /// The summed latency histograms of `backends` now.
-    fn latency(&self, backends: &[String]) -> LatencyCounts {
-        let mut sum = LatencyCounts::default();
-        for v in backends.iter().filter_map(|a| self.traffic.backend(a)) {
-            if sum.counts.len() < v.latency.counts.len() {
-                sum.counts.resize(v.latency.counts.len(), 0);
-                sum.bounds_us = v.latency.bounds_us;
-            }
-            for (t, c) in sum.counts.iter_mut().zip(&v.latency.counts) {
-                *t += c;
-            }
-        }
-        sum
-    }
-}
-
-fn since(now: PoolCounts, baseline: PoolCounts) -> PoolCounts {
-    PoolCounts {
-        requests: now.requests.saturating_sub(baseline.requests),
-        errors: now.errors.saturating_sub(baseline.errors),
-    }
-}
-
-/// `now - before`, bucket by bucket (a bucket missing from `before` counts from zero).
-fn delta(now: &LatencyCounts, before: &LatencyCounts) -> LatencyCounts {
-    let counts = now
-        .counts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| c.saturating_sub(before.counts.get(i).copied().unwrap_or(0)))
-        .collect();
-    LatencyCounts {
-        bounds_us: now.bounds_us,
-        counts,
     }
 }
 

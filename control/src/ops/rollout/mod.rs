@@ -24,11 +24,14 @@ mod restart;
 mod shared;
 mod start;
 mod status;
+mod steps;
 mod takeover;
+mod tally;
 
 pub use edits::ROLLOUT;
 pub use request::{BatchSize, Replace, RolloutRequest};
 pub use restart::resume_kept;
+pub(crate) use shared::running_in;
 pub use start::RolloutError;
 pub use status::{
     BatchStatus, Before, LatencyCheck, RolloutState, RolloutStatus, Rollouts, Step, StepRecord,

@@ -35,6 +35,21 @@ pub(super) async fn read(store: &EtcdStore, upstream: &str) -> Option<RolloutSta
     all.into_iter().find(|r| r.upstream == upstream)
 }
 
+/// Whether the store has a rollout of `upstream` that is not over (driven, paused, or
+/// waiting to be taken over). An unreadable store counts as yes: a flip waits.
+pub(crate) async fn running_in(store: &EtcdStore, upstream: &str) -> bool {
+    let key = format!("{}{upstream}", records_prefix(store));
+    match store
+        .json_under::<RolloutStatus>(key, "reading a rollout")
+        .await
+    {
+        Ok(all) => all
+            .iter()
+            .any(|r| r.upstream == upstream && !r.state.is_over()),
+        Err(_) => true,
+    }
+}
+
 /// The right to drive a rollout of one upstream for the fleet, held by this node.
 pub(super) struct Lease {
     store: Arc<EtcdStore>,

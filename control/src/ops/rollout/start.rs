@@ -21,6 +21,9 @@ use super::status::{
 use crate::applier::Applier;
 use crate::audit::AuditEntry;
 use crate::history::Actor;
+use crate::ops::claim::{Kind, Taken};
+use crate::ops::flips::FlipState;
+use crate::ops::ledger;
 use crate::plane::TrafficStats;
 
 /// How often the driver looks at the batch's backends.
@@ -150,10 +153,27 @@ impl Rollouts {
             driver: applier.store().etcd().map(|s| s.node().to_string()),
             takeovers: Vec::new(),
         };
+        // One operation per upstream on this node: not while a flip of it is verified.
+        let taken = self
+            .claims
+            .take(upstream, Kind::Rollout)
+            .map_err(|held| RolloutError::Conflict {
+                message: format!("{} of upstream {upstream:?} is going on: wait for its outcome before a rollout", held.as_str()),
+                current: self.latest(upstream).filter(|_| held == Kind::Rollout).map(Box::new),
+            })?;
         // With a shared store, one node drives a rollout of this upstream for the fleet.
         let lease = match applier.store().etcd() {
             None => None,
             Some(store) => match Lease::take(store, upstream).await {
+                // Under the lease, a flip another node verifies (or whose verifier died and
+                // is being taken over) still keeps the upstream: its record says so.
+                Ok(Some(lease)) if flip_verifying_in(store, upstream).await => {
+                    lease.release().await;
+                    return Err(RolloutError::Conflict {
+                        message: format!("a flip of upstream {upstream:?} is being verified: wait for its outcome before a rollout"),
+                        current: None,
+                    });
+                }
                 Ok(Some(lease)) => Some(lease),
                 Ok(None) => {
                     let current = read(store, upstream).await;
@@ -206,7 +226,7 @@ impl Rollouts {
             }
             None => {}
         }
-        spawn_driver(entry, applier, traffic, replace);
+        spawn_driver(entry, applier, traffic, replace, Some(taken));
         Ok(status)
     }
 
@@ -217,6 +237,13 @@ impl Rollouts {
         applier: &Applier,
         upstream: &str,
     ) -> Result<RolloutStatus, RolloutError> {
+        // Another node's rollout: as the store has it now, not as last observed.
+        let mine = self.entry(upstream).is_some_and(|e| !e.remote);
+        if let (false, Some(store)) = (mine, applier.store().etcd()) {
+            if let Some(fresh) = read(store, upstream).await {
+                self.observe(fresh);
+            }
+        }
         let entry = self.entry(upstream).ok_or_else(|| {
             RolloutError::NotFound(format!(
                 "no rollout of upstream {upstream:?} since Switchyard started"
@@ -322,6 +349,7 @@ pub(super) fn spawn_driver(
     applier: Arc<Applier>,
     traffic: Arc<dyn TrafficStats>,
     replace: Resolved,
+    claim: Option<Taken>,
 ) {
     let abort = entry.abort.subscribe();
     let driver = Driver {
@@ -331,6 +359,7 @@ pub(super) fn spawn_driver(
         replace,
         abort,
         poll: POLL,
+        _claim: claim,
     };
     tokio::spawn(driver.run());
 }
@@ -365,7 +394,14 @@ pub(super) fn drive_on(
     match replace {
         Ok(replace) => {
             follow(entry.clone());
-            spawn_driver(entry, applier.clone(), traffic.clone(), replace);
+            let claim = match rollouts.claims.take(&upstream, Kind::Rollout) {
+                Ok(taken) => Some(taken),
+                Err(held) => {
+                    tracing::warn!(%upstream, "driving the rollout on while {} holds the upstream on this node", held.as_str());
+                    None
+                }
+            };
+            spawn_driver(entry, applier.clone(), traffic.clone(), replace, claim);
         }
         Err(why) => {
             entry.update(|s| {
@@ -376,6 +412,14 @@ pub(super) fn drive_on(
             follow(entry);
         }
     }
+}
+
+/// Whether the store has a flip of `upstream` being verified (by a live verifier, or one
+/// whose verifier died and is being taken over).
+async fn flip_verifying_in(store: &crate::store::EtcdStore, upstream: &str) -> bool {
+    ledger::read(store, upstream)
+        .await
+        .is_some_and(|r| r.status.state == FlipState::Verifying)
 }
 
 /// A rollout another node drives: abort or resume it there.

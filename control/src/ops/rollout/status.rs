@@ -11,6 +11,7 @@ use tokio::sync::{watch, Notify};
 
 use super::request::RolloutRequest;
 use crate::applier::lock;
+use crate::ops::claim::Claims;
 use crate::plane::PoolCounts;
 
 /// Where a rollout is.
@@ -185,9 +186,19 @@ impl Entry {
 #[derive(Clone, Default)]
 pub struct Rollouts {
     latest: Arc<Mutex<HashMap<String, Arc<Entry>>>>,
+    /// The upstreams' claims, shared with the flips ([`crate::ops::Ops`]).
+    pub(super) claims: Claims,
 }
 
 impl Rollouts {
+    /// Rollouts that share `claims` with other operations on upstreams (the flips).
+    pub(crate) fn with_claims(claims: Claims) -> Self {
+        Rollouts {
+            latest: Arc::default(),
+            claims,
+        }
+    }
+
     /// The latest rollout of `upstream`, running or over.
     pub fn latest(&self, upstream: &str) -> Option<RolloutStatus> {
         let entry = lock(&self.latest).get(upstream).cloned();

@@ -1,6 +1,7 @@
 //! The p99 comparison of a batch with the backends not yet replaced, without traffic.
 
 use super::*;
+use crate::ops::rollout::tally::delta;
 
 const BOUNDS: [u64; 4] = [1_000, 5_000, 20_000, 100_000];
 
