@@ -34,7 +34,10 @@
 # worker threads; default half the cores), PERF=1
 # (record `perf record -g` of Switchyard during each of its runs, into
 # $OUT/perf-<script>-<mode>-<clients>.data; needs linux-perf; perf slows the router, so its
-# tps and CPU columns do not compare with runs without it).
+# tps and CPU columns do not compare with runs without it), SYSCALLS=1 (count each pooler's
+# system calls and context switches with `perf stat` during its runs, and print them per
+# transaction under each row: the kernel's share of a pooler's CPU follows them; the counts
+# of the common calls are in $OUT/stat-<script>-<mode>-<clients>-<pooler>.csv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +58,7 @@ pg_workdir
 read -r p_pg p_switchyard p_control p_bouncer p_nothing < <(free_ports 5)
 
 perf=${PERF:-}
+syscalls=${SYSCALLS:-}
 if [ -n "$perf" ] && ! command -v perf >/dev/null 2>&1; then
   echo "bench: PERF=1 needs perf (apt-get install linux-perf)" >&2
   exit 1
@@ -133,21 +137,40 @@ run() {
     perf record -q -g -p "$pid" -o "$out/perf-$script-$mode-$clients.data" >/dev/null 2>&1 &
     rec=($!)
   fi
+  local stat=() statfile="$out/stat-$script-$mode-$clients-$target.csv"
+  if [ -n "$syscalls" ] && [ -n "$pid" ]; then
+    local calls=recvfrom,sendto,read,write,writev,readv,epoll_wait,epoll_pwait,epoll_ctl,futex,sched_yield,poll,ppoll
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches \
+      -e "$(echo "$calls" | sed 's/\([a-z_]*\)/syscalls:sys_enter_\1/g')" \
+      -p "$pid" -o "$statfile" >/dev/null 2>&1 &
+    stat=($!)
+  fi
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   if PGPASSWORD=$password timeout $((duration + 60)) "$pgbench" -h 127.0.0.1 -p "${port[$target]}" -U bench \
       -n "${flags[@]}" -M "$mode" -c "$clients" -j "$jobs" -T "$duration" bench >"$log" 2>&1; then
     local used=-
     [ -n "$pid" ] && used=$(($(cpu_ticks "$pid") - before))
-    awk -v used="$used" -v hz="$(getconf CLK_TCK)" '
+    if [ ${#stat[@]} -gt 0 ]; then
+      kill -INT "${stat[0]}" 2>/dev/null || true
+      wait "${stat[0]}" 2>/dev/null || true
+    fi
+    local sc=- cs=-
+    if [ -s "$statfile" ]; then
+      sc=$(awk -F, '$3 ~ /sys_enter/ { print $1 }' "$statfile")
+      cs=$(awk -F, '$3 ~ /context-switches/ { print $1 }' "$statfile")
+    fi
+    awk -v used="$used" -v hz="$(getconf CLK_TCK)" -v sc="${sc:--}" -v cs="${cs:--}" '
       /^tps = / { tps = $3 }
       /^latency average = / { lat = $4 }
       /^number of transactions actually processed: / { split($NF, n, "/"); txns = n[1] }
       END {
         cpu = (used == "-" || txns == 0) ? "-" : sprintf("%.1f", used / hz * 1e6 / txns)
-        printf "%.0f %.3f %s\n", tps, lat, cpu
+        scx = (sc == "-" || sc == "" || txns == 0) ? "-" : sprintf("%.2f", sc / txns)
+        csx = (cs == "-" || cs == "" || txns == 0) ? "-" : sprintf("%.2f", cs / txns)
+        printf "%.0f %.3f %s %s %s\n", tps, lat, cpu, scx, csx
       }' "$log"
   else
-    echo "- - -"
+    echo "- - - - -"
   fi
   if [ ${#rec[@]} -gt 0 ]; then
     kill -INT "${rec[0]}" 2>/dev/null || true
@@ -165,18 +188,22 @@ row=0
 for script in $scripts; do
   for mode in $modes; do
     for clients in $clients_list; do
-      declare -A tps=() lat=() cpu=()
+      declare -A tps=() lat=() cpu=() sc=() cs=()
       # Rotate the order per row, so no target always runs first (or right after a vacuum).
       for i in 0 1 2; do
         t=${targets[$(((i + row) % 3))]}
-        read -r tps[$t] lat[$t] cpu[$t] < <(run "$t" "$script" "$mode" "$clients" "$out/$script-$mode-$clients-$t.log")
+        read -r tps[$t] lat[$t] cpu[$t] sc[$t] cs[$t] < <(run "$t" "$script" "$mode" "$clients" "$out/$script-$mode-$clients-$t.log")
       done
       row=$((row + 1))
       ratio=$(python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}' if a!='-' and b!='-' and float(b)>0 else '-')" "${tps[switchyard]}" "${tps[pgbouncer]}")
       printf '%-7s %-9s %4s | %9s %8s | %9s %8s | %9s %8s | %6s | %8s %8s\n' "$script" "$mode" "$clients" \
         "${tps[switchyard]}" "${lat[switchyard]}" "${tps[pgbouncer]}" "${lat[pgbouncer]}" \
         "${tps[direct]}" "${lat[direct]}" "$ratio" "${cpu[switchyard]}" "${cpu[pgbouncer]}" | tee -a "$out/summary.txt"
-      unset tps lat cpu
+      if [ -n "$syscalls" ]; then
+        printf '%27s syscalls/tx: switchyard %s, pgbouncer %s; context switches/tx: switchyard %s, pgbouncer %s\n' "" \
+          "${sc[switchyard]}" "${sc[pgbouncer]}" "${cs[switchyard]}" "${cs[pgbouncer]}" | tee -a "$out/summary.txt"
+      fi
+      unset tps lat cpu sc cs
     done
   done
 done
