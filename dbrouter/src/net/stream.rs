@@ -39,7 +39,8 @@ struct Sock<'a>(&'a TcpStream);
 
 impl Read for Sock<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+        let room = buf.len();
+        read_drained(self.0, room, || self.0.try_read(buf))
     }
 }
 
