@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use switchyard_pgwire::backend::{self as message, SqlState};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// SQLSTATE `admin_shutdown`.
 const ADMIN_SHUTDOWN: SqlState = SqlState("57P01");
@@ -42,6 +42,9 @@ pub type HandoffSink = Arc<dyn Fn(Vec<u8>, OwnedFd) -> bool + Send + Sync>;
 #[derive(Clone)]
 pub struct Closing {
     mode: Arc<watch::Sender<Mode>>,
+    /// Woken at each change of `mode`: what [`Closing::past`] waits on (a `Notified` is a
+    /// third of the size of a `watch` wait, and every idle client waits on one).
+    changed: Arc<Notify>,
     sink: Arc<Mutex<Option<HandoffSink>>>,
 }
 
@@ -57,6 +60,7 @@ impl Default for Closing {
     fn default() -> Self {
         Closing {
             mode: Arc::new(watch::channel(Mode::Open).0),
+            changed: Arc::default(),
             sink: Arc::default(),
         }
     }
@@ -75,13 +79,16 @@ impl Closing {
     }
 
     fn advance(&self, to: Mode) {
-        self.mode.send_if_modified(|m| {
+        let moved = self.mode.send_if_modified(|m| {
             let later = *m < to;
             if later {
                 *m = to;
             }
             later
         });
+        if moved {
+            self.changed.notify_waiters();
+        }
     }
 
     pub fn mode(&self) -> Mode {
@@ -94,11 +101,14 @@ impl Closing {
 
     /// Resolves once the mode is past `seen`; the mode then.
     pub async fn past(&self, seen: Mode) -> Mode {
-        let mut rx = self.mode.subscribe();
-        let now = rx.wait_for(|m| *m > seen).await.map(|m| *m);
-        match now {
-            Ok(m) => m,
-            Err(_) => std::future::pending().await,
+        loop {
+            // Made before the mode is read: a change after the read still wakes it.
+            let changed = self.changed.notified();
+            let now = self.mode();
+            if now > seen {
+                return now;
+            }
+            changed.await;
         }
     }
 

@@ -46,38 +46,63 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_NEGOTIATIONS: usize = 2;
 
 /// Serve one client of `cluster` to the end.
-pub async fn run(svc: Arc<Services>, cluster: Arc<str>, tcp: TcpStream, peer: SocketAddr) {
-    let stats = svc.stats.get(&cluster);
-    let _counted = stats.client();
+///
+/// A plain function returning an `async move` block, not an `async fn`: an `async fn` keeps
+/// a second copy of each argument it takes by value (the socket, the peer's address) in the
+/// client's task for its whole life.
+pub fn run(
+    svc: Arc<Services>,
+    cluster: Arc<str>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> + Send {
     let _ = tcp.set_nodelay(true);
-    let mut client = PgStream::plain(tcp);
-    let rt = svc.live.cluster(&cluster);
-    let max = rt.as_ref().map(|c| c.config.max_client_conn);
-    let admitted = svc.admission.admit(&cluster, max);
-    let tls = rt.and_then(|c| c.tls.clone());
-    let outcome = serve(
-        &svc,
-        &cluster,
-        &stats,
-        &mut client,
-        tls.as_deref(),
-        admitted.is_some(),
-    )
-    .await;
-    drop(admitted);
-    match outcome {
-        Ok(end) => tracing::debug!(cluster = %cluster, client = %peer, end, "client session ended"),
-        Err(e) => {
-            stats.client_error(e.code.0);
-            if e.code == SqlState::INVALID_PASSWORD {
-                stats.auth_failed();
+    let client = PgStream::plain(tcp);
+    run_client(svc, cluster, client, peer)
+}
+
+/// [`run`], past the socket's setup (an `async move` block, as `run` says).
+// By hand, not `async fn`: see above.
+#[allow(clippy::manual_async_fn)]
+fn run_client(
+    svc: Arc<Services>,
+    cluster: Arc<str>,
+    mut client: PgStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let stats = svc.stats.get(&cluster);
+        let _counted = stats.client();
+        let rt = svc.live.cluster(&cluster);
+        let max = rt.as_ref().map(|c| c.config.max_client_conn);
+        let admitted = svc.admission.admit(&cluster, max);
+        let tls = rt.and_then(|c| c.tls.clone());
+        let outcome = serve(
+            &svc,
+            &cluster,
+            &stats,
+            &mut client,
+            tls.as_deref(),
+            admitted.is_some(),
+        )
+        .await;
+        drop(admitted);
+        match outcome {
+            Ok(end) => {
+                tracing::debug!(cluster = %cluster, client = %peer, end, "client session ended")
             }
-            tracing::info!(cluster = %cluster, client = %peer, sqlstate = e.code.0, error = %e.message, "client refused");
-            let mut out = BytesMut::new();
-            e.write(&mut out);
-            let _ = client.write_all(&out).await;
-            let _ = client.flush().await;
-            let _ = client.shutdown().await;
+            Err(e) => {
+                stats.client_error(e.code.0);
+                if e.code == SqlState::INVALID_PASSWORD {
+                    stats.auth_failed();
+                }
+                tracing::info!(cluster = %cluster, client = %peer, sqlstate = e.code.0, error = %e.message, "client refused");
+                let mut out = BytesMut::new();
+                e.write(&mut out);
+                let _ = client.write_all(&out).await;
+                let _ = client.flush().await;
+                let _ = client.shutdown().await;
+            }
         }
     }
 }

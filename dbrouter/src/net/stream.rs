@@ -181,16 +181,29 @@ impl PgStream {
     /// Wait until a read may make progress: plaintext already decrypted, or bytes (or the
     /// end) on the socket.
     pub async fn readable(&self) -> io::Result<()> {
-        if let Some(tls) = &self.tls {
-            let buffered = match lock(tls).process_new_packets() {
-                Ok(state) => state.plaintext_bytes_to_read() > 0 || state.peer_has_closed(),
-                Err(_) => true,
-            };
-            if buffered {
-                return Ok(());
-            }
+        if self.tls_buffered() {
+            return Ok(());
         }
         self.tcp.readable().await
+    }
+
+    /// [`PgStream::readable`] as a poll, which needs no future of its own: what an idle
+    /// client of the relay waits on. Only the latest task to poll it is woken (tokio's
+    /// `poll_read_ready`): the task that owns the stream.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.tls_buffered() {
+            return Poll::Ready(Ok(()));
+        }
+        self.tcp.poll_read_ready(cx)
+    }
+
+    /// Decrypted bytes (or the peer's close) wait to be read.
+    fn tls_buffered(&self) -> bool {
+        let Some(tls) = &self.tls else { return false };
+        match lock(tls).process_new_packets() {
+            Ok(state) => state.plaintext_bytes_to_read() > 0 || state.peer_has_closed(),
+            Err(_) => true,
+        }
     }
 
     /// Wait until the socket takes bytes.

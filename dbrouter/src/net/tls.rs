@@ -118,9 +118,10 @@ tokio::task_local! {
     static SERVER_TLS: Arc<ServerTls>;
 }
 
-/// Run `session` with `tls` as the server TLS of its logins.
-pub async fn scope<F: Future>(tls: Arc<ServerTls>, session: F) -> F::Output {
-    SERVER_TLS.scope(tls, session).await
+/// Run `session` with `tls` as the server TLS of its logins. (Not an `async fn`: that would
+/// hold `session` twice, as its argument and inside the scope, for the session's life.)
+pub fn scope<F: Future>(tls: Arc<ServerTls>, session: F) -> impl Future<Output = F::Output> {
+    SERVER_TLS.scope(tls, session)
 }
 
 /// The server TLS of the session running this task (none outside a session).

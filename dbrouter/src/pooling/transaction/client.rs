@@ -200,7 +200,8 @@ impl TxRelay<'_> {
         if let (Some(why), None) = (fx.pin, self.pinned) {
             self.pinned = Some(why);
             tracing::debug!(cluster = %self.up.cluster, reason = why, "client pinned to its server connection for the rest of its session");
-            self.metrics.pin(&self.node.counters, why);
+            self.metrics
+                .pin(&self.node.counters, self.up.cluster, &self.up.node, why);
         }
     }
 
@@ -400,7 +401,7 @@ impl TxRelay<'_> {
         h.check = Some(Check::Pending);
         // The client's request follows in this batch: the turn must not end in between.
         h.mid_batch = true;
-        self.gate = Some(msg.into());
+        self.gate = Some(Box::new(msg.into()));
         true
     }
 
@@ -445,7 +446,7 @@ impl TxRelay<'_> {
         put(&mut h.to_server, b'H', &[]);
         h.check = Some(Check::Pending);
         h.mid_batch = true;
-        self.gate = Some(msg.into());
+        self.gate = Some(Box::new(msg.into()));
         true
     }
 

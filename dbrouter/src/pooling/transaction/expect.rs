@@ -133,17 +133,6 @@ impl Expect {
         self.q.is_empty()
     }
 
-    /// A fresh queue that keeps this one's memory.
-    pub fn recycled(mut self) -> Expect {
-        self.q.clear();
-        self.pending.clear();
-        Expect {
-            q: self.q,
-            pending: self.pending,
-            ..Expect::default()
-        }
-    }
-
     /// Whether the server is skipping messages until a `Sync`.
     pub fn skipping(&self) -> bool {
         self.skipping

@@ -1,6 +1,6 @@
 //! A server connection held for a client's turn ([`Held`]): what is in flight on it and
-//! what the turn did, and the buffers a turn leaves for the next one ([`Spare`]), so that a
-//! client's turns do not allocate and grow their buffers afresh every time.
+//! what the turn did. It is boxed in the relay, and its buffers are lent by the thread's
+//! store ([`bufpool`]) for the turn only, so an idle client keeps none of it.
 
 use std::sync::Arc;
 
@@ -12,23 +12,6 @@ use super::sql::ParamOp;
 use crate::ha::monitor::Lsn;
 use crate::net::bufpool;
 use crate::server::pool::{NodePool, PooledConn};
-
-/// Buffers and queue of a finished turn, empty, their memory kept for the next one.
-#[derive(Debug, Default)]
-pub(super) struct Spare {
-    sbuf: BytesMut,
-    to_server: BytesMut,
-    expect: Expect,
-}
-
-impl Spare {
-    /// Give the buffers' memory back to the thread's store ([`bufpool`]): an idle client
-    /// keeps none. The queue stays (its memory is small).
-    pub fn give_back(&mut self) {
-        bufpool::give_back(&mut self.sbuf);
-        bufpool::give_back(&mut self.to_server);
-    }
-}
 
 /// Where the router's check of a statement prepared again after DDL stands
 /// ([`super::expect::Entry::Check`]).
@@ -86,17 +69,18 @@ pub(super) struct Held {
 }
 
 impl Held {
-    /// A turn on `conn` of `node` (from `pool`), with the buffers of an earlier turn.
-    pub fn new(conn: PooledConn, pool: Arc<NodePool>, node: Arc<str>, spare: Spare) -> Self {
-        let mut to_server = spare.to_server;
+    /// A turn on `conn` of `node` (from `pool`); its buffers are lent by the thread's store
+    /// ([`bufpool`]) and go back to it when the turn ends.
+    pub fn new(conn: PooledConn, pool: Arc<NodePool>, node: Arc<str>) -> Self {
+        let mut to_server = BytesMut::new();
         bufpool::lend(&mut to_server);
         Held {
             conn,
             pool,
             node,
-            sbuf: spare.sbuf,
+            sbuf: BytesMut::new(),
             to_server,
-            expect: spare.expect,
+            expect: Expect::default(),
             mid_batch: false,
             ops: Vec::new(),
             rows: Vec::new(),
@@ -125,19 +109,15 @@ impl Held {
             && self.sbuf.is_empty()
     }
 
-    /// End the turn: the connection and where it goes back to, and the empty buffers for
-    /// the next turn (only a turn that ended [`Held::quiet`] leaves them; otherwise they
-    /// are dropped).
-    pub fn finish(self) -> (PooledConn, Arc<NodePool>, Option<&'static str>, Spare) {
-        let spare = if self.quiet() {
-            Spare {
-                sbuf: self.sbuf,
-                to_server: self.to_server,
-                expect: self.expect.recycled(),
-            }
-        } else {
-            Spare::default()
-        };
-        (self.conn, self.pool, self.dirty, spare)
+    /// End the turn: the connection, where it goes back to, and why it must not be reused
+    /// (if it must not). The buffers of a turn that ended [`Held::quiet`] go back to the
+    /// thread's store; others are dropped.
+    pub fn finish(self: Box<Self>) -> (PooledConn, Arc<NodePool>, Option<&'static str>) {
+        let mut h = *self;
+        if h.quiet() {
+            bufpool::give_back(&mut h.sbuf);
+            bufpool::give_back(&mut h.to_server);
+        }
+        (h.conn, h.pool, h.dirty)
     }
 }

@@ -24,7 +24,7 @@ use crate::closing::Mode;
 use crate::net::bufpool;
 use crate::net::stream::PgStream;
 
-enum Event {
+pub(super) enum Event {
     ClientRead,
     ServerRead,
     Wrote,
@@ -75,12 +75,11 @@ impl TxRelay<'_> {
         .await;
     }
 
-    /// Give back the memory of the client's buffers that are empty and of those the last
-    /// turn left ([`super::held::Spare`]); the next bytes in or out borrow again.
+    /// Give back the memory of the client's buffers that are empty; the next bytes in or
+    /// out borrow again.
     fn give_back_buffers(&mut self) {
         bufpool::give_back(&mut self.cbuf);
         bufpool::give_back(&mut self.to_client);
-        self.spare.give_back();
     }
 
     /// Write what the sockets take now, without waiting.
@@ -91,11 +90,37 @@ impl TxRelay<'_> {
         write_some(self.client, &mut self.to_client).map_err(TxEnd::ClientIo)
     }
 
-    /// Wait for one socket to be ready and do what it is ready for.
+    /// Wait for one socket to be ready and do what it is ready for. Between turns (no
+    /// server connection held, nothing due to the client) the wait is [`TxRelay::idle`]'s,
+    /// small, for the client's next bytes; otherwise it is [`TxRelay::busy`]'s, boxed (one
+    /// allocation per wait while a turn runs): an idle client's task holds only the idle
+    /// wait, not the room of five readiness futures.
     pub(super) async fn io(&mut self) -> Result<(), TxEnd> {
         self.flush_now()?;
+        let event =
+            if self.held.is_none() && self.to_client.is_empty() && !self.client.wants_write() {
+                // Between turns: an idle client holds no buffer memory.
+                self.give_back_buffers();
+                self.idle().await
+            } else {
+                Box::pin(self.busy()).await
+            }?;
+        self.on_event(event)
+    }
+
+    /// Wait for the client's next bytes, or for the process to close its sessions.
+    pub(super) async fn idle(&mut self) -> Result<Event, TxEnd> {
+        let (closing, client) = (self.closing, &*self.client);
+        tokio::select! {
+            biased;
+            m = closing.past(self.close_seen), if self.close_seen != Mode::Close => Ok(Event::Closing(m)),
+            r = std::future::poll_fn(|cx| client.poll_readable(cx)) => r.map(|_| Event::ClientRead).map_err(TxEnd::ClientIo),
+        }
+    }
+
+    /// Wait for whichever socket the turn needs first.
+    async fn busy(&mut self) -> Result<Event, TxEnd> {
         if self.held.is_none() {
-            // Between turns: an idle client holds no buffer memory.
             self.give_back_buffers();
         }
         let server = self.held.as_ref().map(|h| &h.conn.conn.stream);
@@ -109,7 +134,7 @@ impl TxRelay<'_> {
         };
         let client_write = !self.to_client.is_empty() || self.client.wants_write();
         let closing = self.closing;
-        let event = tokio::select! {
+        tokio::select! {
             biased;
             m = closing.past(self.close_seen), if self.close_seen != Mode::Close => Ok(Event::Closing(m)),
             r = ready(server, Interest::READABLE), if server_read => r.map(|_| Event::ServerRead).map_err(TxEnd::ServerIo),
@@ -117,7 +142,11 @@ impl TxRelay<'_> {
             r = self.client.writable(), if client_write => r.map(|_| Event::Wrote).map_err(TxEnd::ClientIo),
             r = self.client.readable(), if read_client => r.map(|_| Event::ClientRead).map_err(TxEnd::ClientIo),
             else => Err(TxEnd::ServerViolation("the relay has nothing to wait for".into())),
-        }?;
+        }
+    }
+
+    /// Do what a socket is ready for.
+    fn on_event(&mut self, event: Event) -> Result<(), TxEnd> {
         match event {
             Event::Closing(m) => {
                 self.close_seen = m;

@@ -46,8 +46,10 @@ pub mod report;
 pub mod sql;
 
 mod client;
+mod end;
 mod held;
 mod io;
+mod own;
 mod relay;
 mod server;
 #[cfg(test)]
@@ -56,47 +58,68 @@ mod state;
 
 pub use nodes::{Shared, TxNode, TxNodes};
 
-use std::time::Duration;
-
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use self::params::{replay_sql, Params, REPLAYED_STARTUP};
-use self::relay::{Held, TxEnd, TxRelay};
+use self::own::{set_params, OWN_QUERY_TIMEOUT};
+use self::params::{Params, REPLAYED_STARTUP};
+use self::relay::TxRelay;
 use self::report::TxMetrics;
 use self::state::ClientState;
 use crate::cancel::CancelKey;
-use crate::net::read::read_frame;
 use crate::net::stream::PgStream;
-use crate::server::conn::{ClientErrorOrFrame, ServerConn};
+use crate::server::conn::ClientErrorOrFrame;
 use crate::server::pool;
 use crate::server::upstream::Upstream;
+use switchyard_pgwire::backend::parameter_status_fields;
 use switchyard_pgwire::backend::{self as message, SqlState};
-use switchyard_pgwire::backend::{error_message, parameter_status_fields};
 use switchyard_pgwire::error::ClientError;
-use switchyard_pgwire::frame::{self, put};
-use switchyard_pgwire::frontend::put_query;
+use switchyard_pgwire::frame::put;
 use switchyard_pgwire::startup::StartupParams;
 
 // === a session, from login to goodbye ===
 
-/// Longest the router's own queries at login and logout may take.
-const OWN_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Longest the last bytes due to a client that is being closed may take to go out.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Serve a logged-in client in transaction pooling. `out` holds what is already due to it
 /// (`AuthenticationOk`); `pending`, what it sent past its login.
-pub async fn serve(
-    up: &Upstream<'_>,
-    shared: Shared<'_>,
-    client: &mut PgStream,
+///
+/// A plain function returning an `async move` block, not an `async fn`: an `async fn` keeps
+/// a second copy of each argument it takes by value for the whole session.
+// By hand, not `async fn`: see above.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<'a>(
+    up: &'a Upstream<'a>,
+    shared: Shared<'a>,
+    client: &'a mut PgStream,
     pending: BytesMut,
-    params: &StartupParams,
-    mut out: BytesMut,
-    cancel: &CancelKey,
-) -> Result<&'static str, ClientError> {
+    params: &'a StartupParams,
+    out: BytesMut,
+    cancel: &'a CancelKey,
+) -> impl std::future::Future<Output = Result<&'static str, ClientError>> + Send + 'a {
+    async move {
+        let (server_params, startup) = split_startup(params);
+        let key = format!("tx\0{}", pool::key(&server_params));
+        // Boxed, as the client's login: the server checkout's futures do not stay in the
+        // session's task for its whole life.
+        let welcomed = Box::pin(welcome(
+            up,
+            &key,
+            &server_params,
+            startup,
+            client,
+            out,
+            cancel,
+        ));
+        let Some(me) = welcomed.await? else {
+            return Ok("the server refused the login");
+        };
+        let session = LoggedIn::new(pending, me, &key, &server_params);
+        to_end(session, up, shared, client, cancel).await
+    }
+}
+
+/// The client's startup parameters split: those that key the pool (its server connections
+/// are opened with them), and those that are the client's own values, replayed.
+fn split_startup(params: &StartupParams) -> (Vec<(&str, &str)>, Params) {
     let mut server_params: Vec<(&str, &str)> = Vec::new();
     let mut startup = Params::new();
     for (k, v) in &params.params {
@@ -109,16 +132,24 @@ pub async fn serve(
             server_params.push((k, v));
         }
     }
-    let key = format!("tx\0{}", pool::key(&server_params));
+    (server_params, startup)
+}
 
-    // Boxed, as the client's login: the server checkout's futures do not stay in the
-    // session's task for its whole life.
-    let me = match Box::pin(login(up, &key, &server_params, startup, &mut out)).await? {
-        Some(me) => me,
-        None => {
-            let _ = client.write_all(&out).await;
-            return Ok("the server refused the login");
-        }
+/// Log the client in ([`login`]) and tell it so: its `ParameterStatus` values, our
+/// `BackendKeyData` and `ReadyForQuery` after what `out` holds. `None`: the server refused
+/// the login, and the client was told why.
+async fn welcome(
+    up: &Upstream<'_>,
+    key: &str,
+    server_params: &[(&str, &str)],
+    startup: Params,
+    client: &mut PgStream,
+    mut out: BytesMut,
+    cancel: &CancelKey,
+) -> Result<Option<ClientState>, ClientError> {
+    let Some(me) = login(up, key, server_params, startup, &mut out).await? else {
+        let _ = client.write_all(&out).await;
+        return Ok(None);
     };
     message::backend_key_data(&mut out, cancel.pid, cancel.secret);
     message::ready_for_query(&mut out, b'I');
@@ -126,40 +157,32 @@ pub async fn serve(
         .write_all(&out)
         .await
         .map_err(|_| ClientError::fatal(SqlState::CONNECTION_FAILURE, "client connection lost"))?;
-    drop(out);
-    let session = LoggedIn {
-        pending,
-        me,
-        key: &key,
-        server_params: &server_params,
-    };
-    relay_session(up, shared, client, session, cancel).await
+    Ok(Some(me))
 }
 
 /// Go on with a session another process handed over ([`handoff`]): no login, its state as
 /// it was between two transactions.
-pub async fn resume(
-    up: &Upstream<'_>,
-    shared: Shared<'_>,
-    client: &mut PgStream,
+// By hand, not `async fn`, as `serve`.
+#[allow(clippy::manual_async_fn)]
+pub fn resume<'a>(
+    up: &'a Upstream<'a>,
+    shared: Shared<'a>,
+    client: &'a mut PgStream,
     handoff: handoff::Handoff,
-    cancel: &CancelKey,
-) -> Result<&'static str, ClientError> {
-    let server_params: Vec<(&str, &str)> = handoff
-        .server_params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let key = format!("tx\0{}", pool::key(&server_params));
-    let me = handoff.client_state(&shared.nodes.get(up.cluster, &up.node));
-    let pending = BytesMut::from(&handoff.pending[..]);
-    let session = LoggedIn {
-        pending,
-        me,
-        key: &key,
-        server_params: &server_params,
-    };
-    relay_session(up, shared, client, session, cancel).await
+    cancel: &'a CancelKey,
+) -> impl std::future::Future<Output = Result<&'static str, ClientError>> + Send + 'a {
+    async move {
+        let server_params: Vec<(&str, &str)> = handoff
+            .server_params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let key = format!("tx\0{}", pool::key(&server_params));
+        let me = handoff.client_state(&shared.nodes.get(up.cluster, &up.node));
+        let pending = BytesMut::from(&handoff.pending[..]);
+        let session = LoggedIn::new(pending, me, &key, &server_params);
+        to_end(session, up, shared, client, cancel).await
+    }
 }
 
 /// A session past its login (or handed over): what the relay starts from.
@@ -172,31 +195,44 @@ struct LoggedIn<'a> {
     server_params: &'a [(&'a str, &'a str)],
 }
 
-/// The relay of a logged-in session, to its end.
-async fn relay_session(
-    up: &Upstream<'_>,
-    shared: Shared<'_>,
-    client: &mut PgStream,
-    session: LoggedIn<'_>,
-    cancel: &CancelKey,
-) -> Result<&'static str, ClientError> {
-    let LoggedIn {
-        pending,
-        me,
-        key,
-        server_params,
-    } = session;
-    let key = key.to_string();
+impl<'a> LoggedIn<'a> {
+    fn new(
+        pending: BytesMut,
+        me: ClientState,
+        key: &'a str,
+        server_params: &'a [(&'a str, &'a str)],
+    ) -> Self {
+        LoggedIn {
+            pending,
+            me,
+            key,
+            server_params,
+        }
+    }
+}
+
+/// Relay a logged-in session to its end. The relay is made here, before the future: the
+/// future holds it once, not also the `session` it was made from.
+fn to_end<'a>(
+    session: LoggedIn<'a>,
+    up: &'a Upstream<'a>,
+    shared: Shared<'a>,
+    client: &'a mut PgStream,
+    cancel: &'a CancelKey,
+) -> impl std::future::Future<Output = Result<&'static str, ClientError>> + Send + 'a {
+    let node = shared.nodes.get(up.cluster, &up.node);
+    let mut me = session.me;
+    me.reported.share(&node.reported);
     let mut relay = TxRelay {
         up,
         verdicts: shared.verdicts,
-        node: shared.nodes.get(up.cluster, &up.node),
-        key: &key,
-        server_params,
+        node,
+        key: session.key,
+        server_params: session.server_params,
         cancel,
         metrics: TxMetrics::new(up.cluster, &up.node),
         client,
-        cbuf: pending,
+        cbuf: session.pending,
         to_client: BytesMut::new(),
         held: None,
         me,
@@ -208,111 +244,14 @@ async fn relay_session(
         min_lsn: None,
         gate: None,
         resume: false,
-        spare: Default::default(),
         pools: Vec::new(),
         closing: shared.closing,
         close_seen: crate::closing::Mode::Open,
     };
-    let end = relay.run().await;
-    if matches!(
-        end,
-        TxEnd::Terminated | TxEnd::ClientClosed { .. } | TxEnd::ClientIo(_)
-    ) {
-        // Boxed (as `give_back` below): what runs once at the end does not size the
-        // session's task while it is idle.
-        Box::pin(relay.settle(OWN_QUERY_TIMEOUT)).await;
-    }
-    cancel.set_server(None);
-    let (held, pinned, unsent) = (relay.held.take(), relay.pinned, relay.to_client.split());
-    let (me, unread) = (std::mem::take(&mut relay.me), relay.cbuf.split());
-    drop(relay);
-    let cluster = up.cluster;
-    match end {
-        TxEnd::Terminated | TxEnd::ClientClosed { .. } | TxEnd::ClientIo(_) => {
-            match &end {
-                TxEnd::ClientClosed { between_messages } => {
-                    tracing::debug!(cluster, between_messages, "client closed its connection")
-                }
-                TxEnd::ClientIo(e) => {
-                    tracing::debug!(cluster, error = %e, "client connection lost")
-                }
-                _ => {}
-            }
-            if let Some(h) = held {
-                Box::pin(give_back(up, key, h, pinned.is_some())).await;
-            }
-            Ok(if matches!(end, TxEnd::Terminated) {
-                "client left"
-            } else {
-                "client connection lost"
-            })
-        }
-        TxEnd::HandOver => {
-            let state = handoff::Handoff::of(
-                cluster,
-                &up.user.name,
-                server_params,
-                &me,
-                (cancel.pid, cancel.secret),
-                &unread,
-            );
-            let handed = match (serde_json::to_vec(&state), client.tcp_fd()) {
-                (Ok(json), Ok(fd)) => shared.closing.hand(json, fd),
-                _ => false,
-            };
-            if handed {
-                // Its socket lives on in the new process: closed here without a shutdown.
-                tracing::debug!(
-                    cluster,
-                    client = cancel.pid,
-                    "session handed to the new process"
-                );
-                return Ok("handed to the new process");
-            }
-            let mut bye = BytesMut::new();
-            crate::closing::goodbye(&mut bye);
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.write_all(&bye)).await;
-            let _ = client.shutdown().await;
-            Ok("closed between transactions by the drain")
-        }
-        TxEnd::Closed => {
-            if let Some(h) = held {
-                Box::pin(give_back(up, key, h, pinned.is_some())).await;
-            }
-            let mut bye = BytesMut::new();
-            crate::closing::goodbye(&mut bye);
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.write_all(&bye)).await;
-            let _ = client.shutdown().await;
-            Ok("closed between transactions by the drain")
-        }
-        other => {
-            if !unsent.is_empty() {
-                let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.write_all(&unsent)).await;
-            }
-            match other {
-                TxEnd::ServerClosed => Ok("server closed the connection"),
-                TxEnd::ServerIo(e) => {
-                    tracing::warn!(cluster, node = %up.node, error = %e, "server connection lost");
-                    Ok("server connection lost")
-                }
-                TxEnd::ServerViolation(e) => {
-                    tracing::warn!(cluster, node = %up.node, error = %e, "server connection out of step");
-                    Err(ClientError::fatal(
-                        SqlState::CONNECTION_FAILURE,
-                        format!("lost step with the server connection: {e}"),
-                    ))
-                }
-                TxEnd::ClientViolation(e) => {
-                    Err(ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e))
-                }
-                TxEnd::Refused(ClientErrorOrFrame::Error(e)) => Err(e),
-                TxEnd::Refused(ClientErrorOrFrame::Frame(f)) => {
-                    let _ = client.write_all(&f.to_wire()).await;
-                    Ok("the server refused a login")
-                }
-                _ => Ok("client left"),
-            }
-        }
+    async move {
+        let end = relay.run().await;
+        // Boxed: what runs once at the end does not size the session's task while it is idle.
+        Box::pin(end::finish(relay, end)).await
     }
 }
 
@@ -385,71 +324,4 @@ async fn login(
     }
     up.pool.put_back(key.to_string(), conn, &up.settings());
     Ok(Some(me))
-}
-
-/// The client left while holding `h`: reuse it if it can be made clean, else close it.
-async fn give_back(up: &Upstream<'_>, key: String, mut h: Held, pinned: bool) {
-    if !h.quiet() || h.dirty.is_some() {
-        // A request in flight (its answer would reach the next client): close.
-        return;
-    }
-    if h.conn.conn.status != b'I' {
-        let rolled_back =
-            tokio::time::timeout(OWN_QUERY_TIMEOUT, own_query(&mut h.conn.conn, "ROLLBACK"));
-        if !matches!(rolled_back.await, Ok(Ok(_))) || h.conn.conn.status != b'I' {
-            return;
-        }
-        tracing::debug!(cluster = %up.cluster, "rolled back the transaction of a client that left");
-    }
-    let settings = up.settings();
-    if pinned || !h.ops.is_empty() {
-        // Session state the router does not know (it pinned, or changed parameters that
-        // were not read back yet) must not reach the next client: DISCARD ALL.
-        h.pool.clone().release(key, h.conn, &settings).await;
-    } else {
-        h.pool.put_back(key, h.conn, &settings);
-    }
-}
-
-/// Make `conn`'s parameters `want` (the login replay); the server's notices come back, as
-/// messages. `Err(Some(message))`: the server refused a value; `Err(None)`: the connection
-/// failed.
-async fn set_params(conn: &mut ServerConn, want: &Params) -> Result<BytesMut, Option<String>> {
-    let Some(sql) = replay_sql(want, &conn.state.params) else {
-        return Ok(BytesMut::new());
-    };
-    let notices = own_query(conn, &sql).await?;
-    conn.state.params = want.clone();
-    Ok(notices)
-}
-
-/// Run `sql` on an idle `conn` and read to its `ReadyForQuery`, keeping `ParameterStatus`
-/// news. Returns the `NoticeResponse`s it got, as messages (the caller decides whether they
-/// are the client's). `Err(Some(message))` if it failed.
-async fn own_query(conn: &mut ServerConn, sql: &str) -> Result<BytesMut, Option<String>> {
-    let mut out = BytesMut::new();
-    put_query(&mut out, sql);
-    conn.stream.write_all(&out).await.map_err(|_| None)?;
-    let mut buf = BytesMut::new();
-    let mut error = None;
-    let mut notices = BytesMut::new();
-    loop {
-        let f = read_frame(&mut conn.stream, &mut buf, frame::backend_limit)
-            .await
-            .map_err(|_| None)?;
-        match f.tag {
-            b'E' => error = Some(error_message(&f.body)),
-            b'N' => notices.extend_from_slice(&f.to_wire()),
-            b'S' => conn.set_parameter_status(f),
-            b'G' | b'H' | b'W' => return Err(None),
-            b'Z' => {
-                conn.status = f.body.first().copied().unwrap_or(0);
-                if !buf.is_empty() {
-                    return Err(None);
-                }
-                return error.map_or(Ok(notices), |e| Err(Some(e)));
-            }
-            _ => {}
-        }
-    }
 }

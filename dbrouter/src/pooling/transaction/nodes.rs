@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::prepared::StatementRegistry;
 use super::report::TxCounters;
+use super::state::LastReported;
 use crate::closing::Closing;
 use crate::ha::Verdicts;
 use crate::registry::ByNode;
@@ -19,6 +20,9 @@ pub struct TxNode {
     pub statements: StatementRegistry,
     /// Transaction pooling counters.
     pub counters: TxCounters,
+    /// The `ParameterStatus` values of its latest client login, shared by the next clients
+    /// told the same.
+    pub(super) reported: LastReported,
 }
 
 /// A turn running DDL, on `node`'s registry ([`StatementRegistry::ddl_started`]); dropped

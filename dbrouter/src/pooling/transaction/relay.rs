@@ -18,7 +18,6 @@ use switchyard_config::Address;
 
 use super::expect::{Entry, Internal};
 pub(super) use super::held::Held;
-use super::held::Spare;
 use super::nodes::TxNode;
 use super::params::{replay_sql, Verify};
 use super::prepared;
@@ -37,7 +36,7 @@ use crate::server::upstream::Upstream;
 use switchyard_pgwire::backend::{self as message, SqlState};
 use switchyard_pgwire::backend::{error_code, error_message};
 use switchyard_pgwire::error::ClientError;
-use switchyard_pgwire::frame::put;
+use switchyard_pgwire::frame::{self, put};
 use switchyard_pgwire::frontend::{self, put_query};
 
 /// Nodes whose pools a session keeps at hand ([`TxRelay::node_pool`]).
@@ -110,11 +109,13 @@ pub(super) struct TxRelay<'a> {
     pub server_params: &'a [(&'a str, &'a str)],
     pub cancel: &'a CancelKey,
     pub metrics: TxMetrics,
-    pub client: &'a PgStream,
+    pub client: &'a mut PgStream,
     /// Read from the client, not yet handled.
     pub cbuf: BytesMut,
     pub to_client: BytesMut,
-    pub held: Option<Held>,
+    /// The server connection of the current turn. Boxed: an idle client keeps a pointer's
+    /// room for it, not the whole of it (568 bytes).
+    pub held: Option<Box<Held>>,
     pub me: ClientState,
     /// Why the client keeps its server connection to the end, if it does.
     pub pinned: Option<&'static str>,
@@ -125,7 +126,7 @@ pub(super) struct TxRelay<'a> {
     pub route_override: Option<RouteOverride>,
     /// Its server connection was lost while it was idle in a transaction: the error its
     /// next message gets instead of running.
-    pub lost: Option<String>,
+    pub lost: Option<Box<str>>,
     /// The current turn went to the primary as a write (not a read that fell back there).
     pub turn_writes: bool,
     /// Read-your-writes: the primary's WAL position after this client's latest write; its
@@ -133,12 +134,10 @@ pub(super) struct TxRelay<'a> {
     pub min_lsn: Option<Lsn>,
     /// A client message held back until the router's check of a statement it names is
     /// answered ([`TxRelay::check_copy`]).
-    pub gate: Option<BytesMut>,
+    pub gate: Option<Box<BytesMut>>,
     /// A turn the router was closing (its own queries after the client's last answer)
     /// just ended: what the client sent meanwhile is read now, as the next turn.
     pub resume: bool,
-    /// What the last turn left for the next one's buffers.
-    pub spare: Spare,
     /// Nodes this session's turns went to, by address: their names and pools (the plane
     /// keeps a node's pool for good, so it is looked up once, not at every turn).
     pub pools: Vec<(Address, Arc<str>, Arc<NodePool>)>,
@@ -155,7 +154,15 @@ impl TxRelay<'_> {
     /// client is told with an 08006 error and its next transaction gets a new connection.
     pub async fn run(&mut self) -> TxEnd {
         loop {
-            let step = match self.client_messages().await {
+            // Boxed, and only when there is a whole message to handle (about once per
+            // turn): its futures (a message's handling, a checkout) are no part of what an
+            // idle client's task holds.
+            let handled = if self.client_work() {
+                Box::pin(self.client_messages()).await
+            } else {
+                Ok(())
+            };
+            let step = match handled {
                 Ok(()) => {
                     self.end_turn();
                     if std::mem::take(&mut self.resume) {
@@ -187,6 +194,13 @@ impl TxRelay<'_> {
                 Err(end) => return end,
             }
         }
+    }
+
+    /// Whether [`TxRelay::client_messages`] has anything to do: a message held back, or a
+    /// whole one (or a broken header) read from the client.
+    fn client_work(&mut self) -> bool {
+        self.gate.is_some()
+            || !matches!(frame::peek(&mut self.cbuf, frame::frontend_limit), Ok(None))
     }
 
     /// Nothing in flight either way and no transaction open: every message the client sent
@@ -255,7 +269,7 @@ impl TxRelay<'_> {
         if owed == 0 && !h.mid_batch {
             // Idle in a transaction: its next statement fails instead.
             if in_transaction {
-                self.lost = Some(text);
+                self.lost = Some(text.into());
             }
             return;
         }
@@ -339,7 +353,7 @@ impl TxRelay<'_> {
             }
         };
         self.cancel.set_server(Some(conn.conn.key));
-        let mut held = Held::new(conn, pool, node, std::mem::take(&mut self.spare));
+        let mut held = Box::new(Held::new(conn, pool, node));
         held.write = std::mem::take(&mut self.turn_writes);
         held.needs_wal = held.write;
         if let Some(sql) = replay_sql(&self.me.params, &held.conn.conn.state.params) {
@@ -442,7 +456,7 @@ impl TxRelay<'_> {
         live: &ClusterRuntime,
         sql: Option<&[u8]>,
     ) -> Result<Option<Address>, String> {
-        let metrics = &mut self.metrics;
+        let (metrics, cluster) = (&mut self.metrics, self.up.cluster);
         // The session's defaults as the router last read them back from a server.
         let param = |n: &str| self.me.params.get(n).map(String::as_str);
         let session_read_only = param("default_transaction_read_only").is_some_and(|v| {
@@ -461,7 +475,7 @@ impl TxRelay<'_> {
             self.min_lsn,
             self.verdicts.monitor(),
             self.up.pools,
-            |target, reason| metrics.routed(target, reason),
+            |target, reason| metrics.routed(cluster, target, reason),
         );
         self.turn_writes = turn.writes;
         turn.to
@@ -509,8 +523,7 @@ impl TxRelay<'_> {
         self.resume = h.closing;
         self.cancel.set_server(None);
         self.metrics.transaction(&self.node.counters);
-        let (conn, pool, dirty, spare) = h.finish();
-        self.spare = spare;
+        let (conn, pool, dirty) = h.finish();
         match dirty {
             Some(why) => {
                 tracing::debug!(cluster = %self.up.cluster, why, "server connection not reused");

@@ -23,8 +23,6 @@ pub struct TxCounters {
 /// One session's handles on the Prometheus series (looked up once, bumped per event).
 #[derive(Debug, Clone)]
 pub struct TxMetrics {
-    cluster: String,
-    node: String,
     transactions: metrics::Counter,
     injections: metrics::Counter,
     replays: metrics::Counter,
@@ -38,16 +36,15 @@ impl TxMetrics {
         TxMetrics {
             transactions: metrics::counter!("switchyard_postgres_transactions_total", "cluster" => c.clone(), "node" => n.clone()),
             injections: metrics::counter!("switchyard_postgres_prepared_injections_total", "cluster" => c.clone(), "node" => n.clone()),
-            replays: metrics::counter!("switchyard_postgres_parameter_replays_total", "cluster" => c.clone(), "node" => n.clone()),
-            cluster: c,
-            node: n,
+            replays: metrics::counter!("switchyard_postgres_parameter_replays_total", "cluster" => c, "node" => n),
             routed: Vec::new(),
         }
     }
 
-    /// A turn routed to `target` for `reason` (each pair's series is looked up once per
-    /// session, not once per turn).
-    pub fn routed(&mut self, target: &'static str, reason: &'static str) {
+    /// A turn of `cluster` routed to `target` for `reason` (each pair's series is looked up
+    /// once per session, not once per turn; the cluster's name is not kept: an idle client
+    /// keeps this).
+    pub fn routed(&mut self, cluster: &str, target: &'static str, reason: &'static str) {
         let known = self
             .routed
             .iter()
@@ -56,7 +53,7 @@ impl TxMetrics {
             counter.increment(1);
             return;
         }
-        let counter = metrics::counter!("switchyard_postgres_queries_routed_total", "cluster" => self.cluster.clone(), "target" => target, "reason" => reason);
+        let counter = metrics::counter!("switchyard_postgres_queries_routed_total", "cluster" => cluster.to_string(), "target" => target, "reason" => reason);
         counter.increment(1);
         // Exact room: a session meets few pairs, and an idle one keeps this list.
         self.routed.reserve_exact(1);
@@ -78,8 +75,9 @@ impl TxMetrics {
         self.replays.increment(1);
     }
 
-    pub fn pin(&self, c: &TxCounters, reason: &'static str) {
+    /// A client of `cluster` pinned to its connection to `node`, for `reason`.
+    pub fn pin(&self, c: &TxCounters, cluster: &str, node: &str, reason: &'static str) {
         c.pins.fetch_add(1, Relaxed);
-        metrics::counter!("switchyard_postgres_pinned_clients_total", "cluster" => self.cluster.clone(), "node" => self.node.clone(), "reason" => reason).increment(1);
+        metrics::counter!("switchyard_postgres_pinned_clients_total", "cluster" => cluster.to_string(), "node" => node.to_string(), "reason" => reason).increment(1);
     }
 }
