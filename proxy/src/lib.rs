@@ -39,6 +39,7 @@ pub mod balance;
 pub mod edge;
 pub mod exchange;
 pub mod framing;
+pub mod h1;
 pub mod headers;
 pub mod health;
 pub mod latency;
@@ -86,7 +87,7 @@ pub struct HttpPlane {
     /// SNI resolvers of the listeners that are serving, by listener name.
     resolvers: DashMap<String, Arc<SniResolver>>,
     /// The listeners bound at start-up: `(name, addr, tls)`.
-    serving: std::sync::Mutex<Vec<(String, SocketAddr, bool)>>,
+    serving: std::sync::Mutex<Vec<(String, SocketAddr, bool, switchyard_config::Http1Engine)>>,
     /// Client connections open now, on every listener (a draining process exits when it
     /// reaches 0).
     open_clients: std::sync::atomic::AtomicUsize,
@@ -205,7 +206,7 @@ impl HttpPlane {
         let mut s = self.serving.lock().unwrap_or_else(|p| p.into_inner());
         *s = listeners
             .iter()
-            .map(|l| (l.name.clone(), l.addr, !l.tls.is_empty()))
+            .map(|l| (l.name.clone(), l.addr, !l.tls.is_empty(), l.http1))
             .collect();
     }
 
@@ -237,7 +238,7 @@ impl HttpPlane {
     }
 
     /// The listeners being served.
-    pub fn serving(&self) -> Vec<(String, SocketAddr, bool)> {
+    pub fn serving(&self) -> Vec<(String, SocketAddr, bool, switchyard_config::Http1Engine)> {
         self.serving
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -24,6 +24,7 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use super::head_scan::HeadScan;
 use super::limits::{Limits, ListenerEdge, Timeout};
 
 /// Reading a request head.
@@ -46,43 +47,21 @@ fn nanos_from_now(d: std::time::Duration) -> u64 {
     u64::try_from(at.saturating_duration_since(base()).as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A client connection's stream with phase deadlines on its reads.
-pub struct ClientStream {
-    inner: Stream,
+/// A connection's phase and deadline, shared between its [`ClientStream`] and whoever moves
+/// it between phases (pingora's hooks reach the stream through the session; the hyper front
+/// end, whose codec owns the stream, holds this).
+#[derive(Debug)]
+pub struct ConnPhase {
     edge: Arc<ListenerEdge>,
     limits: Limits,
     phase: AtomicU8,
     /// Deadline of the current phase, in nanoseconds after [`base`].
     deadline: AtomicU64,
-    /// The timer of a pending read, made on the first read that has to wait.
-    sleep: Option<Pin<Box<Sleep>>>,
+    /// `Content-Length` fields in the current head, when heads are scanned ([`HeadScan`]).
+    content_lengths: AtomicU8,
 }
 
-impl std::fmt::Debug for ClientStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientStream")
-            .field("inner", &self.inner)
-            .field("listener", &self.edge.name)
-            .field("phase", &self.phase.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-impl ClientStream {
-    /// A freshly accepted stream: its first head is due `header_timeout` after accept.
-    /// `deadlines: false` (HTTP/2) turns them off.
-    pub fn new(inner: Stream, edge: Arc<ListenerEdge>, limits: Limits, deadlines: bool) -> Self {
-        let deadline = nanos_from_now(limits.header_timeout);
-        ClientStream {
-            inner,
-            edge,
-            limits,
-            phase: AtomicU8::new(if deadlines { HEAD } else { OFF }),
-            deadline: AtomicU64::new(deadline),
-            sleep: None,
-        }
-    }
-
+impl ConnPhase {
     pub fn edge(&self) -> &ListenerEdge {
         &self.edge
     }
@@ -112,6 +91,12 @@ impl ClientStream {
         self.set_phase(IDLE, Some(self.limits.keepalive_timeout));
     }
 
+    /// The `Content-Length` fields counted in the head just parsed (0 when the stream does
+    /// not scan heads, or the head came pipelined and was not scanned).
+    pub fn take_content_lengths(&self) -> u8 {
+        self.content_lengths.swap(0, Ordering::Relaxed)
+    }
+
     /// The deadline a pending read waits under, and which timeout it is.
     fn deadline(&self) -> Option<(tokio::time::Instant, Timeout)> {
         let which = match self.phase.load(Ordering::Relaxed) {
@@ -125,6 +110,97 @@ impl ClientStream {
     }
 }
 
+/// A client connection's stream with phase deadlines on its reads.
+pub struct ClientStream {
+    inner: Stream,
+    phase: Arc<ConnPhase>,
+    /// The timer of a pending read, made on the first read that has to wait.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The scan of the head being read, when heads are scanned.
+    scan: Option<HeadScan>,
+}
+
+impl std::fmt::Debug for ClientStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientStream")
+            .field("inner", &self.inner)
+            .field("listener", &self.phase.edge.name)
+            .field("phase", &self.phase.phase.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl ClientStream {
+    /// A freshly accepted stream: its first head is due `header_timeout` after accept.
+    /// `deadlines: false` (HTTP/2) turns them off.
+    pub fn new(inner: Stream, edge: Arc<ListenerEdge>, limits: Limits, deadlines: bool) -> Self {
+        let deadline = nanos_from_now(limits.header_timeout);
+        ClientStream {
+            inner,
+            phase: Arc::new(ConnPhase {
+                edge,
+                limits,
+                phase: AtomicU8::new(if deadlines { HEAD } else { OFF }),
+                deadline: AtomicU64::new(deadline),
+                content_lengths: AtomicU8::new(0),
+            }),
+            sleep: None,
+            scan: None,
+        }
+    }
+
+    /// Count the `Content-Length` fields of every head read from the start of its phase
+    /// ([`ConnPhase::take_content_lengths`]), for a parser that does not keep them.
+    pub fn scan_heads(mut self) -> Self {
+        self.scan = Some(HeadScan::new());
+        self
+    }
+
+    /// The connection's phase, to share with whoever moves it between phases.
+    pub fn phase(&self) -> &Arc<ConnPhase> {
+        &self.phase
+    }
+
+    pub fn edge(&self) -> &ListenerEdge {
+        &self.phase.edge
+    }
+
+    /// The limits this connection was accepted under.
+    pub fn limits(&self) -> &Limits {
+        &self.phase.limits
+    }
+
+    /// A head has been parsed: no deadline of ours while the request is served.
+    pub fn serving(&self) {
+        self.phase.serving();
+    }
+
+    /// The response is done: idle until the next request, for at most `keepalive_timeout`.
+    pub fn idle(&self) {
+        self.phase.idle();
+    }
+
+    /// Feed newly read bytes to the head scan, in the phases that read a head.
+    fn scan_read(&mut self, read: &[u8], phase: u8) {
+        let Some(scan) = self.scan.as_mut() else {
+            return;
+        };
+        if phase == IDLE {
+            *scan = HeadScan::new();
+            self.phase.content_lengths.store(0, Ordering::Relaxed);
+        } else if phase != HEAD || scan.done() {
+            return;
+        }
+        let before = scan.found();
+        scan.feed(read);
+        if scan.found() > before {
+            self.phase
+                .content_lengths
+                .store(scan.found(), Ordering::Relaxed);
+        }
+    }
+}
+
 impl AsyncRead for ClientStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -134,16 +210,18 @@ impl AsyncRead for ClientStream {
         let this = self.get_mut();
         let before = buf.filled().len();
         if let Poll::Ready(r) = Pin::new(&mut this.inner).poll_read(cx, buf) {
-            if r.is_ok()
-                && buf.filled().len() > before
-                && this.phase.load(Ordering::Relaxed) == IDLE
-            {
-                // The next request's first byte: its head is due `header_timeout` from now.
-                this.set_phase(HEAD, Some(this.limits.header_timeout));
+            if r.is_ok() && buf.filled().len() > before {
+                let phase = this.phase.phase.load(Ordering::Relaxed);
+                this.scan_read(&buf.filled()[before..], phase);
+                if phase == IDLE {
+                    // The next request's first byte: its head is due `header_timeout` from now.
+                    this.phase
+                        .set_phase(HEAD, Some(this.phase.limits.header_timeout));
+                }
             }
             return Poll::Ready(r);
         }
-        let Some((at, which)) = this.deadline() else {
+        let Some((at, which)) = this.phase.deadline() else {
             return Poll::Pending;
         };
         let sleep = this
@@ -154,9 +232,9 @@ impl AsyncRead for ClientStream {
         }
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                this.edge.timed_out(which);
+                this.phase.edge.timed_out(which);
                 // Once is enough: the connection is closed after this error.
-                this.phase.store(OFF, Ordering::Relaxed);
+                this.phase.phase.store(OFF, Ordering::Relaxed);
                 let what = match which {
                     Timeout::Keepalive => "keep-alive connection idle past keepalive_timeout",
                     _ => "request head not complete within header_timeout",
