@@ -9,7 +9,7 @@
 //! parser does not keep.
 //!
 //! Upstream, each proxy thread keeps its own pool of hyper client connections
-//! ([`pool`]). What this path does not do yet, the config refuses on a hyper listener
+//! (`h1/pool.rs`). What this path does not do yet, the config refuses on a hyper listener
 //! (gzip); HTTP upgrades (WebSocket) are not passed through: the `Upgrade` field is
 //! hop-by-hop and dropped, so the backend answers the request as a plain one.
 

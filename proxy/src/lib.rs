@@ -23,14 +23,14 @@
 //! upstream pool and the graceful upgrade; routing, balancing, health and retries stay one
 //! shared path. hyper is not lean per connection by itself (24-26 KB per idle connection
 //! against our edge's 14-16 and HAProxy's 1.1): the edge's wait for the first byte stays in
-//! front of it. Until that lands, this crate's path is still pingora-proxy's `ProxyHttp`;
-//! the design is in `docs/HTTP1_PATH.md`.
+//! front of it. The hyper front end is [`h1`], chosen per listener with `http1 = "hyper"`;
+//! the default is still pingora-proxy's `ProxyHttp` (`docs/HTTP1_PATH.md`).
 //!
 //! Layout of the request path: the policy (admission, balancing per attempt, forwarded
 //! headers, retry verdicts, passive health feeding, metrics and the access log line) is in
 //! [`exchange`], plain functions over `http::request::Parts` and plain types; [`service`] is
-//! the pingora `ProxyHttp` adapter that calls them, [`edge`] the listener's `ServerApp` in
-//! front of it. The hyper HTTP/1 front end is to be a second adapter over [`exchange`].
+//! the pingora `ProxyHttp` adapter that calls them, [`h1`] the hyper HTTP/1 adapter that
+//! calls them too, [`edge`] the listener's `ServerApp` in front of both.
 
 #![forbid(unsafe_code)]
 
