@@ -175,3 +175,68 @@ fn smuggling_vectors_get_400_and_never_reach_the_backend() -> anyhow::Result<()>
     ensure!(r.status == 200, "multipart body: {}", r.describe());
     Ok(())
 }
+
+/// A backend that switches every connection's protocol (101) and then echoes what it reads.
+fn echo_upgrader() -> anyhow::Result<std::net::SocketAddr> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let lower = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if !lower.contains("\r\nupgrade: websocket") {
+                    let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                    return;
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+                );
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[test]
+fn an_upgrade_is_relayed_both_ways() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let backend = echo_upgrader()?;
+    let proxy = start(&[backend.to_string()])?;
+    let mut s = std::net::TcpStream::connect(proxy.http_addr())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )?;
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        ensure!(s.read(&mut byte)? == 1, "closed in the head: {got:?}");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    ensure!(head.starts_with("http/1.1 101"), "{head}");
+    ensure!(head.contains("upgrade: websocket"), "{head}");
+    for msg in [&b"ping"[..], b"a second frame"] {
+        s.write_all(msg)?;
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back)?;
+        ensure!(back == msg, "echoed {back:?}");
+    }
+    Ok(())
+}

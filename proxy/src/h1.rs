@@ -9,9 +9,8 @@
 //! parser does not keep.
 //!
 //! Upstream, each proxy thread keeps its own pool of hyper client connections
-//! (`h1/pool.rs`). What this path does not do yet, the config refuses on a hyper listener
-//! (gzip); HTTP upgrades (WebSocket) are not passed through: the `Upgrade` field is
-//! hop-by-hop and dropped, so the backend answers the request as a plain one.
+//! (`h1/pool.rs`). An upgrade (WebSocket) that the backend accepts with 101 is relayed both
+//! ways with `copy_bidirectional` once hyper lets go of both connections.
 
 mod pool;
 mod request;
@@ -71,7 +70,8 @@ impl Http1Front for Front {
             // A head over the listener's limit is refused by admission (431); one much over
             // it, by hyper (431 too) before it is all buffered.
             .max_buf_size((max_header_bytes + 4096).max(64 * 1024))
-            .serve_connection(TokioIo::new(stream), svc);
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
         tokio::pin!(served);
         let mut shutdown = shutdown.clone();
         let mut state = if *shutdown.borrow() {

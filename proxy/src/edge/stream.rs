@@ -91,6 +91,11 @@ impl ConnPhase {
         self.set_phase(IDLE, Some(self.limits.keepalive_timeout));
     }
 
+    /// The connection was upgraded (WebSocket): no deadlines of ours from now on.
+    pub fn upgraded(&self) {
+        self.phase.store(OFF, Ordering::Relaxed);
+    }
+
     /// The `Content-Length` fields counted in the head just parsed (0 when the stream does
     /// not scan heads, or the head came pipelined and was not scanned).
     pub fn take_content_lengths(&self) -> u8 {

@@ -93,7 +93,7 @@ pub async fn checkout(target: &Target, fresh: bool) -> Result<Upstream, ConnectE
         .await
         .map_err(ConnectError::Handshake)?;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!("upstream connection ended: {e}");
         }
     });

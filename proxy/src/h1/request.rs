@@ -18,6 +18,8 @@ use http::header::{self, HeaderValue, InvalidHeaderValue};
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use hyper::body::{Body, Incoming};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::compression::{Algorithm, ResponseCompressionCtx};
 
@@ -54,6 +56,8 @@ pub(super) async fn handle(
     conn.serving();
     let started = Instant::now();
     let content_lengths = conn.take_content_lengths();
+    let mut req = req;
+    let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut head, body) = req.into_parts();
     if !head.headers.contains_key(headers::REQUEST_ID) {
         head.headers
@@ -81,7 +85,7 @@ pub(super) async fn handle(
         Ok(g) => g,
         Err(fault) => return Ok(r.error(ex, head, fault.status())),
     };
-    Ok(r.forward(ex, head, gathered, gzip).await)
+    Ok(r.forward(ex, head, gathered, gzip, upgrade).await)
 }
 
 /// hyper's parser keeps one `Content-Length` of several equal ones and drops one that comes
@@ -151,6 +155,7 @@ impl Req<'_> {
         head: Parts,
         gathered: Gathered,
         mut gzip: Option<Box<ResponseCompressionCtx>>,
+        mut upgrade: Option<OnUpgrade>,
     ) -> Response<RespBody> {
         let Gathered {
             head: buffered,
@@ -202,7 +207,7 @@ impl Req<'_> {
                     )
                 }
             };
-            let req = match self.upstream_request(&ex, &head, body) {
+            let req = match self.upstream_request(&ex, &head, body, upgrade.is_some()) {
                 Ok(req) => req,
                 Err(e) => {
                     tracing::warn!("forwarded header: {e}");
@@ -225,7 +230,7 @@ impl Req<'_> {
                             let _ = exchange::judge(&mut ex, again, replay(truncated));
                             continue;
                         }
-                        _ => return self.respond(ex, head, resp, up, gzip.take()),
+                        _ => return self.respond(ex, head, resp, up, gzip.take(), upgrade.take()),
                     }
                 }
                 Err(failure) => failure,
@@ -266,9 +271,11 @@ impl Req<'_> {
         ex: &Exchange,
         head: &Parts,
         body: ReqBody,
+        upgrade: bool,
     ) -> Result<Request<ReqBody>, InvalidHeaderValue> {
         let mut headers = head.headers.clone();
-        for name in headers::hop_by_hop(&headers, false) {
+        // An upgrade keeps its `Connection: upgrade` and `Upgrade` (the switch itself).
+        for name in headers::hop_by_hop(&headers, upgrade) {
             headers.remove(name);
         }
         let fwd = exchange::rewrite_request(ex, head, &headers, self.client, self.front.scheme)?;
@@ -308,9 +315,18 @@ impl Req<'_> {
         resp: Response<Incoming>,
         up: Upstream,
         gzip: Option<Box<ResponseCompressionCtx>>,
+        upgrade: Option<OnUpgrade>,
     ) -> Response<RespBody> {
+        let mut resp = resp;
+        let status = resp.status().as_u16();
+        let mut up = Some(up);
+        if let (101, Some(client)) = (status, upgrade) {
+            // The backend switched: relay both ways once both sides have let go of HTTP;
+            // its connection does not go back to the pool.
+            up = None;
+            relay(client, hyper::upgrade::on(&mut resp), self.conn.clone());
+        }
         let (mut parts, body) = resp.into_parts();
-        let status = parts.status.as_u16();
         for name in headers::hop_by_hop(&parts.headers, status == 101) {
             parts.headers.remove(name);
         }
@@ -335,6 +351,38 @@ impl Req<'_> {
         let body = RespBody::upstream(body, up, self.finish(ex, head, status), gzip);
         Response::from_parts(parts, body)
     }
+}
+
+/// Whether a request asks to switch protocols (WebSocket): HTTP/1.1 with `Upgrade` and
+/// `Connection: upgrade`.
+fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Relay the bytes of an upgraded connection both ways until either side closes.
+fn relay(client: OnUpgrade, backend: OnUpgrade, conn: Arc<ConnPhase>) {
+    tokio::spawn(async move {
+        let (client, backend) = match tokio::try_join!(client, backend) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!("upgrade failed: {e}");
+                return;
+            }
+        };
+        conn.upgraded();
+        let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+            tracing::debug!("upgraded connection: {e}");
+        }
+    });
 }
 
 /// A gzip encoder for a request whose route compresses and whose client accepts gzip (as

@@ -59,16 +59,17 @@ impl RespBody {
         }
     }
 
-    /// The backend's response body, read from `up`, through `gzip` (an encoder whose
+    /// The backend's response body, read from `up` (`None`: the connection is not to go
+    /// back to the pool), through `gzip` (an encoder whose
     /// response header phase is done) if given.
     pub fn upstream(
         body: Incoming,
-        up: Upstream,
+        up: Option<Upstream>,
         finish: Finish,
         gzip: Option<Box<ResponseCompressionCtx>>,
     ) -> Self {
         RespBody {
-            kind: Kind::Upstream(body, Some(up)),
+            kind: Kind::Upstream(body, up),
             bytes_sent: 0,
             finish: Some(Box::new(finish)),
             gzip,
