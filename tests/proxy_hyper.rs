@@ -1,6 +1,6 @@
 //! The hyper HTTP/1 engine (`http1 = "hyper"` on a listener), set explicitly so that CI
 //! covers it whatever `SWITCHYARD_TEST_HTTP1` says: requests and bodies go through with the
-//! forwarded headers, connections to backends are pooled, a dead backend is retried on the
+//! forwarded headers, a keep-alive connection that idles leaves hyper and comes back, a dead backend is retried on the
 //! next one and a failure status on another, bodies over the route's limit get 413, and the
 //! smuggling vectors (both `Content-Length` and `Transfer-Encoding`, two `Content-Length`s,
 //! a chunk extension ended by a bare LF) get 400 and never reach the backend. Every other
@@ -80,13 +80,21 @@ fn requests_and_bodies_go_through_hyper_with_forwarded_headers() -> anyhow::Resu
     ensure!(r.status == 200, "a 200 kB POST: {}", r.describe());
     ensure!(app.count("POST") == 1);
 
-    // Keep-alive on the client side: three requests on one connection, each answered.
+    // Keep-alive on the client side: requests on one connection, each answered, also after
+    // an idle wait long enough for the connection to leave hyper (and its buffers) between
+    // them, and with the next head arriving in two writes across such a wait.
     let mut conn = Conn::open(proxy.http_addr())?;
-    for _ in 0..3 {
+    for pause in [0, 300, 0, 300] {
+        std::thread::sleep(std::time::Duration::from_millis(pause));
         conn.send(b"GET /k HTTP/1.1\r\nHost: api.test\r\n\r\n")?;
         let r = conn.response()?;
-        ensure!(r.status == 200, "{}", r.describe());
+        ensure!(r.status == 200, "after {pause} ms idle: {}", r.describe());
     }
+    conn.send(b"GET /k HTTP/1.1\r\nHo")?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    conn.send(b"st: api.test\r\n\r\n")?;
+    let r = conn.response()?;
+    ensure!(r.status == 200, "a head split by a pause: {}", r.describe());
 
     // pingora's own error responses say `Server: Pingora`; this one comes from hyper's path.
     let r = proxy.request(Request::get("/dead").host("api.test"))?;

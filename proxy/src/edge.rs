@@ -141,7 +141,7 @@ where
 /// drop an idle keep-alive connection at once, which would fail a request the client is
 /// sending at that moment: it waits a little for the next request and answers it with
 /// `Connection: close` (pingora turns keep-alive off once the watch is set).
-async fn first_byte<S: Peek + Send + ?Sized>(
+pub async fn first_byte<S: Peek + Send + ?Sized>(
     edge: &ListenerEdge,
     stream: &mut S,
     wait: (std::time::Duration, Timeout),

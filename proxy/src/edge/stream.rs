@@ -16,12 +16,14 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Sleep;
 
 use super::head_scan::HeadScan;
@@ -59,6 +61,8 @@ pub struct ConnPhase {
     deadline: AtomicU64,
     /// `Content-Length` fields in the current head, when heads are scanned ([`HeadScan`]).
     content_lengths: AtomicU8,
+    /// Told at every [`ConnPhase::idle`], for a front end that acts on idle connections.
+    went_idle: Notify,
 }
 
 impl ConnPhase {
@@ -89,6 +93,18 @@ impl ConnPhase {
     /// The response is done: idle until the next request, for at most `keepalive_timeout`.
     pub fn idle(&self) {
         self.set_phase(IDLE, Some(self.limits.keepalive_timeout));
+        self.went_idle.notify_one();
+    }
+
+    /// Whether the connection idles: its response is done and nothing of a next request has
+    /// been read since.
+    pub fn is_idle(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == IDLE
+    }
+
+    /// Resolves at the next [`ConnPhase::idle`] (at once if one came since the last wait).
+    pub async fn went_idle(&self) {
+        self.went_idle.notified().await
     }
 
     /// The connection was upgraded (WebSocket): no deadlines of ours from now on.
@@ -123,6 +139,9 @@ pub struct ClientStream {
     sleep: Option<Pin<Box<Sleep>>>,
     /// The scan of the head being read, when heads are scanned.
     scan: Option<HeadScan>,
+    /// Bytes read from the socket by a codec that let go of the stream, to be read again
+    /// before the socket's ([`ClientStream::unread`]).
+    unread: Option<Bytes>,
 }
 
 impl std::fmt::Debug for ClientStream {
@@ -148,9 +167,11 @@ impl ClientStream {
                 phase: AtomicU8::new(if deadlines { HEAD } else { OFF }),
                 deadline: AtomicU64::new(deadline),
                 content_lengths: AtomicU8::new(0),
+                went_idle: Notify::new(),
             }),
             sleep: None,
             scan: None,
+            unread: None,
         }
     }
 
@@ -185,6 +206,27 @@ impl ClientStream {
         self.phase.idle();
     }
 
+    /// Give back bytes read from this stream but not used (a codec's read buffer when it let
+    /// go of the stream): the next reads return them first.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.unread = Some(bytes);
+        }
+    }
+
+    /// Read from the unread bytes, if any are left, else from the stream.
+    fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let Some(bytes) = self.unread.as_mut() else {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        };
+        let n = bytes.len().min(buf.remaining());
+        buf.put_slice(&bytes.split_to(n));
+        if bytes.is_empty() {
+            self.unread = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Feed newly read bytes to the head scan, in the phases that read a head.
     fn scan_read(&mut self, read: &[u8], phase: u8) {
         let Some(scan) = self.scan.as_mut() else {
@@ -214,7 +256,7 @@ impl AsyncRead for ClientStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        if let Poll::Ready(r) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+        if let Poll::Ready(r) = this.poll_inner(cx, buf) {
             if r.is_ok() && buf.filled().len() > before {
                 let phase = this.phase.phase.load(Ordering::Relaxed);
                 this.scan_read(&buf.filled()[before..], phase);
@@ -346,6 +388,11 @@ impl GetSocketDigest for ClientStream {
 #[async_trait]
 impl Peek for ClientStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        if let Some(bytes) = &self.unread {
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            return Ok(true);
+        }
         self.inner.try_peek(buf).await
     }
 }

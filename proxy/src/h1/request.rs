@@ -19,7 +19,6 @@ use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::compression::{Algorithm, ResponseCompressionCtx};
 
@@ -39,6 +38,30 @@ pub(super) struct Site {
     pub(super) scheme: &'static str,
 }
 
+/// A client connection as its requests see it: its phase, and the backend's side of an
+/// upgrade the connection's run of hyper is to relay once it ends.
+pub(super) struct ConnState {
+    pub(super) phase: Arc<ConnPhase>,
+    upgrade: std::sync::Mutex<Option<OnUpgrade>>,
+}
+
+impl ConnState {
+    pub(super) fn new(phase: Arc<ConnPhase>) -> Self {
+        ConnState {
+            phase,
+            upgrade: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The backend's side of the upgrade the last response switched to, if it did.
+    pub(super) fn take_upgrade(&self) -> Option<OnUpgrade> {
+        self.upgrade
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
 /// The request's state on its way: what finishing it needs, and how to answer.
 struct Req<'a> {
     front: &'a Site,
@@ -50,14 +73,14 @@ struct Req<'a> {
 pub(super) async fn handle(
     front: Arc<Site>,
     req: Request<Incoming>,
-    conn: Arc<ConnPhase>,
+    state: Arc<ConnState>,
     client: Option<IpAddr>,
 ) -> Result<Response<RespBody>, std::convert::Infallible> {
+    let conn = state.phase.clone();
     conn.serving();
     let started = Instant::now();
     let content_lengths = conn.take_content_lengths();
-    let mut req = req;
-    let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let upgrade = wants_upgrade(&req).then_some(state);
     let (mut head, body) = req.into_parts();
     if !head.headers.contains_key(headers::REQUEST_ID) {
         head.headers
@@ -155,7 +178,7 @@ impl Req<'_> {
         head: Parts,
         gathered: Gathered,
         mut gzip: Option<Box<ResponseCompressionCtx>>,
-        mut upgrade: Option<OnUpgrade>,
+        mut upgrade: Option<Arc<ConnState>>,
     ) -> Response<RespBody> {
         let Gathered {
             head: buffered,
@@ -315,16 +338,17 @@ impl Req<'_> {
         resp: Response<Incoming>,
         up: Upstream,
         gzip: Option<Box<ResponseCompressionCtx>>,
-        upgrade: Option<OnUpgrade>,
+        upgrade: Option<Arc<ConnState>>,
     ) -> Response<RespBody> {
         let mut resp = resp;
         let status = resp.status().as_u16();
         let mut up = Some(up);
-        if let (101, Some(client)) = (status, upgrade) {
-            // The backend switched: relay both ways once both sides have let go of HTTP;
-            // its connection does not go back to the pool.
+        if let (101, Some(state)) = (status, upgrade) {
+            // The backend switched: the connection's run of hyper relays both ways once the
+            // 101 is written; the backend's connection does not go back to the pool.
             up = None;
-            relay(client, hyper::upgrade::on(&mut resp), self.conn.clone());
+            let backend = hyper::upgrade::on(&mut resp);
+            *state.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend);
         }
         let (mut parts, body) = resp.into_parts();
         for name in headers::hop_by_hop(&parts.headers, status == 101) {
@@ -365,24 +389,6 @@ fn wants_upgrade(req: &Request<Incoming>) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Relay the bytes of an upgraded connection both ways until either side closes.
-fn relay(client: OnUpgrade, backend: OnUpgrade, conn: Arc<ConnPhase>) {
-    tokio::spawn(async move {
-        let (client, backend) = match tokio::try_join!(client, backend) {
-            Ok(both) => both,
-            Err(e) => {
-                tracing::debug!("upgrade failed: {e}");
-                return;
-            }
-        };
-        conn.upgraded();
-        let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-            tracing::debug!("upgraded connection: {e}");
-        }
-    });
 }
 
 /// A gzip encoder for a request whose route compresses and whose client accepts gzip (as
