@@ -27,6 +27,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use pingora::protocols::GetSocketDigest;
 use pingora::server::ShutdownWatch;
+use tokio::io::AsyncWriteExt;
 
 use crate::edge::{first_byte, ClientStream, ConnPhase, Http1Front, Timeout, DRAIN_IDLE};
 use crate::HttpPlane;
@@ -152,7 +153,13 @@ impl Front {
                     if let Some(backend) = conn.take_upgrade() {
                         return End::Upgraded(stream, backend);
                     }
-                    return if handing_back { End::Idle(stream) } else { End::Closed };
+                    if handing_back {
+                        return End::Idle(stream);
+                    }
+                    // Closed as hyper would have closed it, with a shutdown of its write side
+                    // (a TLS close_notify) first.
+                    let _ = tokio::time::timeout(DRAIN_IDLE, stream.shutdown()).await;
+                    return End::Closed;
                 }
                 _ = conn.phase.went_idle(), if !handing_back && drain == Drain::Serving => {
                     hand_back_at = Some(tokio::time::Instant::now() + HAND_BACK);
