@@ -13,7 +13,10 @@
 # mapped, so it includes what the allocator keeps after a free. The crowd of the issue (10,000
 # idle and 1,000 slow-header clients, and a new client's latency) is benches/edge_flood.sh.
 #
-# Knobs (environment): N (2000), SETTLE (3, seconds after close), OUT
+# Knobs (environment): N (2000), SETTLE (3, seconds after close), PACE ("B:S": in step 3,
+# sleep S seconds after every B connections, so that a proxy that frees a connection's
+# buffers after a short idle (Switchyard's hyper engine: 100 ms) has done so before the next
+# batch; empty: no pauses, the figure is then the burst's peak), OUT
 # (target/bench-mem/<time>), SWITCHYARD_BIN (a switchyard binary to use as is; else
 # target/release/switchyard is built), SWITCHYARD_LISTENER (extra keys for Switchyard's
 # listener, e.g. 'read_buffer_bytes = 65536'), REFS_DIR (a directory holding the reference proxies of
@@ -68,13 +71,14 @@ wait_http origin "$p_origin"
 for t in "${mem_targets[@]}"; do wait_http "${t%%:*}" "${t##*:}"; done
 
 echo "bench: load average at start: $(cut -d' ' -f1-3 /proc/loadavg); N=$n; outputs in $out"
-python3 - "$n" "$settle" "${mem_targets[@]}" <<'PY' | tee "$out/table.txt"
+python3 - "$n" "$settle" "${PACE:-}" "${mem_targets[@]}" <<'PY' | tee "$out/table.txt"
 import socket, sys, time
 sys.path.insert(0, "benches/lib")
 from proc_rss import rss_kb, settled_rss as settled
 
 n, settle = int(sys.argv[1]), float(sys.argv[2])
-targets = [a.split(":") for a in sys.argv[3:]]
+pace_n, pace_s = (int(sys.argv[3].split(":")[0]), float(sys.argv[3].split(":")[1])) if sys.argv[3] else (0, 0.0)
+targets = [a.split(":") for a in sys.argv[4:]]
 
 def connect(port):
     s = socket.create_connection(("127.0.0.1", port))
@@ -89,7 +93,7 @@ for name, pid, port in targets:
     silent = [connect(port) for _ in range(n)]
     r1 = settled(pid)
     alive = []
-    for _ in range(n):
+    for i in range(n):
         s = connect(port)
         s.sendall(GET)
         got = b""
@@ -99,6 +103,8 @@ for name, pid, port in targets:
                 raise SystemExit(f"{name}: connection closed before the answer")
             got += chunk
         alive.append(s)
+        if pace_n and (i + 1) % pace_n == 0:
+            time.sleep(pace_s)
     r2 = settled(pid)
     for s in silent + alive:
         s.close()

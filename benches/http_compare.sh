@@ -5,6 +5,8 @@
 # One origin (nginx, one worker: `return 200 "ok\n"` on /, static 4 KiB and 64 KiB files on
 # /4k and /64k) and the proxies in front of it, each keeping keep-alive connections to it:
 #   switchyard  release build, upstream with one pool of one backend, balance = "least_conn"
+#   switchyard-hyper  the same binary and config with `http1 = "hyper"` on its listeners (the
+#               hyper HTTP/1 engine, issue 12); only when named in TARGETS
 #   nginx       upstream { least_conn; keepalive 128; }, proxy_pass with HTTP/1.1
 #   haproxy     mode http, balance leastconn, keep-alive and connection reuse to the server
 #   pingora     ref-pingora: pingora-proxy with no features (`ProxyHttp` with only upstream_peer)
@@ -41,10 +43,12 @@
 # the first but writing an access log line per request to $OUT/access.log, and report what the
 # log costs), TARGETS (the proxies to drive, default "switchyard nginx haproxy", plus
 # switchyard-log with ACCESS_LOG; e.g. TARGETS="switchyard switchyard-log" for the log alone;
-# "pingora hyper h1loop" are the references).
+# "pingora hyper h1loop" are the references; switchyard-hyper is Switchyard on its hyper
+# HTTP/1 engine).
 #
 #   ACCESS_LOG=combined TARGETS="switchyard switchyard-log" CASES=ok ROUNDS=6 benches/http_compare.sh
 #   THREADS=1 DURATION=5 TARGETS="switchyard pingora hyper h1loop haproxy nginx" benches/http_compare.sh
+#   CASES="ok 4k tls" TARGETS="switchyard switchyard-hyper haproxy" benches/http_compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,7 +83,8 @@ fi
 http_run_dir
 # The clear and TLS ports of every proxy, the origin's, and two control ports.
 read -r p_origin p_switchyard p_control p_nginx p_haproxy p_sylog p_sylog_control \
-  p_pingora p_hyper p_h1loop t_switchyard t_nginx t_haproxy t_pingora t_hyper t_h1loop < <(free_ports 16)
+  p_pingora p_hyper p_h1loop t_switchyard t_nginx t_haproxy t_pingora t_hyper t_h1loop \
+  p_syhyper p_syhyper_control t_syhyper < <(free_ports 19)
 
 # --- the origin and the TLS certificate ---------------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -101,6 +106,14 @@ if [ -n "$access_log" ]; then
     "access_log = { format = \"$access_log\", path = \"$out/access.log\" }" ""
   pid[switchyard-log]=$switchyard_pid
 fi
+if [[ " ${targets[*]} " == *" switchyard-hyper "* ]]; then
+  start_switchyard switchyard-hyper "$p_syhyper" "$p_syhyper_control" 'http1 = "hyper"' "[[http.listeners]]
+name = \"bench-tls\"
+addr = \"127.0.0.1:$t_syhyper\"
+http1 = \"hyper\"
+tls = [{ cert = \"$out/tls.crt\", key = \"$out/tls.key\" }]"
+  pid[switchyard-hyper]=$switchyard_pid
+fi
 
 # --- nginx proxy --------------------------------------------------------------------------
 start_nginx_proxy "$p_nginx" 8192 "    keepalive_requests 10000000;
@@ -120,10 +133,12 @@ pid[haproxy]=$haproxy_pid
 # counts in the other's figures). h1loop gets no read buffer in the clear, like Switchyard
 # (`read_buffer_bytes` defaults to 0 there); pingora keeps pingora's default.
 declare -A port=([origin]=$p_origin [switchyard]=$p_switchyard [nginx]=$p_nginx [haproxy]=$p_haproxy
-  [switchyard-log]=$p_sylog [pingora]=$p_pingora [hyper]=$p_hyper [h1loop]=$p_h1loop)
+  [switchyard-log]=$p_sylog [pingora]=$p_pingora [hyper]=$p_hyper [h1loop]=$p_h1loop
+  [switchyard-hyper]=$p_syhyper)
 declare -A tport=([switchyard]=$t_switchyard [nginx]=$t_nginx [haproxy]=$t_haproxy
-  [pingora]=$t_pingora [hyper]=$t_hyper [h1loop]=$t_h1loop)
-declare -A tpid=([switchyard]=${pid[switchyard]} [nginx]=${pid[nginx]} [haproxy]=${pid[haproxy]})
+  [pingora]=$t_pingora [hyper]=$t_hyper [h1loop]=$t_h1loop [switchyard-hyper]=$t_syhyper)
+declare -A tpid=([switchyard]=${pid[switchyard]} [nginx]=${pid[nginx]} [haproxy]=${pid[haproxy]}
+  [switchyard-hyper]=${pid[switchyard-hyper]:-})
 declare -A ref_extra=([pingora]="" [hyper]="" [h1loop]="--read-buffer 0")
 for t in "${targets[@]}"; do
   [ -n "${port[$t]:-}" ] && { [ "$t" != switchyard-log ] || [ -n "$access_log" ]; } ||
@@ -216,7 +231,7 @@ for k in "${cases[@]}"; do
       for t in "${order[@]}"; do
         f="$out/wrk-$k-$t-c$c-r$r.txt"
         run_wrk "$k" "$t" "$c" "$duration" "$f"
-        printf '  %-3s c=%-4s round %s %-14s %10s req/s\n' "$k" "$c" "$r" "$t" \
+        printf '  %-3s c=%-4s round %s %-16s %10s req/s\n' "$k" "$c" "$r" "$t" \
           "$(awk '/^Requests\/sec/ {print $2}' "$f")"
       done
     done
@@ -245,7 +260,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 echo
 {
-  printf '%-4s %-14s %6s %10s %8s %8s %11s %7s %7s %7s %7s\n' case target conns "req/s" \
+  printf '%-4s %-16s %6s %10s %8s %8s %11s %7s %7s %7s %7s\n' case target conns "req/s" \
     "p50 ms" "p99 ms" "CPU us/req" errors "rps/ref" "p99/ref" "cpu/ref"
   for k in "${cases[@]}"; do
     mapfile -t run_targets < <(case_targets "$k")
@@ -260,7 +275,7 @@ echo
       done
       for t in "${run_targets[@]}"; do
         s=$out/summary-$k-$t-c$c.txt
-        printf '%-4s %-14s %6s %10.0f %8.3f %8.3f %11.1f %7d %7.2f %7.2f %7.2f\n' "$k" "$t" "$c" \
+        printf '%-4s %-16s %6s %10.0f %8.3f %8.3f %11.1f %7d %7.2f %7.2f %7.2f\n' "$k" "$t" "$c" \
           "${rps[$t]}" "$(cut -d' ' -f2 "$s" | median)" "${p99[$t]}" "${cpu[$t]}" \
           "$(awk '{ e += $4 } END { print e + 0 }' "$s")" \
           "$(awk -v a="${rps[$t]}" -v b="${rps[$ref]}" 'BEGIN { print a / b }')" \

@@ -185,6 +185,9 @@ pub struct Listener {
     /// Size of the read buffer pingora puts under each client connection (taken at accept,
     /// held until close); 0: none, reads go to the socket.
     pub read_buffer_bytes: usize,
+    /// Which HTTP/1 codec serves the listener's HTTP/1 connections (HTTP/2 is always
+    /// pingora's).
+    pub http1: Http1Engine,
     /// The listener's access log; `None`: off (the default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLog>,
@@ -253,6 +256,16 @@ pub struct Route {
     pub gzip_min_length: u64,
     /// Largest request body accepted.
     pub max_body_bytes: u64,
+}
+
+/// The HTTP/1 request path of a listener (issue 12, `docs/HTTP1_PATH.md`): pingora-proxy's
+/// own, or hyper's HTTP/1 codec over the same shared policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Http1Engine {
+    #[default]
+    Pingora,
+    Hyper,
 }
 
 /// Balancing algorithm inside a pool.

@@ -50,6 +50,7 @@ pub struct RawListener {
     pub body_timeout: Option<String>,
     pub max_connections: Option<i64>,
     pub read_buffer_bytes: Option<i64>,
+    pub http1: Option<String>,
     pub access_log: Option<RawAccessLog>,
 }
 

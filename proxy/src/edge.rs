@@ -16,6 +16,7 @@
 //! connection idles, and none while a request is served (the body timeout is pingora's read
 //! timeout between body reads, set per request from the listener).
 
+mod head_scan;
 mod limits;
 mod stream;
 
@@ -24,21 +25,31 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::{Peek, Stream, ALPN};
 use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 
 pub use limits::{Limits, ListenerEdge, Timeout};
-pub use stream::ClientStream;
+pub use stream::{ClientStream, ConnPhase};
 
 /// How long a draining process keeps an idle keep-alive connection open for its next
 /// request (answered with `Connection: close`) before closing it.
 pub const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// A listener's app: pingora's proxy behind the connection cap and the client deadlines.
+/// A listener's app: pingora's proxy (or, for HTTP/1 with `http1 = "hyper"`, the hyper
+/// front end) behind the connection cap and the client deadlines.
 pub struct EdgeApp<SV> {
     proxy: Arc<HttpProxy<SV>>,
     edge: Arc<ListenerEdge>,
+    hyper: Option<Arc<dyn Http1Front>>,
+}
+
+/// Another front end for a listener's HTTP/1 connections (the hyper one, `crate::h1`),
+/// handed each stream once its first byte has come.
+#[async_trait]
+pub trait Http1Front: Send + Sync {
+    /// Serve the connection until it closes.
+    async fn serve(&self, stream: ClientStream, shutdown: &ShutdownWatch);
 }
 
 impl<SV> EdgeApp<SV> {
@@ -46,7 +57,14 @@ impl<SV> EdgeApp<SV> {
         EdgeApp {
             proxy: Arc::new(proxy),
             edge,
+            hyper: None,
         }
+    }
+
+    /// Serve HTTP/1 connections with `front` instead of pingora's proxy.
+    pub fn with_http1(mut self, front: Arc<dyn Http1Front>) -> Self {
+        self.hyper = Some(front);
+        self
     }
 }
 
@@ -72,6 +90,15 @@ where
                 Box::new(ClientStream::new(stream, self.edge.clone(), limits, false));
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
+        if let Some(front) = &self.hyper {
+            let mut stream =
+                ClientStream::new(stream, self.edge.clone(), limits, true).scan_heads();
+            let wait = (limits.header_timeout, Timeout::Header);
+            if first_byte(&self.edge, &mut stream, wait, shutdown).await {
+                front.serve(stream, shutdown).await;
+            }
+            return None;
+        }
         let mut stream: Stream =
             Box::new(ClientStream::new(stream, self.edge.clone(), limits, true));
         // pingora's own keep-alive loop (`ServerApp for HttpServerApp` in pingora-core's
@@ -82,7 +109,7 @@ where
         let mut wait = (limits.header_timeout, Timeout::Header);
         loop {
             if !has_pipelined_prefix(settings.as_ref())
-                && !self.first_byte(&mut stream, wait, shutdown).await
+                && !first_byte(&self.edge, &mut *stream, wait, shutdown).await
             {
                 return None;
             }
@@ -106,50 +133,48 @@ where
     async fn cleanup(&self) {}
 }
 
-impl<SV> EdgeApp<SV> {
-    /// Wait for the next request's first byte (it stays in the stream, peeked), for at most
-    /// `wait.0`. `false`: the client closed, the time ran out (counted as `wait.1`) or the
-    /// process drains and the connection stayed idle for [`DRAIN_IDLE`].
-    ///
-    /// A draining process (stopped, or upgraded: pingora's shutdown watch is set) does not
-    /// drop an idle keep-alive connection at once, which would fail a request the client is
-    /// sending at that moment: it waits a little for the next request and answers it with
-    /// `Connection: close` (pingora turns keep-alive off once the watch is set).
-    async fn first_byte(
-        &self,
-        stream: &mut Stream,
-        wait: (std::time::Duration, Timeout),
-        shutdown: &ShutdownWatch,
-    ) -> bool {
-        let mut byte = [0u8; 1];
-        let mut shutdown = shutdown.clone();
-        let mut draining = *shutdown.borrow();
-        let first = if draining {
-            wait.0.min(DRAIN_IDLE)
-        } else {
-            wait.0
-        };
-        let sleep = tokio::time::sleep(first);
-        tokio::pin!(sleep);
-        let peek = stream.try_peek(&mut byte);
-        tokio::pin!(peek);
-        loop {
-            tokio::select! {
-                // `Ok(false)`: this stream cannot peek (TLS); pingora's read waits instead,
-                // under the stream's deadline.
-                peeked = &mut peek => return peeked.is_ok(),
-                _ = &mut sleep => {
-                    if !draining {
-                        self.edge.timed_out(wait.1);
-                    }
-                    return false;
+/// Wait for the next request's first byte (it stays in the stream, peeked), for at most
+/// `wait.0`. `false`: the client closed, the time ran out (counted as `wait.1`) or the
+/// process drains and the connection stayed idle for [`DRAIN_IDLE`].
+///
+/// A draining process (stopped, or upgraded: pingora's shutdown watch is set) does not
+/// drop an idle keep-alive connection at once, which would fail a request the client is
+/// sending at that moment: it waits a little for the next request and answers it with
+/// `Connection: close` (pingora turns keep-alive off once the watch is set).
+pub async fn first_byte<S: Peek + Send + ?Sized>(
+    edge: &ListenerEdge,
+    stream: &mut S,
+    wait: (std::time::Duration, Timeout),
+    shutdown: &ShutdownWatch,
+) -> bool {
+    let mut byte = [0u8; 1];
+    let mut shutdown = shutdown.clone();
+    let mut draining = *shutdown.borrow();
+    let first = if draining {
+        wait.0.min(DRAIN_IDLE)
+    } else {
+        wait.0
+    };
+    let sleep = tokio::time::sleep(first);
+    tokio::pin!(sleep);
+    let peek = stream.try_peek(&mut byte);
+    tokio::pin!(peek);
+    loop {
+        tokio::select! {
+            // `Ok(false)`: this stream cannot peek (TLS); pingora's read waits instead,
+            // under the stream's deadline.
+            peeked = &mut peek => return peeked.is_ok(),
+            _ = &mut sleep => {
+                if !draining {
+                    edge.timed_out(wait.1);
                 }
-                _ = shutdown.changed(), if !draining => {
-                    draining = true;
-                    let soon = tokio::time::Instant::now() + DRAIN_IDLE;
-                    if soon < sleep.deadline() {
-                        sleep.as_mut().reset(soon);
-                    }
+                return false;
+            }
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                let soon = tokio::time::Instant::now() + DRAIN_IDLE;
+                if soon < sleep.deadline() {
+                    sleep.as_mut().reset(soon);
                 }
             }
         }

@@ -23,14 +23,14 @@
 //! upstream pool and the graceful upgrade; routing, balancing, health and retries stay one
 //! shared path. hyper is not lean per connection by itself (24-26 KB per idle connection
 //! against our edge's 14-16 and HAProxy's 1.1): the edge's wait for the first byte stays in
-//! front of it. Until that lands, this crate's path is still pingora-proxy's `ProxyHttp`;
-//! the design is in `docs/HTTP1_PATH.md`.
+//! front of it. The hyper front end is [`h1`], chosen per listener with `http1 = "hyper"`;
+//! the default is still pingora-proxy's `ProxyHttp` (`docs/HTTP1_PATH.md`).
 //!
 //! Layout of the request path: the policy (admission, balancing per attempt, forwarded
 //! headers, retry verdicts, passive health feeding, metrics and the access log line) is in
 //! [`exchange`], plain functions over `http::request::Parts` and plain types; [`service`] is
-//! the pingora `ProxyHttp` adapter that calls them, [`edge`] the listener's `ServerApp` in
-//! front of it. The hyper HTTP/1 front end is to be a second adapter over [`exchange`].
+//! the pingora `ProxyHttp` adapter that calls them, [`h1`] the hyper HTTP/1 adapter that
+//! calls them too, [`edge`] the listener's `ServerApp` in front of both.
 
 #![forbid(unsafe_code)]
 
@@ -39,6 +39,7 @@ pub mod balance;
 pub mod edge;
 pub mod exchange;
 pub mod framing;
+pub mod h1;
 pub mod headers;
 pub mod health;
 pub mod latency;
@@ -86,7 +87,7 @@ pub struct HttpPlane {
     /// SNI resolvers of the listeners that are serving, by listener name.
     resolvers: DashMap<String, Arc<SniResolver>>,
     /// The listeners bound at start-up: `(name, addr, tls)`.
-    serving: std::sync::Mutex<Vec<(String, SocketAddr, bool)>>,
+    serving: std::sync::Mutex<Vec<(String, SocketAddr, bool, switchyard_config::Http1Engine)>>,
     /// Client connections open now, on every listener (a draining process exits when it
     /// reaches 0).
     open_clients: std::sync::atomic::AtomicUsize,
@@ -205,7 +206,7 @@ impl HttpPlane {
         let mut s = self.serving.lock().unwrap_or_else(|p| p.into_inner());
         *s = listeners
             .iter()
-            .map(|l| (l.name.clone(), l.addr, !l.tls.is_empty()))
+            .map(|l| (l.name.clone(), l.addr, !l.tls.is_empty(), l.http1))
             .collect();
     }
 
@@ -237,7 +238,7 @@ impl HttpPlane {
     }
 
     /// The listeners being served.
-    pub fn serving(&self) -> Vec<(String, SocketAddr, bool)> {
+    pub fn serving(&self) -> Vec<(String, SocketAddr, bool, switchyard_config::Http1Engine)> {
         self.serving
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -22,9 +22,10 @@ use pingora::listeners::{L4BufferSettings, ListenerConfig, TlsAccept};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
-use switchyard_config::Config;
+use switchyard_config::{Config, Http1Engine};
 
 use crate::edge::{EdgeApp, ListenerEdge};
+use crate::h1::Front;
 use crate::service::ProxyService;
 use crate::takeover::{ServingProbe, SocketSeed};
 use crate::HttpPlane;
@@ -77,7 +78,14 @@ pub fn build_server(
     for l in &config.http.listeners {
         let logic = ProxyService::new(plane.clone(), &l.name, !l.tls.is_empty());
         let proxy = pingora::proxy::http_proxy(&server.configuration, logic);
-        let app = EdgeApp::new(proxy, Arc::new(ListenerEdge::new(l, plane.clone())));
+        let mut app = EdgeApp::new(proxy, Arc::new(ListenerEdge::new(l, plane.clone())));
+        if l.http1 == Http1Engine::Hyper {
+            app = app.with_http1(Arc::new(Front::new(
+                plane.clone(),
+                &l.name,
+                !l.tls.is_empty(),
+            )));
+        }
         let mut svc = Service::new(format!("listener {}", l.name), app);
         let addr = l.addr.to_string();
         let buffers = L4BufferSettings {

@@ -13,7 +13,7 @@ use crate::HttpRuntime;
 
 pub(crate) fn status(
     runtime: Option<Arc<HttpRuntime>>,
-    serving: Vec<(String, SocketAddr, bool)>,
+    serving: Vec<(String, SocketAddr, bool, switchyard_config::Http1Engine)>,
 ) -> Value {
     let Some(rt) = runtime else {
         return json!({ "serving": false, "configured": false });
@@ -74,7 +74,7 @@ pub(crate) fn status(
         .http
         .listeners
         .iter()
-        .map(|l| (l.name.clone(), l.addr, !l.tls.is_empty()))
+        .map(|l| (l.name.clone(), l.addr, !l.tls.is_empty(), l.http1))
         .collect();
     let restart_required = if serving != configured {
         vec![format!(

@@ -24,6 +24,25 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// What pingora logs when the listener's port is taken (it then retries, then gives up).
 const PORT_TAKEN: &str = "is in use";
 
+/// The environment variable that runs every proxy test's listeners on another HTTP/1
+/// engine: `SWITCHYARD_TEST_HTTP1=hyper cargo test --test proxy_balance`.
+pub const TEST_ENGINE: &str = "SWITCHYARD_TEST_HTTP1";
+
+/// `text` with `http1 = "<engine>"` on every listener that does not choose one, when
+/// [`TEST_ENGINE`] names an engine.
+pub fn with_test_engine(text: &str) -> String {
+    let Ok(engine) = std::env::var(TEST_ENGINE) else {
+        return text.to_string();
+    };
+    if engine.is_empty() || text.contains("\nhttp1 =") {
+        return text.to_string();
+    }
+    text.replace(
+        "[[http.listeners]]\n",
+        &format!("[[http.listeners]]\nhttp1 = \"{engine}\"\n"),
+    )
+}
+
 /// `[[http.listeners]]` named `public` on `port`, with `/health` answered by Switchyard.
 pub fn listener(port: u16) -> String {
     format!(
@@ -108,6 +127,7 @@ impl Proxy {
                 }
                 *http_port.lock().unwrap_or_else(|e| e.into_inner()) = p;
                 let text = format!("{}{}", control_section(port, "10s", "50ms"), http(dir, p)?);
+                let text = with_test_engine(&text);
                 let path = dir.join("switchyard.toml");
                 std::fs::write(&path, text)?;
                 Ok(path)

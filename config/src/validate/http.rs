@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::fields::{tls_files, Ctx, MAX_BACKENDS};
 use crate::error::KeyPath;
 use crate::model::{
-    ActiveHealthCheck, Backend, BackendState, Balance, HostMatch, HttpConfig, Listener, Pool,
-    Route, Upstream,
+    ActiveHealthCheck, Backend, BackendState, Balance, HostMatch, Http1Engine, HttpConfig,
+    Listener, Pool, Route, Upstream,
 };
 use crate::raw::{RawHealthCheck, RawListener, RawRoute, RawUpstream};
 use crate::source::Node;
@@ -173,6 +173,15 @@ fn listener(
         0,
         1024 * 1024,
     );
+    let http1 = cx.choice(
+        raw.http1,
+        &path.key("http1"),
+        Some(Http1Engine::Pingora),
+        &[
+            ("pingora", Http1Engine::Pingora),
+            ("hyper", Http1Engine::Hyper),
+        ],
+    );
     let access_log = super::access_log::access_log(cx, raw.access_log, &path.key("access_log"));
     Some(Listener {
         name: name?,
@@ -185,6 +194,7 @@ fn listener(
         body_timeout: body_timeout?,
         max_connections: max_connections?,
         read_buffer_bytes: read_buffer_bytes?,
+        http1: http1?,
         access_log: access_log?,
     })
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::error::ConfigError;
-use crate::model::{BackendState, Balance, HostMatch, NodeRole, PoolMode, ReplicaFallback, Secret};
+use crate::model::{
+    BackendState, Balance, HostMatch, Http1Engine, NodeRole, PoolMode, ReplicaFallback, Secret,
+};
 
 const EXAMPLE: &str = include_str!("../../examples/switchyard.toml");
 
@@ -249,4 +251,25 @@ fn host_matching() {
             format!("invalid host {bad:?}: expected \"*\", a host name, or \"*.suffix\"");
         assert_errors(&parse_err(&text), &[(2, "http.routes[0].host", &expected)]);
     }
+}
+
+#[test]
+fn the_http1_engine_is_pingora_unless_set() {
+    let listener = |engine: &str| {
+        format!("[[http.listeners]]\nname = \"web\"\naddr = \"127.0.0.1:8080\"\n{engine}\n")
+    };
+    let config = parse_ok(&listener(""));
+    assert_eq!(config.http.listeners[0].http1, Http1Engine::Pingora);
+    let config = parse_ok(&listener("http1 = \"hyper\""));
+    assert_eq!(config.http.listeners[0].http1, Http1Engine::Hyper);
+
+    let text = listener("http1 = \"h2o\"");
+    assert_errors(
+        &parse_err(&text),
+        &[(
+            line(&text, "h2o"),
+            "http.listeners[0].http1",
+            "expected one of pingora, hyper",
+        )],
+    );
 }

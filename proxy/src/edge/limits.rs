@@ -18,6 +18,7 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
+    pub max_header_bytes: usize,
 }
 
 impl Limits {
@@ -27,6 +28,7 @@ impl Limits {
             keepalive_timeout: l.keepalive_timeout,
             body_timeout: l.body_timeout,
             max_connections: l.max_connections,
+            max_header_bytes: l.max_header_bytes,
         }
     }
 }

@@ -16,14 +16,17 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Sleep;
 
+use super::head_scan::HeadScan;
 use super::limits::{Limits, ListenerEdge, Timeout};
 
 /// Reading a request head.
@@ -46,43 +49,23 @@ fn nanos_from_now(d: std::time::Duration) -> u64 {
     u64::try_from(at.saturating_duration_since(base()).as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A client connection's stream with phase deadlines on its reads.
-pub struct ClientStream {
-    inner: Stream,
+/// A connection's phase and deadline, shared between its [`ClientStream`] and whoever moves
+/// it between phases (pingora's hooks reach the stream through the session; the hyper front
+/// end, whose codec owns the stream, holds this).
+#[derive(Debug)]
+pub struct ConnPhase {
     edge: Arc<ListenerEdge>,
     limits: Limits,
     phase: AtomicU8,
     /// Deadline of the current phase, in nanoseconds after [`base`].
     deadline: AtomicU64,
-    /// The timer of a pending read, made on the first read that has to wait.
-    sleep: Option<Pin<Box<Sleep>>>,
+    /// `Content-Length` fields in the current head, when heads are scanned ([`HeadScan`]).
+    content_lengths: AtomicU8,
+    /// Told at every [`ConnPhase::idle`], for a front end that acts on idle connections.
+    went_idle: Notify,
 }
 
-impl std::fmt::Debug for ClientStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientStream")
-            .field("inner", &self.inner)
-            .field("listener", &self.edge.name)
-            .field("phase", &self.phase.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-impl ClientStream {
-    /// A freshly accepted stream: its first head is due `header_timeout` after accept.
-    /// `deadlines: false` (HTTP/2) turns them off.
-    pub fn new(inner: Stream, edge: Arc<ListenerEdge>, limits: Limits, deadlines: bool) -> Self {
-        let deadline = nanos_from_now(limits.header_timeout);
-        ClientStream {
-            inner,
-            edge,
-            limits,
-            phase: AtomicU8::new(if deadlines { HEAD } else { OFF }),
-            deadline: AtomicU64::new(deadline),
-            sleep: None,
-        }
-    }
-
+impl ConnPhase {
     pub fn edge(&self) -> &ListenerEdge {
         &self.edge
     }
@@ -110,6 +93,29 @@ impl ClientStream {
     /// The response is done: idle until the next request, for at most `keepalive_timeout`.
     pub fn idle(&self) {
         self.set_phase(IDLE, Some(self.limits.keepalive_timeout));
+        self.went_idle.notify_one();
+    }
+
+    /// Whether the connection idles: its response is done and nothing of a next request has
+    /// been read since.
+    pub fn is_idle(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == IDLE
+    }
+
+    /// Resolves at the next [`ConnPhase::idle`] (at once if one came since the last wait).
+    pub async fn went_idle(&self) {
+        self.went_idle.notified().await
+    }
+
+    /// The connection was upgraded (WebSocket): no deadlines of ours from now on.
+    pub fn upgraded(&self) {
+        self.phase.store(OFF, Ordering::Relaxed);
+    }
+
+    /// The `Content-Length` fields counted in the head just parsed (0 when the stream does
+    /// not scan heads, or the head came pipelined and was not scanned).
+    pub fn take_content_lengths(&self) -> u8 {
+        self.content_lengths.swap(0, Ordering::Relaxed)
     }
 
     /// The deadline a pending read waits under, and which timeout it is.
@@ -125,6 +131,123 @@ impl ClientStream {
     }
 }
 
+/// A client connection's stream with phase deadlines on its reads.
+pub struct ClientStream {
+    inner: Stream,
+    phase: Arc<ConnPhase>,
+    /// The timer of a pending read, made on the first read that has to wait.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The scan of the head being read, when heads are scanned.
+    scan: Option<HeadScan>,
+    /// Bytes read from the socket by a codec that let go of the stream, to be read again
+    /// before the socket's ([`ClientStream::unread`]).
+    unread: Option<Bytes>,
+}
+
+impl std::fmt::Debug for ClientStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientStream")
+            .field("inner", &self.inner)
+            .field("listener", &self.phase.edge.name)
+            .field("phase", &self.phase.phase.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl ClientStream {
+    /// A freshly accepted stream: its first head is due `header_timeout` after accept.
+    /// `deadlines: false` (HTTP/2) turns them off.
+    pub fn new(inner: Stream, edge: Arc<ListenerEdge>, limits: Limits, deadlines: bool) -> Self {
+        let deadline = nanos_from_now(limits.header_timeout);
+        ClientStream {
+            inner,
+            phase: Arc::new(ConnPhase {
+                edge,
+                limits,
+                phase: AtomicU8::new(if deadlines { HEAD } else { OFF }),
+                deadline: AtomicU64::new(deadline),
+                content_lengths: AtomicU8::new(0),
+                went_idle: Notify::new(),
+            }),
+            sleep: None,
+            scan: None,
+            unread: None,
+        }
+    }
+
+    /// Count the `Content-Length` fields of every head read from the start of its phase
+    /// ([`ConnPhase::take_content_lengths`]), for a parser that does not keep them.
+    pub fn scan_heads(mut self) -> Self {
+        self.scan = Some(HeadScan::new());
+        self
+    }
+
+    /// The connection's phase, to share with whoever moves it between phases.
+    pub fn phase(&self) -> &Arc<ConnPhase> {
+        &self.phase
+    }
+
+    pub fn edge(&self) -> &ListenerEdge {
+        &self.phase.edge
+    }
+
+    /// The limits this connection was accepted under.
+    pub fn limits(&self) -> &Limits {
+        &self.phase.limits
+    }
+
+    /// A head has been parsed: no deadline of ours while the request is served.
+    pub fn serving(&self) {
+        self.phase.serving();
+    }
+
+    /// The response is done: idle until the next request, for at most `keepalive_timeout`.
+    pub fn idle(&self) {
+        self.phase.idle();
+    }
+
+    /// Give back bytes read from this stream but not used (a codec's read buffer when it let
+    /// go of the stream): the next reads return them first.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.unread = Some(bytes);
+        }
+    }
+
+    /// Read from the unread bytes, if any are left, else from the stream.
+    fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let Some(bytes) = self.unread.as_mut() else {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        };
+        let n = bytes.len().min(buf.remaining());
+        buf.put_slice(&bytes.split_to(n));
+        if bytes.is_empty() {
+            self.unread = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Feed newly read bytes to the head scan, in the phases that read a head.
+    fn scan_read(&mut self, read: &[u8], phase: u8) {
+        let Some(scan) = self.scan.as_mut() else {
+            return;
+        };
+        if phase == IDLE {
+            *scan = HeadScan::new();
+            self.phase.content_lengths.store(0, Ordering::Relaxed);
+        } else if phase != HEAD || scan.done() {
+            return;
+        }
+        let before = scan.found();
+        scan.feed(read);
+        if scan.found() > before {
+            self.phase
+                .content_lengths
+                .store(scan.found(), Ordering::Relaxed);
+        }
+    }
+}
+
 impl AsyncRead for ClientStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -133,17 +256,19 @@ impl AsyncRead for ClientStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        if let Poll::Ready(r) = Pin::new(&mut this.inner).poll_read(cx, buf) {
-            if r.is_ok()
-                && buf.filled().len() > before
-                && this.phase.load(Ordering::Relaxed) == IDLE
-            {
-                // The next request's first byte: its head is due `header_timeout` from now.
-                this.set_phase(HEAD, Some(this.limits.header_timeout));
+        if let Poll::Ready(r) = this.poll_inner(cx, buf) {
+            if r.is_ok() && buf.filled().len() > before {
+                let phase = this.phase.phase.load(Ordering::Relaxed);
+                this.scan_read(&buf.filled()[before..], phase);
+                if phase == IDLE {
+                    // The next request's first byte: its head is due `header_timeout` from now.
+                    this.phase
+                        .set_phase(HEAD, Some(this.phase.limits.header_timeout));
+                }
             }
             return Poll::Ready(r);
         }
-        let Some((at, which)) = this.deadline() else {
+        let Some((at, which)) = this.phase.deadline() else {
             return Poll::Pending;
         };
         let sleep = this
@@ -154,9 +279,9 @@ impl AsyncRead for ClientStream {
         }
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                this.edge.timed_out(which);
+                this.phase.edge.timed_out(which);
                 // Once is enough: the connection is closed after this error.
-                this.phase.store(OFF, Ordering::Relaxed);
+                this.phase.phase.store(OFF, Ordering::Relaxed);
                 let what = match which {
                     Timeout::Keepalive => "keep-alive connection idle past keepalive_timeout",
                     _ => "request head not complete within header_timeout",
@@ -263,6 +388,11 @@ impl GetSocketDigest for ClientStream {
 #[async_trait]
 impl Peek for ClientStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        if let Some(bytes) = &self.unread {
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            return Ok(true);
+        }
         self.inner.try_peek(buf).await
     }
 }

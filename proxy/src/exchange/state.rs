@@ -71,6 +71,18 @@ impl Exchange {
         self.upstream_last = Some(now);
     }
 
+    /// Request body bytes the route's limit still allows after those counted by
+    /// [`super::count_body`]: for a front end that streams the rest of a body where the
+    /// exchange is out of reach (the hyper front end's upstream body).
+    pub fn body_allowance(&self) -> u64 {
+        self.rt
+            .as_deref()
+            .and_then(|rt| route_of(rt, self.route))
+            .map_or(u64::MAX, |r| {
+                r.max_body_bytes.saturating_sub(self.body_bytes)
+            })
+    }
+
     /// Whether a response with these headers is too short for the route's gzip to gain
     /// anything (its `Content-Length` under `gzip_min_length`; gzip's header and trailer alone
     /// are 18 bytes).
