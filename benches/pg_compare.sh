@@ -139,7 +139,7 @@ run() {
   fi
   local stat=() statfile="$out/stat-$script-$mode-$clients-$target.csv"
   if [ -n "$syscalls" ] && [ -n "$pid" ]; then
-    local calls=recvfrom,sendto,read,write,writev,readv,epoll_wait,epoll_pwait,epoll_ctl,futex,sched_yield,poll,ppoll
+    local calls=recvfrom,sendto,read,write,writev,readv,epoll_wait,epoll_pwait,epoll_ctl,futex,sched_yield,poll,ppoll,madvise,mmap,munmap
     perf stat -x, -e raw_syscalls:sys_enter,context-switches \
       -e "$(echo "$calls" | sed 's/\([a-z_]*\)/syscalls:sys_enter_\1/g')" \
       -p "$pid" -o "$statfile" >/dev/null 2>&1 &
