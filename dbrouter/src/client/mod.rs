@@ -13,4 +13,7 @@ pub mod listener;
 pub mod services;
 pub mod session;
 
+#[cfg(test)]
+mod sizes_tests;
+
 pub use services::Services;
