@@ -203,6 +203,7 @@ async fn start_etcd(local: Local, planes: Vec<Arc<dyn Plane>>) -> Result<Arc<App
     }
     let boot = match head {
         Ok(h) if h.version > 0 => {
+            client.booted_from(h.read_revision);
             let mut history = client.history().await.unwrap_or_default();
             let own = history.iter().position(|r| r.version == h.version);
             let meta = own.map(|i| history.remove(i));

@@ -38,6 +38,10 @@ pub struct EtcdStore {
     client: tokio::sync::Mutex<Option<Client>>,
     health: Mutex<Health>,
     node: String,
+    /// The revision the document was read at when this node booted from it: the follower's
+    /// watch starts right after it ([`super::sync::follow`]) instead of reading it again, so
+    /// a link lost just after start resumes from there (and sees a compaction as one).
+    booted: Mutex<Option<i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +73,18 @@ impl EtcdStore {
                 latest_version: 0,
             }),
             node,
+            booted: Mutex::new(None),
         }
+    }
+
+    /// This node booted from the document as read at `revision`.
+    pub fn booted_from(&self, revision: i64) {
+        *self.booted.lock().unwrap_or_else(|p| p.into_inner()) = Some(revision);
+    }
+
+    /// The revision this node booted from, once (the follower takes it).
+    pub(crate) fn take_booted(&self) -> Option<i64> {
+        self.booted.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     pub fn node(&self) -> &str {

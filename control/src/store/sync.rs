@@ -1,8 +1,8 @@
 //! Every node follows the shared document with an etcd watch and applies each new version
 //! through the single writer ([`Applier::apply_from_store`]).
 //!
-//! The watch starts at the revision the document was read at, plus one, so nothing between
-//! the read and the watch is missed. A broken stream (etcd down, a member killed, the link
+//! The watch starts at the revision the document was read at (at boot, or by the follower
+//! itself), plus one, so nothing between the read and the watch is missed. A broken stream (etcd down, a member killed, the link
 //! cut: HTTP/2 keep-alive finds dead connections) is reopened from the last revision seen;
 //! when etcd has compacted that revision, the document is read in full again. Duplicate or
 //! old events are skipped by version. The data planes never wait on any of this.
@@ -37,7 +37,8 @@ pub fn hangup(applier: Arc<Applier>) -> impl std::future::Future<Output = ()> {
 
 /// Follow the document until the process ends.
 pub async fn follow(applier: Arc<Applier>, store: Arc<EtcdStore>) {
-    let mut resume: Option<i64> = None;
+    // From the revision the node booted from, when it did: nothing is read twice.
+    let mut resume: Option<i64> = store.take_booted();
     let mut backoff = Duration::from_millis(100);
     loop {
         match follow_once(&applier, &store, &mut resume).await {
