@@ -52,31 +52,6 @@ impl Write for Sock<'_> {
     }
 }
 
-/// Run `read` (a non-blocking read of the socket into `room` free bytes). When it read some
-/// bytes but did not fill the room, the kernel's buffer was empty at that moment: clear the
-/// socket's read readiness, as tokio's own `poll_read` does after a short read, so that the
-/// next wait goes to epoll instead of costing a `recv` that only says `EAGAIN` (one system
-/// call less per message burst; issue 18). Clearing is tick-checked by tokio: bytes that
-/// arrived after the read raised a newer readiness event, which this does not clear.
-fn read_drained(
-    tcp: &TcpStream,
-    room: usize,
-    read: impl FnOnce() -> io::Result<usize>,
-) -> io::Result<usize> {
-    let mut short = 0;
-    let r = tcp.try_io(Interest::READABLE, || match read()? {
-        n if n > 0 && n < room => {
-            short = n;
-            Err(io::ErrorKind::WouldBlock.into())
-        }
-        n => Ok(n),
-    });
-    match r {
-        Err(e) if would_block(&e) && short > 0 => Ok(short),
-        r => r,
-    }
-}
-
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
@@ -235,8 +210,7 @@ impl PgStream {
     /// Read what is there without blocking; `Ok(0)` at the end.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = &self.tls else {
-            let room = buf.len();
-            return read_drained(&self.tcp, room, || self.tcp.try_read(buf));
+            return self.tcp.try_read(buf);
         };
         if buf.is_empty() {
             return Ok(0);
@@ -278,8 +252,7 @@ impl PgStream {
     /// [`PgStream::try_read`] appending to `buf`.
     pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         if self.tls.is_none() {
-            let room = buf.capacity() - buf.len();
-            return read_drained(&self.tcp, room, || self.tcp.try_read_buf(buf));
+            return self.tcp.try_read_buf(buf);
         }
         let mut chunk = [0u8; TLS_CHUNK];
         let n = self.try_read(&mut chunk)?;
